@@ -1,0 +1,132 @@
+"""``aeroseg weights list | download | verify | import``: the official CLIP and SAM checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from models import hub
+
+from .app import app
+from .errors import CLIError, UsageError
+
+weights_app = typer.Typer(
+    help="List, download, verify or import the official CLIP and SAM weights.", no_args_is_help=True
+)
+app.add_typer(weights_app, name="weights")
+
+
+def _spec(name: str) -> hub.WeightSpec:
+    try:
+        return hub.spec_for(name)
+    except hub.WeightsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@weights_app.command("list")
+def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Show every known weights file, its size and whether it is in the cache ($AEROSEG_HOME)."""
+    rows = []
+    for spec in hub.REGISTRY.values():
+        path = hub.cached_path(spec)
+        rows.append(
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "size_mb": spec.size_mb,
+                "present": path.is_file(),
+                "path": str(path),
+                "sha256": spec.sha256,
+                "url": spec.url,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"weights cache: {hub.home() / 'weights'}")
+    for col in ("name", "description", "MB", "status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["description"], str(r["size_mb"]), "present" if r["present"] else "missing")
+    Console().print(table)
+
+
+@weights_app.command("download")
+def download(
+    names: list[str] = typer.Argument(None, help="Weights to fetch (see `aeroseg weights list`)."),
+    all_: bool = typer.Option(False, "--all", help="Fetch every file in the list."),
+    mirror: str = typer.Option(
+        None, "--mirror", envvar="AEROSEG_WEIGHTS_MIRROR", help="Base URL of a mirror holding the same file names."
+    ),
+    force: bool = typer.Option(False, "--force", help="Download again even when a verified file is present."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Download official weights into the cache, verifying each file's published SHA-256."""
+    if not names and not all_:
+        raise UsageError(
+            "name the weights to download (e.g. `aeroseg weights download clip-vit-b-16 sam-vit-l`) or --all"
+        )
+    specs = list(hub.REGISTRY.values()) if all_ else [_spec(n) for n in names]
+    console = Console(stderr=True, quiet=quiet)
+    for spec in specs:
+        path = hub.cached_path(spec)
+        if path.is_file() and not force and hub.sha256_file(path) == spec.sha256:
+            console.print(f"{spec.name}: already present and verified at {path}")
+            continue
+        bar = ("[bold]" + spec.name, BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*bar, console=console, disable=quiet or not console.is_terminal) as progress:
+            task = progress.add_task(spec.name, total=None)
+
+            def report(done: int, total: int, task=task, progress=progress) -> None:
+                progress.update(task, completed=done, total=total or None)
+
+            try:
+                hub.download(spec, mirror=mirror, progress=report)
+            except hub.WeightsError as exc:
+                raise CLIError(str(exc)) from None
+        console.print(f"{spec.name}: verified and saved to {path}")
+
+
+@weights_app.command("verify")
+def verify(names: list[str] = typer.Argument(None, help="Weights to check (default: every file present).")) -> None:
+    """Check the SHA-256 of cached weights; exits 1 if any file is missing or altered."""
+    specs = [_spec(n) for n in names] if names else [s for s in hub.REGISTRY.values() if hub.cached_path(s).is_file()]
+    if not specs:
+        typer.echo(f"no weights in {hub.home() / 'weights'}; nothing to verify")
+        return
+    bad = []
+    for spec in specs:
+        try:
+            hub.resolve(spec.name)
+            typer.echo(f"{spec.name}: OK")
+        except hub.WeightsError as exc:
+            typer.echo(f"{spec.name}: FAILED ({exc})")
+            bad.append(spec.name)
+    if bad:
+        raise CLIError(f"{len(bad)} weights file(s) failed verification: {', '.join(bad)}")
+
+
+@weights_app.command("import")
+def import_(
+    name: str = typer.Argument(..., help="Which weights the file is (see `aeroseg weights list`)."),
+    file: Path = typer.Argument(..., help="The file, fetched by other means (offline machines)."),
+) -> None:
+    """Copy a weights file fetched elsewhere into the cache after checking its SHA-256."""
+    spec = _spec(name)
+    if not file.is_file():
+        raise UsageError(f"{file} does not exist")
+    try:
+        dest = hub.import_file(spec, file)
+    except hub.WeightsError as exc:
+        raise CLIError(str(exc)) from None
+    typer.echo(f"{spec.name}: verified and saved to {dest}")
+
+
+def weights_home() -> str:
+    return os.fspath(hub.home())

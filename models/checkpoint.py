@@ -1,0 +1,98 @@
+"""The AerOSeg checkpoint: one file with format version, config, class names, state dict and a content digest.
+
+Written with ``torch.save`` of plain containers and tensors only, read with ``torch.load(weights_only=True)``, so
+loading never unpickles arbitrary objects; the digest refuses files whose tensors were altered or truncated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import AerOSegConfig
+from .hub import WeightsError
+
+FORMAT = "aeroseg-checkpoint"
+FORMAT_VERSION = 1
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of every tensor, in key order."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename: never a truncated file at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, class_names: list[str], meta: dict | None = None) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": model.cfg.to_dict(),
+            "class_names": list(class_names),
+            "state_dict": state,
+            "digest": state_digest(state),
+            "meta": dict(meta or {}),
+        },
+        Path(path),
+    )
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The verified checkpoint dictionary; ``WeightsError`` for anything that is not an intact AerOSeg checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().split("\n")[0][:200]
+        raise WeightsError(f"{path} is not a safe AerOSeg checkpoint ({type(exc).__name__}: {first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise WeightsError(f"{path} is not an AerOSeg checkpoint (no '{FORMAT}' header)")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise WeightsError(f"{path} has format version {ckpt['format_version']}; upgrade aeroseg to read it")
+    if state_digest(ckpt["state_dict"]) != ckpt.get("digest"):
+        raise WeightsError(f"{path} is corrupt or was modified (content digest mismatch); refused")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (no downloads: the file holds every weight) -> (model in eval, checkpoint)."""
+    from . import build
+
+    ckpt = read_checkpoint(path)
+    cfg = AerOSegConfig.from_dict(ckpt["config"])
+    cfg.clip_weights = None
+    cfg.sam_weights = None
+    model = build(cfg)
+    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path} does not fit its own config (missing {len(missing)}, unexpected {len(unexpected)} tensors)"
+        )
+    model.eval()
+    return model, ckpt

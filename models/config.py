@@ -1,0 +1,223 @@
+"""Model configuration and the named presets.
+
+Every ablation switch of the paper (Tables 3-6) is a field here, so an experiment is a preset plus overrides:
+``models.build("aeroseg-vitb16-samvitl", backproj_target="rgb")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+REMOTE_SENSING_TEMPLATES: tuple[str, ...] = (
+    "A satellite image of a {}.",
+    "A land use image of a {}.",
+    "A remote sensing image of a {}.",
+    "An aerial image of a {}.",
+)
+GENERIC_TEMPLATES: tuple[str, ...] = ("A photo of a {} in the scene.",)
+
+
+@dataclass
+class CLIPConfig:
+    """open_clip CLIP tower sizes (the names match open_clip's model configs)."""
+
+    name: str = "ViT-B-16"  # open_clip model name; "custom" for the small presets
+    embed_dim: int = 512
+    vision_width: int = 768
+    vision_layers: int = 12
+    vision_heads: int = 12
+    patch_size: int = 16
+    text_width: int = 512
+    text_layers: int = 12
+    text_heads: int = 8
+    context_length: int = 77
+    vocab_size: int = 49408
+
+
+@dataclass
+class SAMConfig:
+    """segment_anything ImageEncoderViT sizes (``vit_b`` / ``vit_l`` / ``vit_h`` or a small custom one)."""
+
+    name: str = "vit_l"
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    global_attn_indexes: tuple[int, ...] = (5, 11, 17, 23)  # 0-based, as segment_anything
+    window_size: int = 14
+    patch_size: int = 16
+    out_chans: int = 256
+    pretrain_img_size: int = 1024  # size the position embedding was trained at
+
+
+SAM_VARIANTS: dict[str, SAMConfig] = {
+    "vit_b": SAMConfig("vit_b", 768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": SAMConfig("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": SAMConfig("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
+}
+CLIP_VARIANTS: dict[str, CLIPConfig] = {
+    "ViT-B-16": CLIPConfig(),
+    "ViT-L-14": CLIPConfig("ViT-L-14", 768, 1024, 24, 16, 14, 768, 12, 12),
+}
+
+
+@dataclass
+class AerOSegConfig:
+    """Everything needed to rebuild a model; stored verbatim in checkpoints (plain JSON-able values only)."""
+
+    arch: str = "aeroseg"  # "aeroseg" (the network) or "zeroshot" (training-free CLIP correlation)
+    crop_size: int = 384  # the model's input size; CLIP's position embedding is sized for it
+    clip: CLIPConfig = field(default_factory=CLIPConfig)
+    clip_weights: str | None = "openai"  # "openai" (official, from the weights cache), a file path, or None (random)
+    rotations: bool = True  # 0/90/180/270 rotated copies through CLIP (OVRS)
+    prompts: str = "remote_sensing"  # "remote_sensing" (4 templates) or "generic" (1 template)
+    finetune_clip_qv: bool = True  # only the q/v projections of both CLIP towers learn
+    guidance: str = "sam"  # "sam", "clip" (CAT-Seg baseline) or "none"
+    sam: SAMConfig = field(default_factory=SAMConfig)
+    sam_weights: str | None = "official"  # "official" (from the weights cache), a file path, or None (random)
+    sam_input_size: int = 1024  # SAM sees the crop resized to this (position embedding interpolated)
+    finetune_guidance: bool = False  # paper Table 4: SAM frozen
+    sdpa: bool = True  # SAM attention through scaled_dot_product_attention (same weights, same result)
+    # correlation refinement
+    hidden_dim: int = 128  # correlation embedding width
+    guidance_dim: int = 128  # spatial/class guidance width
+    num_heads: int = 4
+    window_size: int = 12
+    num_refinement_blocks: int = 2
+    class_pool_train: int = 2  # class refinement average-pools space by this in training (1 at evaluation)
+    max_classes: int = 256  # class refinement pads to this many class tokens
+    # semantic back-projection (training only)
+    backproj: bool = True
+    backproj_target: str = "sam"  # "sam", "clip" or "rgb"
+    backproj_classes: int = 0  # number of training classes (the MLP's input is classes x hidden_dim); 0 = unset
+    backproj_hidden: int = 512
+    backproj_weight: float = 1.0
+    # decoder
+    decoder_dims: tuple[int, int] = (64, 32)
+    decoder_guidance_dims: tuple[int, int] = (32, 16)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AerOSegConfig:
+        d = dict(d)
+        clip = CLIPConfig(**d.pop("clip", {}))
+        sam_d = dict(d.pop("sam", {}))
+        if "global_attn_indexes" in sam_d:
+            sam_d["global_attn_indexes"] = tuple(sam_d["global_attn_indexes"])
+        sam = SAMConfig(**sam_d)
+        for key in ("decoder_dims", "decoder_guidance_dims"):
+            if key in d:
+                d[key] = tuple(d[key])
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
+        return cls(clip=clip, sam=sam, **d)
+
+    def validate(self) -> None:
+        choices = {
+            "arch": ("aeroseg", "zeroshot"),
+            "prompts": ("remote_sensing", "generic"),
+            "guidance": ("sam", "clip", "none"),
+            "backproj_target": ("sam", "clip", "rgb"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.crop_size % self.clip.patch_size:
+            raise ValueError(f"crop_size {self.crop_size} must be a multiple of the CLIP patch {self.clip.patch_size}")
+        if self.sam_input_size % self.sam.patch_size:
+            raise ValueError(f"sam_input_size {self.sam_input_size} must be a multiple of {self.sam.patch_size}")
+        if self.hidden_dim % self.num_heads or self.hidden_dim % 16:
+            raise ValueError("hidden_dim must be divisible by num_heads and 16")
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        return REMOTE_SENSING_TEMPLATES if self.prompts == "remote_sensing" else GENERIC_TEMPLATES
+
+
+def _tiny() -> AerOSegConfig:
+    """Same architecture, small widths: a CPU forward+backward in well under a second (tests, development)."""
+    return AerOSegConfig(
+        crop_size=384,
+        clip=CLIPConfig("custom", 32, 64, 2, 2, 16, 32, 1, 2),
+        clip_weights=None,
+        sam=SAMConfig("custom", 48, 3, 2, (2,), 4, 16, 32, 256),
+        sam_weights=None,
+        sam_input_size=256,
+        hidden_dim=32,
+        guidance_dim=32,
+        num_heads=2,
+        backproj_hidden=64,
+        decoder_dims=(16, 16),
+        decoder_guidance_dims=(8, 8),
+    )
+
+
+def _demo() -> AerOSegConfig:
+    """A little bigger than tiny: the model the project trains itself on CPU for the offline quickstart."""
+    return AerOSegConfig(
+        crop_size=256,
+        clip=CLIPConfig("custom", 64, 128, 4, 4, 16, 64, 2, 4),
+        clip_weights=None,
+        sam=SAMConfig("custom", 96, 4, 4, (3,), 8, 16, 64, 256),
+        sam_weights=None,
+        sam_input_size=256,
+        hidden_dim=48,
+        guidance_dim=48,
+        num_heads=4,
+        window_size=8,
+        backproj_hidden=128,
+        decoder_dims=(32, 16),
+        decoder_guidance_dims=(16, 8),
+    )
+
+
+def _preset(name: str) -> AerOSegConfig:
+    if name == "aeroseg-vitb16-samvitl":
+        return AerOSegConfig()
+    if name == "aeroseg-vitl14-samvitl":
+        return AerOSegConfig(clip=CLIPConfig(**dataclasses.asdict(CLIP_VARIANTS["ViT-L-14"])), crop_size=336)
+    if name == "aeroseg-vitb16-samvitb":
+        return AerOSegConfig(sam=SAMConfig(**dataclasses.asdict(SAM_VARIANTS["vit_b"])))
+    if name == "baseline-vitb16":
+        return AerOSegConfig(guidance="clip", prompts="generic", backproj=False, sam_weights=None)
+    if name == "zeroshot-vitb16":
+        return AerOSegConfig(arch="zeroshot", guidance="none", backproj=False, sam_weights=None)
+    if name == "tiny":
+        return _tiny()
+    if name == "demo":
+        return _demo()
+    raise KeyError(name)
+
+
+PRESETS: tuple[str, ...] = (
+    "aeroseg-vitb16-samvitl",
+    "aeroseg-vitl14-samvitl",
+    "aeroseg-vitb16-samvitb",
+    "baseline-vitb16",
+    "zeroshot-vitb16",
+    "tiny",
+    "demo",
+)
+
+
+def preset_config(name: str, **overrides: Any) -> AerOSegConfig:
+    """The config of a named preset with field overrides applied (``sam="vit_b"`` selects a SAM variant)."""
+    try:
+        cfg = _preset(name)
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+    for key, value in overrides.items():
+        if key == "sam" and isinstance(value, str):
+            value = SAMConfig(**dataclasses.asdict(SAM_VARIANTS[value]))
+        elif key == "clip" and isinstance(value, str):
+            value = CLIPConfig(**dataclasses.asdict(CLIP_VARIANTS[value]))
+        if not hasattr(cfg, key):
+            raise ValueError(f"unknown model config field {key!r}")
+        setattr(cfg, key, value)
+    cfg.validate()
+    return cfg
