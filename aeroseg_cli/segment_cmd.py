@@ -1,1 +1,228 @@
-"""placeholder"""
+"""``aeroseg segment``: scenes in, labelled GeoTIFFs out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import __version__
+from .app import app
+from .engine import SegmentOptions, SegmentResult, segment_scene
+from .errors import UsageError
+from .raster import inspect_scene, parse_bands, parse_scale
+
+MAX_CLASSES = 254  # ids 0..253; 255 is nodata/unknown
+
+
+def parse_classes(text: str | None, file: Path | None, fallback: list[str] | None = None) -> list[str]:
+    """Class names from ``--classes "a,b|c"`` or a file with one class per line (``|`` separates synonyms)."""
+    if text is not None and file is not None:
+        raise UsageError("give --classes or --classes-file, not both")
+    if file is not None:
+        if not file.is_file():
+            raise UsageError(f"--classes-file {file}: no such file")
+        names = [line.strip() for line in file.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    elif text is not None:
+        names = [n.strip() for n in text.split(",")]
+    elif fallback:
+        return list(fallback)
+    else:
+        raise UsageError('name the classes to find: --classes "ship,harbor" or --classes-file FILE')
+    if not names or any(not n for n in names):
+        raise UsageError("empty class name in the class list (check for doubled or trailing commas)")
+    for n in names:
+        if any(not part.strip() for part in n.split("|")):
+            raise UsageError(f"empty synonym in class {n!r}")
+    seen: set[str] = set()
+    for n in names:
+        key = n.lower()
+        if key in seen:
+            raise UsageError(f"class {n!r} is listed twice")
+        seen.add(key)
+    if len(names) > MAX_CLASSES:
+        raise UsageError(f"{len(names)} classes given; the label raster holds at most {MAX_CLASSES}")
+    return names
+
+
+def check_output(path: Path, overwrite: bool, what: str = "output") -> None:
+    if path.exists() and not overwrite:
+        raise UsageError(f"{what} {path} exists (use --overwrite to replace it)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{what} folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{what} folder {parent} is not writable")
+
+
+def output_paths(scenes: list[Path], output: Path) -> list[Path]:
+    if len(scenes) == 1 and output.suffix.lower() in (".tif", ".tiff"):
+        return [output]
+    if output.suffix.lower() in (".tif", ".tiff"):
+        raise UsageError(f"{len(scenes)} scenes need -o to be a folder, not {output}")
+    output.mkdir(parents=True, exist_ok=True)
+    names = [s.stem for s in scenes]
+    if len(set(names)) != len(names):
+        raise UsageError("two scenes share a file name; segment them into different folders")
+    return [output / f"{s.stem}.labels.tif" for s in scenes]
+
+
+def fingerprint(scene: Path, settings: dict) -> str:
+    stat = scene.stat()
+    payload = {"scene": str(scene.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns, **settings}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@app.command()
+def segment(
+    scenes: list[Path] = typer.Argument(..., help="GeoTIFF (or any GDAL raster) scenes to segment."),
+    classes: str = typer.Option(None, "--classes", "-c", help='Comma-separated class names; "a|b" are synonyms.'),
+    classes_file: Path = typer.Option(None, "--classes-file", help="One class per line (| for synonyms)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output .tif (one scene) or folder (several)."),
+    model: str = typer.Option("aeroseg-vitb16-samvitl", "--model", "-m", help="Preset name or checkpoint file."),
+    tile: int = typer.Option(None, "--tile", help="Window size in pixels fed to the model [default: the model's]."),
+    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between windows, as a fraction of --tile."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Windows per model call."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
+    bands: str = typer.Option(None, "--bands", "--bidx", help="1-based R,G,B bands (or one grey band) [1,2,3]."),
+    scale: str = typer.Option(None, "--scale", help="MIN,MAX raw values mapped to 0..1 (overrides the stretch)."),
+    target_gsd: float = typer.Option(None, "--target-gsd", help="Resample to this pixel size (map units) first."),
+    unknown_threshold: float = typer.Option(
+        0.0, "--unknown-threshold", help="Pixels whose best class probability is below this become 255 (unknown)."
+    ),
+    probabilities: Path = typer.Option(None, "--probabilities", help="Also write per-class uint8 probabilities."),
+    vector: Path = typer.Option(None, "--vector", help="Also polygonise the labels (gpkg, geojson, shp, parquet)."),
+    cog: bool = typer.Option(False, "--cog", help="Write Cloud-Optimized GeoTIFFs with overviews."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its finished blocks."),
+    on_error: str = typer.Option("fail", "--on-error", help="fail: a failed window fails the run; skip: nodata."),
+    allow_ungeoreferenced: bool = typer.Option(
+        False, "--allow-ungeoreferenced", help="Accept scenes without CRS (output in pixel coordinates)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """Segment scenes into labelled GeoTIFFs (uint8 class ids, 255 = nodata/unknown) in the scenes' CRS."""
+    from .modelio import load_model, resolve_device, resolve_precision
+    from .predictor import Predictor
+
+    if on_error not in ("fail", "skip"):
+        raise UsageError(f"--on-error must be fail or skip, got {on_error!r}")
+    if not 0 <= unknown_threshold < 1:
+        raise UsageError("--unknown-threshold must be in [0, 1)")
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if target_gsd is not None and target_gsd <= 0:
+        raise UsageError("--target-gsd must be positive")
+    band_list, scale_range = parse_bands(bands), parse_scale(scale)
+    infos = [inspect_scene(s, band_list, scale_range, target_gsd, allow_ungeoreferenced) for s in scenes]
+    names = parse_classes(classes, classes_file) if (classes or classes_file) else None
+    outputs = output_paths(scenes, output)
+    if probabilities is not None and len(scenes) > 1:
+        raise UsageError("--probabilities takes one scene")
+    for out in outputs:
+        check_output(out, overwrite or resume)
+    if probabilities is not None:
+        check_output(probabilities, overwrite or resume, "probabilities")
+    if vector is not None:
+        from .vectorize import check_vector_output
+
+        if len(scenes) > 1:
+            raise UsageError("--vector takes one scene")
+        check_vector_output(vector, overwrite)
+    dev = resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    net, ckpt_classes, model_label = load_model(model)
+    names = names or parse_classes(None, None, ckpt_classes)
+    tile = tile or net.cfg.crop_size
+    if tile % net.cfg.clip.patch_size:
+        raise UsageError(f"--tile must be a multiple of {net.cfg.clip.patch_size} for this model, got {tile}")
+    predictor = Predictor(net, names, dev, dtype)
+    opts = SegmentOptions(
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        unknown_threshold=unknown_threshold,
+        probabilities=probabilities,
+        cog=cog,
+        overwrite=overwrite,
+        resume=resume,
+        on_error=on_error,
+    )
+    console = Console(stderr=True, quiet=quiet)
+    results: list[SegmentResult] = []
+    for info, out in zip(infos, outputs, strict=True):
+        settings = {
+            "model": model,
+            "classes": names,
+            "tile": tile,
+            "overlap": overlap,
+            "bands": info.bands,
+            "scale": scale,
+            "target_gsd": target_gsd,
+            "unknown": unknown_threshold,
+            "probabilities": probabilities is not None,
+            "version": __version__,
+        }
+        tags = {
+            "AEROSEG_VERSION": __version__,
+            "AEROSEG_MODEL": model_label,
+            "AEROSEG_CLASSES": json.dumps(names),
+            "AEROSEG_TILE": str(tile),
+            "AEROSEG_OVERLAP": str(overlap),
+            "AEROSEG_BANDS": ",".join(map(str, info.bands)),
+            "AEROSEG_RADIOMETRY": info.radiometry.as_tag(),
+            "AEROSEG_UNKNOWN_THRESHOLD": str(unknown_threshold),
+            "AEROSEG_SOURCE": info.path.name,
+        }
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("skipped {task.fields[skipped]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+        )
+        with bar:
+            task = bar.add_task(info.path.name, total=None, skipped=0, rate="")
+
+            def report(p, task=task, bar=bar) -> None:
+                elapsed = bar.tasks[task].elapsed or 0
+                rate = f"{p.done / elapsed:.1f} win/s" if elapsed > 0 else ""
+                bar.update(task, total=p.total, completed=p.done + p.skipped + p.failed, skipped=p.skipped, rate=rate)
+
+            result = segment_scene(info, predictor, out, opts, tags, fingerprint(info.path, settings), report)
+        results.append(result)
+        if vector is not None:
+            from .vectorize import VectorizeOptions, vectorize_raster
+
+            vres = vectorize_raster(out, vector, VectorizeOptions(overwrite=overwrite, probabilities=probabilities))
+            result.outputs.append(str(vector))
+            result.notes.append(f"{vres['features']} polygons")
+        w = result.windows
+        console.print(
+            f"{info.path.name}: {w['done']} windows ({w['skipped']} nodata skipped) in {result.seconds:.1f} s "
+            f"-> {', '.join(result.outputs)}"
+        )
+    if as_json:
+        summary = [
+            {
+                **r.__dict__,
+                "device": str(dev),
+                "precision": str(dtype or "fp32").replace("torch.", ""),
+                "classes": names,
+                "model": model_label,
+            }
+            for r in results
+        ]
+        typer.echo(json.dumps(summary[0] if len(summary) == 1 else summary, indent=2))

@@ -1,1 +1,72 @@
-"""placeholder"""
+"""``aeroseg vectorize``: label raster in, GIS polygons out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .app import app
+from .vectorize import VectorizeOptions, vectorize_raster
+
+
+@app.command()
+def vectorize(
+    labels: Path = typer.Argument(..., help="Label GeoTIFF (e.g. from `aeroseg segment`)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file: .gpkg, .geojson, .shp or .parquet."),
+    fmt: str = typer.Option(None, "--format", "-f", help="gpkg, geojson, shp or parquet [from the extension]."),
+    classes: str = typer.Option(None, "--classes", help="Comma-separated class names (or ids) to keep."),
+    min_area: float = typer.Option(
+        0.0, "--min-area", help="Merge regions smaller than this (map units²) into their neighbours (sieve)."
+    ),
+    simplify: float = typer.Option(
+        0.0, "--simplify", help="Simplify with this tolerance (map units), keeping shared edges shared."
+    ),
+    probabilities: Path = typer.Option(
+        None, "--probabilities", help="Per-class probability raster: adds mean confidence per polygon."
+    ),
+    dst_crs: str = typer.Option(None, "--dst-crs", help="Reproject polygons (e.g. EPSG:4326)."),
+    layer: str = typer.Option(None, "--layer", help="Layer name [the raster's name]."),
+    block_rows: int = typer.Option(1024, "--block-rows", help="Rows per strip (memory vs. speed)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    allow_ungeoreferenced: bool = typer.Option(False, "--allow-ungeoreferenced", help="Accept rasters without CRS."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """Polygonise a label raster: one polygon per connected region, with class, area, perimeter (and confidence)."""
+    from .errors import UsageError
+
+    if min_area < 0 or simplify < 0:
+        raise UsageError("--min-area and --simplify must not be negative")
+    if block_rows < 1:
+        raise UsageError("--block-rows must be at least 1")
+    if dst_crs is not None:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            CRS.from_user_input(dst_crs)
+        except CRSError:
+            raise UsageError(f"--dst-crs {dst_crs!r} is not a CRS pyproj knows") from None
+    opts = VectorizeOptions(
+        format=fmt,
+        classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+        min_area=min_area,
+        simplify=simplify,
+        probabilities=probabilities,
+        dst_crs=dst_crs,
+        overwrite=overwrite,
+        allow_ungeoreferenced=allow_ungeoreferenced,
+        block_rows=block_rows,
+        layer=layer,
+    )
+    summary = vectorize_raster(labels, output, opts)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        typer.echo(
+            f"{summary['features']} polygons -> {summary['output']} (area and perimeter in {summary['measured_in']})",
+            err=True,
+        )

@@ -192,5 +192,3 @@ def test_weights_cli_offline_mismatch_and_unknown(tmp_path: Path) -> None:
     (tmp_path / "weights" / "sam_vit_l_0b3195.pth").write_bytes(b"corrupt")
     r = run_cli("weights", "verify", env_home=tmp_path)
     assert r.returncode == 1 and "sam-vit-l: FAILED" in r.stdout
-
-

@@ -1,0 +1,268 @@
+"""The segment pipeline: reader -> tiler -> model -> blender -> writer, with reads and writes on background threads.
+
+Memory is bounded by the blender's strip (see ``StripBlender``) plus a few batches in the queues: it does not grow
+with scene height.
+"""
+
+from __future__ import annotations
+
+import queue
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .blending import StripBlender
+from .errors import CLIError
+from .raster import SceneInfo, SceneReader
+from .tiling import Grid, Window
+from .writer import LabelWriter
+
+_END = object()
+
+
+@dataclass
+class SegmentOptions:
+    tile: int = 384
+    overlap: float = 0.25
+    batch_size: int = 4
+    unknown_threshold: float = 0.0
+    probabilities: Path | None = None
+    cog: bool = False
+    overwrite: bool = False
+    resume: bool = False
+    on_error: str = "fail"  # "fail" (after the run, nothing written) or "skip" (failed windows become nodata)
+    chunk_rows: int = 1024  # rows per write (rounded to the 512-row GeoTIFF tiles)
+    prefetch_batches: int = 2
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    first_error: str | None = None
+
+
+@dataclass
+class SegmentResult:
+    scene: str
+    outputs: list[str]
+    width: int
+    height: int
+    windows: dict[str, int]
+    seconds: float
+    model_seconds: float
+    blender_mb: float
+    peak_rss_mb: float
+    resumed_from_row: int
+    notes: list[str] = field(default_factory=list)
+
+
+class _Thread(threading.Thread):
+    """A worker whose exception is re-raised in the main thread."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._fn, self.error = target, None
+
+    def run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:
+            self.error = exc
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def segment_scene(
+    info: SceneInfo,
+    predictor,
+    output: Path,
+    opts: SegmentOptions,
+    tags: dict[str, str],
+    fingerprint: str,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> SegmentResult:
+    """Segment one scene into ``output``; the file appears only when the whole scene is done."""
+    start = time.perf_counter()
+    grid = Grid.from_overlap(info.height, info.width, opts.tile, opts.overlap)
+    writer = LabelWriter(
+        output,
+        info.width,
+        info.height,
+        info.crs,
+        info.transform,
+        predictor.class_names,
+        tags,
+        fingerprint,
+        probabilities=opts.probabilities,
+        cog=opts.cog,
+        resume=opts.resume,
+        chunk_rows=opts.chunk_rows,
+    )
+    start_row = writer.rows_done
+    first_j = grid.first_row_index_touching(start_row)
+    blender = StripBlender(
+        grid,
+        predictor.num_classes,
+        opts.batch_size,
+        start_row,
+        opts.unknown_threshold,
+        keep_probabilities=opts.probabilities is not None,
+    )
+    todo = [w for w in grid.windows(first_j)] if start_row < info.height else []
+    progress = Progress(total=len(todo))
+    stop = threading.Event()
+    read_q: queue.Queue = queue.Queue(maxsize=max(2, opts.batch_size * opts.prefetch_batches))
+    write_q: queue.Queue = queue.Queue(maxsize=4)
+
+    def read_windows() -> None:
+        with SceneReader(info) as reader:
+            for w in todo:
+                image, valid = reader.read(w.row, w.col, grid.tile)
+                if not _put(read_q, (w, image, valid), stop):
+                    return
+        _put(read_q, _END, stop)
+
+    def write_rows() -> None:
+        while True:
+            item = write_q.get()
+            if item is _END:
+                return
+            writer.write(item)
+
+    reader_t, writer_t = _Thread(read_windows, "aeroseg-read"), _Thread(write_rows, "aeroseg-write")
+    reader_t.start()
+    writer_t.start()
+    model_seconds = 0.0
+    pending: list[tuple[Window, np.ndarray, np.ndarray]] = []
+
+    def next_row_after(w: Window) -> int:
+        if w.col != grid.cols[-1]:
+            return w.row
+        return grid.rows[w.row_index + 1] if w.row_index + 1 < len(grid.rows) else info.height
+
+    def finish(upto: int) -> None:
+        rows = blender.finish(upto)
+        if rows is not None:
+            if writer_t.error is not None:
+                raise writer_t.error
+            _put(write_q, rows, stop)
+
+    def predict(batch: list[tuple[Window, np.ndarray, np.ndarray]]) -> list[np.ndarray | None]:
+        nonlocal model_seconds
+        t0 = time.perf_counter()
+        try:
+            return list(predictor(np.stack([b[1] for b in batch])))
+        except Exception:
+            if len(batch) == 1:
+                raise
+            return [_predict_one(b) for b in batch]  # find the failing window(s)
+        finally:
+            model_seconds += time.perf_counter() - t0
+
+    def _predict_one(item) -> np.ndarray | None:
+        try:
+            return predictor(item[1][None])[0]
+        except Exception as exc:
+            _record_failure(item[0], exc)
+            return None
+
+    def _record_failure(w: Window, exc: Exception) -> None:
+        progress.failed += 1
+        if progress.first_error is None:
+            progress.first_error = f"window at row {w.row}, col {w.col}: {type(exc).__name__}: {exc}"
+
+    def flush() -> None:
+        if not pending:
+            return
+        try:
+            results = predict(pending)
+        except Exception as exc:
+            _record_failure(pending[0][0], exc)
+            results = [None]
+        for (w, _, valid), probs in zip(pending, results, strict=True):
+            if probs is not None:
+                blender.add(w, probs, valid)
+                progress.done += 1
+        pending.clear()
+        if on_progress:
+            on_progress(progress)
+
+    try:
+        while True:
+            item = read_q.get()
+            while item is None:
+                item = read_q.get()
+            if item is _END:
+                break
+            if reader_t.error is not None:
+                raise reader_t.error
+            w, image, valid = item
+            if w.row + grid.tile > blender.base + blender.capacity:  # keep the strip bounded
+                flush()
+                finish(w.row)
+            if not valid.any():
+                progress.skipped += 1  # all nodata: never sent to the model
+                if on_progress:
+                    on_progress(progress)
+            else:
+                pending.append(item)
+            if len(pending) >= opts.batch_size:
+                flush()
+                finish(next_row_after(w))
+        if reader_t.error is not None:
+            raise reader_t.error
+        flush()
+        finish(info.height)
+        _put(write_q, _END, stop)
+        writer_t.join()
+        if writer_t.error is not None:
+            raise writer_t.error
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        stop.set()
+        reader_t.join(timeout=5)
+
+    if progress.failed and opts.on_error != "skip":
+        writer.discard()
+        raise CLIError(
+            f"{progress.failed} window(s) failed ({progress.first_error}); nothing was written "
+            "(use --on-error skip to write the rest as nodata)"
+        )
+    outputs = writer.commit(opts.overwrite)
+    return SegmentResult(
+        scene=str(info.path),
+        outputs=[str(p) for p in outputs],
+        width=info.width,
+        height=info.height,
+        windows={
+            "total": len(grid),
+            "run": len(todo),
+            "done": progress.done,
+            "skipped": progress.skipped,
+            "failed": progress.failed,
+        },
+        seconds=time.perf_counter() - start,
+        model_seconds=model_seconds,
+        blender_mb=blender.nbytes / 2**20,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        resumed_from_row=start_row,
+        notes=list(info.notes),
+    )

@@ -1,0 +1,70 @@
+"""Resolve ``--model`` (a preset name or a checkpoint path), ``--device`` and ``--precision``."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import models
+from models.hub import WeightsError
+
+from .errors import CLIError, UsageError
+
+
+def load_model(spec: str) -> tuple[nn.Module, list[str] | None, str]:
+    """-> (model in eval mode, the checkpoint's class names or None, a label for tags and summaries)."""
+    path = Path(spec).expanduser()
+    looks_like_path = path.suffix in (".pt", ".pth", ".ckpt", ".safetensors") or "/" in spec
+    if path.is_file():
+        try:
+            model, ckpt = models.load_checkpoint(path)
+        except WeightsError as exc:
+            raise CLIError(str(exc)) from None
+        return model, ckpt["class_names"], f"{path.name} ({model.cfg.arch})"
+    if looks_like_path:
+        raise UsageError(f"--model {spec}: no such checkpoint file")
+    if spec not in models.PRESETS:
+        raise UsageError(f"--model {spec!r} is neither a checkpoint file nor a preset ({', '.join(models.PRESETS)})")
+    try:
+        model = models.build(spec)
+    except WeightsError as exc:
+        raise CLIError(str(exc)) from None
+    return model.eval(), None, spec
+
+
+def resolve_device(text: str) -> torch.device:
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {text}: CUDA is not available on this machine (use --device cpu or auto)")
+        device = torch.device(text)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return device
+    raise UsageError(f"--device must be auto, cpu or cuda[:N], got {text!r}")
+
+
+def resolve_precision(text: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32. ``auto``: bf16 on a GPU that supports it, else fp32."""
+    if text not in ("auto", "fp32", "bf16", "fp16"):
+        raise UsageError(f"--precision must be auto, fp32, bf16 or fp16, got {text!r}")
+    if text == "fp32" or (text == "auto" and device.type != "cuda"):
+        return None
+    if text == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if text == "fp16" and device.type != "cuda":
+        raise UsageError("--precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+    return torch.bfloat16 if text == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Scoped mixed precision (never global): a no-op context for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
