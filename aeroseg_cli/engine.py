@@ -212,7 +212,7 @@ def segment_scene(
                 break
             if reader_t.error is not None:
                 raise reader_t.error
-            w, image, valid = item
+            w, _image, valid = item
             if w.row + grid.tile > blender.base + blender.capacity:  # keep the strip bounded
                 flush()
                 finish(w.row)

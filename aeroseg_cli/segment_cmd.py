@@ -16,6 +16,7 @@ from .app import app
 from .engine import SegmentOptions, SegmentResult, segment_scene
 from .errors import UsageError
 from .raster import inspect_scene, parse_bands, parse_scale
+from .tiling import Grid
 
 MAX_CLASSES = 254  # ids 0..253; 255 is nodata/unknown
 
@@ -115,6 +116,8 @@ def segment(
 
     if on_error not in ("fail", "skip"):
         raise UsageError(f"--on-error must be fail or skip, got {on_error!r}")
+    if not 0 <= overlap < 1:
+        raise UsageError(f"--overlap is a fraction of the tile in [0, 1), got {overlap}")
     if not 0 <= unknown_threshold < 1:
         raise UsageError("--unknown-threshold must be in [0, 1)")
     if batch_size < 1:
@@ -144,6 +147,8 @@ def segment(
     tile = tile or net.cfg.crop_size
     if tile % net.cfg.clip.patch_size:
         raise UsageError(f"--tile must be a multiple of {net.cfg.clip.patch_size} for this model, got {tile}")
+    for info in infos:
+        Grid.from_overlap(info.height, info.width, tile, overlap)  # tile/overlap checked before any work starts
     predictor = Predictor(net, names, dev, dtype)
     opts = SegmentOptions(
         tile=tile,

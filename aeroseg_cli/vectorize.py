@@ -7,6 +7,7 @@ across a seam are unioned. The result equals polygonising the whole raster at on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -106,10 +107,8 @@ def class_table(ds) -> tuple[dict[int, str], dict[int, str]]:
         if key.startswith("class_") and key[6:].isdigit():
             names.setdefault(int(key[6:]), value)
     colors: dict[int, str] = {}
-    try:
+    with contextlib.suppress(ValueError):
         colors = {k: "#{:02x}{:02x}{:02x}".format(*v[:3]) for k, v in ds.colormap(1).items()}
-    except ValueError:
-        pass
     return names, colors
 
 

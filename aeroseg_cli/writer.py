@@ -16,6 +16,8 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
+from models.checkpoint import default_permissions
+
 from .blending import NODATA, FinishedRows
 from .errors import CLIError
 
@@ -61,6 +63,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -80,10 +80,14 @@ def build(preset: str | AerOSegConfig, **overrides: Any) -> nn.Module:
         cfg.validate()
     else:
         cfg = preset_config(preset, **overrides)
+    # read (and verify) the weight files first: a missing file fails fast, before a large model is allocated
+    clip_state = load_weights_file(cfg.clip_weights, clip_weights_name(cfg.clip.name)) if cfg.clip_weights else None
+    sam_state = None
+    if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights:
+        sam_state = load_weights_file(cfg.sam_weights, sam_weights_name(cfg.sam.name))
     model: nn.Module = ZeroShotCLIP(cfg) if cfg.arch == "zeroshot" else AerOSeg(cfg)
-    if cfg.clip_weights:
-        load_clip_weights(model.clip.model, load_weights_file(cfg.clip_weights, clip_weights_name(cfg.clip.name)))
-    sam = getattr(model, "sam", None)
-    if sam is not None and cfg.sam_weights:
-        load_sam_weights(sam.encoder, load_weights_file(cfg.sam_weights, sam_weights_name(cfg.sam.name)))
+    if clip_state is not None:
+        load_clip_weights(model.clip.model, clip_state)
+    if sam_state is not None:
+        load_sam_weights(model.sam.encoder, sam_state)
     return model

@@ -19,6 +19,15 @@ from .config import AerOSegConfig
 from .hub import WeightsError
 
 FORMAT = "aeroseg-checkpoint"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def default_permissions(path: str | Path) -> None:
+    """Give a file made by ``mkstemp`` (0600) the permissions a plain ``open`` would have given it."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 FORMAT_VERSION = 1
 
 
@@ -40,6 +49,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -171,6 +171,7 @@ def download(
                 f"checksum mismatch for {spec.name} from {url}: got {digest.hexdigest()[:16]}..., expected "
                 f"{spec.sha256[:16]}...; the file was refused"
             )
+        os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -194,6 +195,7 @@ def _copy(source: Path, dest: Path) -> Path:
         with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
             while block := src.read(1 << 22):
                 out.write(block)
+        os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, dest)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
