@@ -95,9 +95,14 @@ class CLIPBackbone(nn.Module):
         self.guidance_taps = (max(1, layers // 3), min(layers - 1, max(1, 2 * layers // 3)))
         self._text_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._set_trainable(cfg.finetune_clip_qv)
+        if cfg.train_clip_all:
+            for p in self.model.parameters():
+                p.requires_grad_(True)
+            self._qv_masked = False
 
     # -- parameters -------------------------------------------------------------------------------------------
     def _set_trainable(self, finetune_qv: bool) -> None:
+        self._qv_masked = finetune_qv
         for p in self.model.parameters():
             p.requires_grad_(False)
         if not finetune_qv:
@@ -105,11 +110,14 @@ class CLIPBackbone(nn.Module):
         for name, p in self.model.named_parameters():
             if name.endswith("attn.in_proj_weight"):
                 p.requires_grad_(True)
-                p.register_hook(QVGradientMask(p.shape[1]))
+                p.register_hook(self._mask_key_rows(QVGradientMask(p.shape[1])))
 
-    def qv_parameters(self) -> list[nn.Parameter]:
-        """The packed q/k/v weights whose q and v rows learn (k rows masked)."""
-        return [p for n, p in self.model.named_parameters() if n.endswith("attn.in_proj_weight") and p.requires_grad]
+    def _mask_key_rows(self, mask: QVGradientMask):
+        return lambda grad: mask(grad) if self._qv_masked else grad
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """CLIP weights that learn: the packed q/k/v weights (k rows masked) or, with train_clip_all, all of them."""
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     @property
     def text_trainable(self) -> bool:

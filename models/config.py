@@ -73,6 +73,7 @@ class AerOSegConfig:
     rotations: bool = True  # 0/90/180/270 rotated copies through CLIP (OVRS)
     prompts: str = "remote_sensing"  # "remote_sensing" (4 templates) or "generic" (1 template)
     finetune_clip_qv: bool = True  # only the q/v projections of both CLIP towers learn
+    train_clip_all: bool = False  # every CLIP weight learns (training from scratch, no pretrained CLIP)
     guidance: str = "sam"  # "sam", "clip" (CAT-Seg baseline) or "none"
     sam: SAMConfig = field(default_factory=SAMConfig)
     sam_weights: str | None = "official"  # "official" (from the weights cache), a file path, or None (random)
@@ -161,7 +162,7 @@ def _demo() -> AerOSegConfig:
     """A little bigger than tiny: the model the project trains itself on CPU for the offline quickstart."""
     return AerOSegConfig(
         crop_size=256,
-        clip=CLIPConfig("custom", 64, 128, 4, 4, 16, 64, 2, 4),
+        clip=CLIPConfig("custom", 64, 128, 4, 4, 16, 32, 2, 2),
         clip_weights=None,
         sam=SAMConfig("custom", 96, 4, 4, (3,), 8, 16, 64, 256),
         sam_weights=None,
@@ -173,7 +174,8 @@ def _demo() -> AerOSegConfig:
         backproj_hidden=128,
         decoder_dims=(32, 16),
         decoder_guidance_dims=(16, 8),
-    )
+        train_clip_all=True,  # trained from scratch: no pretrained CLIP to keep frozen (SAM stays frozen: random
+    )  # frozen SAM features still guide; fine-tuning SAM at the head's learning rate stalled learning in our runs
 
 
 def _preset(name: str) -> AerOSegConfig:

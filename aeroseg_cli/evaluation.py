@@ -1,0 +1,132 @@
+"""Evaluation: the reference sliding-window protocol, one confusion matrix, IoU per class and s-/u-/h-mIoU.
+
+Metric rules follow detectron2's SemSegEvaluator: ignore pixels are left out; a class absent from the ground truth
+has no IoU (NaN) and is left out of every mean, even if it was predicted (those pixels still count as errors of the
+true class); pixels predicted as unknown/nodata count as misses of their true class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .datasets import IGNORE, SegmentationDataset
+from .modelio import autocast
+
+
+def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K+1, K) counts [pred, gt] over pixels whose gt is a class; row K holds predictions of no class (>= K)."""
+    valid = (gt != IGNORE) & (gt < num_classes)
+    p = np.where(pred[valid] < num_classes, pred[valid], num_classes).astype(np.int64)
+    return np.bincount(p * num_classes + gt[valid].astype(np.int64), minlength=(num_classes + 1) * num_classes).reshape(
+        num_classes + 1, num_classes
+    )
+
+
+def harmonic(a: float, b: float) -> float:
+    if np.isnan(a) or np.isnan(b) or a + b == 0:
+        return float("nan")
+    return 2 * a * b / (a + b)
+
+
+@dataclass
+class Metrics:
+    classes: list[str]
+    unseen: list[str]
+    matrix: np.ndarray  # (K+1, K) [pred, gt]
+
+    @property
+    def iou(self) -> np.ndarray:
+        k = len(self.classes)
+        tp = np.diag(self.matrix[:k]).astype(float)
+        pos_gt = self.matrix.sum(axis=0).astype(float)
+        pos_pred = self.matrix[:k].sum(axis=1).astype(float)
+        union = pos_gt + pos_pred - tp
+        out = np.full(k, np.nan)
+        valid = (pos_gt > 0) & (union > 0)
+        out[valid] = tp[valid] / union[valid]
+        return out
+
+    def _mean(self, names: list[str]) -> float:
+        vals = [v for c, v in zip(self.classes, self.iou, strict=True) if c in names and not np.isnan(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    def summary(self) -> dict:
+        seen = [c for c in self.classes if c not in self.unseen]
+        s, u = self._mean(seen), self._mean(self.unseen)
+        total = self.matrix.sum()
+        return {
+            "mIoU": self._mean(self.classes) * 100,
+            "s-mIoU": s * 100,
+            "u-mIoU": u * 100,
+            "h-mIoU": harmonic(s, u) * 100,
+            "pixel_accuracy": float(np.trace(self.matrix[: len(self.classes)]) / total * 100)
+            if total
+            else float("nan"),
+            "iou": {c: float(v * 100) for c, v in zip(self.classes, self.iou, strict=True)},
+            "pixels": int(total),
+        }
+
+
+@torch.inference_mode()
+def sliding_window_probs(
+    model, image: np.ndarray, class_names: list[str], device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """CAT-Seg protocol scaled to the model's crop c: resize to 5c/3 (640 for 384), windows of c at stride 2c/3
+    (256) plus one global view, probabilities averaged over windows, (windows + global) / 2, resized back.
+    image (H, W, 3) uint8 -> probabilities (K, H, W)."""
+    crop = model.cfg.crop_size
+    big, stride = crop * 5 // 3, crop * 2 // 3
+    big -= big % model.cfg.clip.patch_size
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
+    h, w = x.shape[-2:]
+    xb = F.interpolate(x, size=(big, big), mode="bilinear", align_corners=False)
+    starts = sorted({min(s, big - crop) for s in range(0, big - crop + stride, stride)})
+    crops = [xb[..., r : r + crop, c : c + crop] for r in starts for c in starts]
+    crops.append(F.interpolate(x, size=(crop, crop), mode="bilinear", align_corners=False))
+    with autocast(device, dtype):
+        logits = model(torch.cat(crops), class_names)
+    probs = model.probabilities(logits)
+    acc = torch.zeros(len(class_names), big, big, device=device)
+    count = torch.zeros(1, big, big, device=device)
+    for (r, c), p in zip([(r, c) for r in starts for c in starts], probs[:-1], strict=True):
+        acc[:, r : r + crop, c : c + crop] += p
+        count[:, r : r + crop, c : c + crop] += 1
+    windows = acc / count
+    global_view = F.interpolate(probs[-1:], size=(big, big), mode="bilinear", align_corners=False)[0]
+    fused = (windows + global_view) / 2
+    return F.interpolate(fused[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+
+
+@dataclass
+class EvalResult:
+    metrics: Metrics
+    images: int
+
+    def summary(self) -> dict:
+        return {**self.metrics.summary(), "images": self.images}
+
+
+def evaluate_dataset(
+    model,
+    data: SegmentationDataset,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    limit: int | None = None,
+    progress=None,
+) -> EvalResult:
+    """All classes (seen + unseen) given to the model; one confusion matrix over the split."""
+    classes = list(data.spec.classes)
+    k = len(classes)
+    matrix = np.zeros((k + 1, k), np.int64)
+    n = min(len(data), limit) if limit else len(data)
+    for i in range(n):
+        image, gt = data.load(i)
+        pred = sliding_window_probs(model, image, classes, device, dtype).argmax(0).cpu().numpy()
+        matrix += confusion(pred, gt, k)
+        if progress:
+            progress(i + 1, n)
+    return EvalResult(Metrics(classes, list(data.spec.unseen), matrix), n)
