@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from .blending import StripBlender
 from .errors import CLIError
@@ -96,16 +97,22 @@ def segment_scene(
     tags: dict[str, str],
     fingerprint: str,
     on_progress: Callable[[Progress], None] | None = None,
+    row_range: tuple[int, int] | None = None,
 ) -> SegmentResult:
-    """Segment one scene into ``output``; the file appears only when the whole scene is done."""
+    """Segment one scene into ``output``; the file appears only when the whole scene is done.
+
+    ``row_range`` (r0, r1): only these scene rows, into a file of that band (one rank's share). Every window that
+    touches the band runs, in grid order, so its pixels are exactly those of a whole-scene run.
+    """
     start = time.perf_counter()
     grid = Grid.from_overlap(info.height, info.width, opts.tile, opts.overlap)
+    r0, r1 = row_range or (0, info.height)
     writer = LabelWriter(
         output,
         info.width,
-        info.height,
+        r1 - r0,
         info.crs,
-        info.transform,
+        info.transform * Affine.translation(0, r0),
         predictor.class_names,
         tags,
         fingerprint,
@@ -113,6 +120,7 @@ def segment_scene(
         cog=opts.cog,
         resume=opts.resume,
         chunk_rows=opts.chunk_rows,
+        row_offset=r0,
     )
     start_row = writer.rows_done
     first_j = grid.first_row_index_touching(start_row)
@@ -124,18 +132,26 @@ def segment_scene(
         opts.unknown_threshold,
         keep_probabilities=opts.probabilities is not None,
     )
-    todo = [w for w in grid.windows(first_j)] if start_row < info.height else []
+    # batches are fixed groups of grid indices (index // batch_size): the same windows share a model call whatever
+    # the block split, rank band or resume point, so results are identical bit for bit
+    first_index = first_j * len(grid.cols) // opts.batch_size * opts.batch_size
+    todo = [w for w in grid.windows(first_index // len(grid.cols)) if first_index <= w.index and w.row < r1]
+    todo = todo if start_row < r1 else []
     progress = Progress(total=len(todo))
     stop = threading.Event()
     read_q: queue.Queue = queue.Queue(maxsize=max(2, opts.batch_size * opts.prefetch_batches))
     write_q: queue.Queue = queue.Queue(maxsize=4)
 
     def read_windows() -> None:
-        with SceneReader(info) as reader:
-            for w in todo:
-                image, valid = reader.read(w.row, w.col, grid.tile)
-                if not _put(read_q, (w, image, valid), stop):
-                    return
+        try:
+            with SceneReader(info) as reader:
+                for w in todo:
+                    image, valid = reader.read(w.row, w.col, grid.tile)
+                    if not _put(read_q, (w, image, valid), stop):
+                        return
+        except Exception as exc:  # hand the failure to the main loop instead of leaving it waiting
+            _put(read_q, exc, stop)
+            return
         _put(read_q, _END, stop)
 
     def write_rows() -> None:
@@ -151,13 +167,8 @@ def segment_scene(
     model_seconds = 0.0
     pending: list[tuple[Window, np.ndarray, np.ndarray]] = []
 
-    def next_row_after(w: Window) -> int:
-        if w.col != grid.cols[-1]:
-            return w.row
-        return grid.rows[w.row_index + 1] if w.row_index + 1 < len(grid.rows) else info.height
-
     def finish(upto: int) -> None:
-        rows = blender.finish(upto)
+        rows = blender.finish(min(upto, r1))
         if rows is not None:
             if writer_t.error is not None:
                 raise writer_t.error
@@ -210,9 +221,12 @@ def segment_scene(
                 item = read_q.get()
             if item is _END:
                 break
-            if reader_t.error is not None:
-                raise reader_t.error
-            w, _image, valid = item
+            if isinstance(item, Exception):
+                raise CLIError(f"reading {info.path.name} failed: {item}") from item
+            w, _, valid = item
+            if pending and w.index // opts.batch_size != pending[0][0].index // opts.batch_size:
+                flush()  # a new batch group starts: every window before w is blended
+                finish(w.row)
             if w.row + grid.tile > blender.base + blender.capacity:  # keep the strip bounded
                 flush()
                 finish(w.row)
@@ -222,13 +236,10 @@ def segment_scene(
                     on_progress(progress)
             else:
                 pending.append(item)
-            if len(pending) >= opts.batch_size:
-                flush()
-                finish(next_row_after(w))
         if reader_t.error is not None:
             raise reader_t.error
         flush()
-        finish(info.height)
+        finish(r1)
         _put(write_q, _END, stop)
         writer_t.join()
         if writer_t.error is not None:

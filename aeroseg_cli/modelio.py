@@ -29,6 +29,7 @@ def load_model(spec: str) -> tuple[nn.Module, list[str] | None, str]:
     if spec not in models.PRESETS:
         raise UsageError(f"--model {spec!r} is neither a checkpoint file nor a preset ({', '.join(models.PRESETS)})")
     try:
+        torch.manual_seed(0)  # random-initialised presets (tiny, demo) are the same model in every process and run
         model = models.build(spec)
     except WeightsError as exc:
         raise CLIError(str(exc)) from None

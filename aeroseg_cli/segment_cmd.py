@@ -13,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .app import app
+from .distributed import gather, row_bands
 from .engine import SegmentOptions, SegmentResult, segment_scene
-from .errors import UsageError
+from .errors import CLIError, UsageError
 from .raster import inspect_scene, parse_bands, parse_scale
 from .tiling import Grid
 
@@ -111,7 +112,7 @@ def segment(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Segment scenes into labelled GeoTIFFs (uint8 class ids, 255 = nodata/unknown) in the scenes' CRS."""
-    from .modelio import load_model, resolve_device, resolve_precision
+    from .modelio import load_model, resolve_precision
     from .predictor import Predictor
 
     if on_error not in ("fail", "skip"):
@@ -140,7 +141,9 @@ def segment(
         if len(scenes) > 1:
             raise UsageError("--vector takes one scene")
         check_vector_output(vector, overwrite)
-    dev = resolve_device(device)
+    from .training import init_distributed
+
+    ddp, dev = init_distributed(device)  # one process per device under torchrun; plain device otherwise
     dtype = resolve_precision(precision, dev)
     net, ckpt_classes, model_label = load_model(model)
     names = names or parse_classes(None, None, ckpt_classes)
@@ -161,64 +164,70 @@ def segment(
         resume=resume,
         on_error=on_error,
     )
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet or not ddp.main)
+    shard = [(i, infos[i], outputs[i]) for i in range(len(infos))]
+    bands = None
+    if ddp.world > 1 and len(infos) > 1:
+        shard = shard[ddp.rank :: ddp.world]  # explicit: every scene exactly once, no padding
+    elif ddp.world > 1:
+        bands = row_bands(infos[0].height, ddp.world)
     results: list[SegmentResult] = []
-    for info, out in zip(infos, outputs, strict=True):
-        settings = {
-            "model": model,
-            "classes": names,
-            "tile": tile,
-            "overlap": overlap,
-            "bands": info.bands,
-            "scale": scale,
-            "target_gsd": target_gsd,
-            "unknown": unknown_threshold,
-            "probabilities": probabilities is not None,
-            "version": __version__,
-        }
-        tags = {
-            "AEROSEG_VERSION": __version__,
-            "AEROSEG_MODEL": model_label,
-            "AEROSEG_CLASSES": json.dumps(names),
-            "AEROSEG_TILE": str(tile),
-            "AEROSEG_OVERLAP": str(overlap),
-            "AEROSEG_BANDS": ",".join(map(str, info.bands)),
-            "AEROSEG_RADIOMETRY": info.radiometry.as_tag(),
-            "AEROSEG_UNKNOWN_THRESHOLD": str(unknown_threshold),
-            "AEROSEG_SOURCE": info.path.name,
-        }
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("skipped {task.fields[skipped]}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=quiet,
-        )
-        with bar:
-            task = bar.add_task(info.path.name, total=None, skipped=0, rate="")
+    error = None
+    try:
+        for _, info, out in shard:
+            settings = {
+                "model": model,
+                "classes": names,
+                "tile": tile,
+                "overlap": overlap,
+                "bands": info.bands,
+                "scale": scale,
+                "target_gsd": target_gsd,
+                "unknown": unknown_threshold,
+                "probabilities": probabilities is not None,
+                "version": __version__,
+            }
+            tags = {
+                "AEROSEG_VERSION": __version__,
+                "AEROSEG_MODEL": model_label,
+                "AEROSEG_CLASSES": json.dumps(names),
+                "AEROSEG_TILE": str(tile),
+                "AEROSEG_OVERLAP": str(overlap),
+                "AEROSEG_BANDS": ",".join(map(str, info.bands)),
+                "AEROSEG_RADIOMETRY": info.radiometry.as_tag(),
+                "AEROSEG_UNKNOWN_THRESHOLD": str(unknown_threshold),
+                "AEROSEG_SOURCE": info.path.name,
+            }
+            fp = fingerprint(info.path, settings)
+            if bands is not None:
+                result = _segment_band(info, predictor, out, opts, tags, fp, bands, ddp, console, quiet)
+            else:
+                result = _run_one(info, predictor, out, opts, tags, fp, console, quiet)
+            if result is None:
+                continue
+            results.append(result)
+            if vector is not None:
+                from .vectorize import VectorizeOptions, vectorize_raster
 
-            def report(p, task=task, bar=bar) -> None:
-                elapsed = bar.tasks[task].elapsed or 0
-                rate = f"{p.done / elapsed:.1f} win/s" if elapsed > 0 else ""
-                bar.update(task, total=p.total, completed=p.done + p.skipped + p.failed, skipped=p.skipped, rate=rate)
-
-            result = segment_scene(info, predictor, out, opts, tags, fingerprint(info.path, settings), report)
-        results.append(result)
-        if vector is not None:
-            from .vectorize import VectorizeOptions, vectorize_raster
-
-            vres = vectorize_raster(out, vector, VectorizeOptions(overwrite=overwrite, probabilities=probabilities))
-            result.outputs.append(str(vector))
-            result.notes.append(f"{vres['features']} polygons")
-        w = result.windows
-        console.print(
-            f"{info.path.name}: {w['done']} windows ({w['skipped']} nodata skipped) in {result.seconds:.1f} s "
-            f"-> {', '.join(result.outputs)}"
-        )
+                vres = vectorize_raster(out, vector, VectorizeOptions(overwrite=overwrite, probabilities=probabilities))
+                result.outputs.append(str(vector))
+                result.notes.append(f"{vres['features']} polygons")
+            w = result.windows
+            console.print(
+                f"{info.path.name}: {w['done']} windows ({w['skipped']} nodata skipped) in {result.seconds:.1f} s "
+                f"-> {', '.join(result.outputs)}"
+            )
+    except Exception as exc:  # under torchrun: report through the status gather so every rank stops cleanly
+        if ddp.world == 1:
+            raise
+        error = f"rank {ddp.rank}: {exc if isinstance(exc, CLIError) else f'{type(exc).__name__}: {exc}'}"
+    statuses = gather({"error": error, "results": [r.__dict__ for r in results]})
+    failed = [s["error"] for s in statuses if s["error"]]
+    if failed:
+        raise CLIError(f"{len(failed)} of {ddp.world} processes failed ({failed[0]}); rerun with --resume")
+    results = [SegmentResult(**r) for s in statuses for r in s["results"]]
+    if not ddp.main:
+        return
     if as_json:
         summary = [
             {
@@ -227,7 +236,102 @@ def segment(
                 "precision": str(dtype or "fp32").replace("torch.", ""),
                 "classes": names,
                 "model": model_label,
+                "processes": ddp.world,
             }
-            for r in results
+            for r in sorted(results, key=lambda r: r.scene)
         ]
         typer.echo(json.dumps(summary[0] if len(summary) == 1 else summary, indent=2))
+
+
+def _progress_bar(console: Console, quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("skipped {task.fields[skipped]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+    )
+
+
+def _run_one(info, predictor, out, opts, tags, fp, console, quiet, row_range=None) -> SegmentResult:
+    bar = _progress_bar(console, quiet)
+    with bar:
+        task = bar.add_task(info.path.name, total=None, skipped=0, rate="")
+
+        def report(p, task=task, bar=bar) -> None:
+            elapsed = bar.tasks[task].elapsed or 0
+            rate = f"{p.done / elapsed:.1f} win/s" if elapsed > 0 else ""
+            bar.update(task, total=p.total, completed=p.done + p.skipped + p.failed, skipped=p.skipped, rate=rate)
+
+        return segment_scene(info, predictor, out, opts, tags, fp, report, row_range=row_range)
+
+
+def _segment_band(info, predictor, out, opts, tags, fp, bands, ddp, console, quiet) -> SegmentResult | None:
+    """One rank's row band into its own file; rank 0 then assembles the bands into the final output."""
+    import dataclasses
+    import time
+
+    from .distributed import assemble, band_path
+    from .writer import LabelWriter
+
+    start = time.perf_counter()
+    r0, r1 = bands[ddp.rank]
+    mine = band_path(out, ddp.rank)
+    mine_probs = band_path(opts.probabilities, ddp.rank) if opts.probabilities else None
+    local = None
+    error = None
+    if r1 > r0:
+        band_opts = dataclasses.replace(opts, cog=False, overwrite=True, probabilities=mine_probs)
+        try:
+            local = _run_one(info, predictor, mine, band_opts, tags, f"{fp}:{ddp.rank}", console, quiet, (r0, r1))
+        except Exception as exc:  # reported through the gather below, so no rank waits forever
+            error = str(exc) if isinstance(exc, CLIError) else f"{type(exc).__name__}: {exc}"
+    statuses = gather({"error": error, "result": local.__dict__ if local else None})
+    failed = [f"rank {i}: {s['error']}" for i, s in enumerate(statuses) if s["error"]]
+    if failed:
+        raise CLIError(failed[0])
+    if not ddp.main:
+        return None
+    writer = LabelWriter(
+        out,
+        info.width,
+        info.height,
+        info.crs,
+        info.transform,
+        predictor.class_names,
+        tags,
+        fp,
+        probabilities=opts.probabilities,
+        cog=opts.cog,
+    )
+    files = [
+        (band_path(out, r), band_path(opts.probabilities, r) if opts.probabilities else None)
+        for r, (a, b) in enumerate(bands)
+        if b > a
+    ]
+    assemble(files, writer)
+    outputs = writer.commit(opts.overwrite)
+    for labels_path, probs_path in files:
+        labels_path.unlink(missing_ok=True)
+        (labels_path.parent / (labels_path.name + ".aux.xml")).unlink(missing_ok=True)
+        if probs_path:
+            probs_path.unlink(missing_ok=True)
+    parts = [SegmentResult(**s["result"]) for s in statuses if s["result"]]
+    windows = {k: sum(p.windows[k] for p in parts) for k in parts[0].windows}
+    return SegmentResult(
+        scene=str(info.path),
+        outputs=[str(p) for p in outputs],
+        width=info.width,
+        height=info.height,
+        windows=windows,
+        seconds=time.perf_counter() - start,
+        model_seconds=sum(p.model_seconds for p in parts),
+        blender_mb=max(p.blender_mb for p in parts),
+        peak_rss_mb=max(p.peak_rss_mb for p in parts),
+        resumed_from_row=min(p.resumed_from_row for p in parts),
+        notes=[f"{ddp.world} processes, row bands {bands}"],
+    )

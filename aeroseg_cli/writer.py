@@ -86,15 +86,17 @@ class LabelWriter:
         cog: bool = False,
         resume: bool = False,
         chunk_rows: int = 2 * BLOCK,
+        row_offset: int = 0,
     ) -> None:
-        self.output, self.width, self.height = output, width, height
+        """``row_offset``: this file holds scene rows [row_offset, row_offset + height) (one rank's band)."""
+        self.output, self.width, self.height, self.row_offset = output, width, height, row_offset
         self.class_names = list(class_names)
         self.cog, self.probabilities = cog, probabilities
         self.chunk_rows = max(BLOCK, chunk_rows // BLOCK * BLOCK)
         self.fingerprint = fingerprint
         self.partial, self.sidecar = partial_paths(output)
         self.prob_partial = partial_paths(probabilities)[0] if probabilities else None
-        self.rows_done = 0
+        self.rows_done = row_offset  # absolute scene row
         self._pending: list[FinishedRows] = []
         if resume and self._load_progress():
             return
@@ -144,7 +146,7 @@ class LabelWriter:
     def write(self, rows: FinishedRows) -> None:
         self._pending.append(rows)
         pending = sum(r.labels.shape[0] for r in self._pending)
-        if pending >= self.chunk_rows or self.rows_done + pending >= self.height:
+        if pending >= self.chunk_rows or self.rows_done + pending >= self.row_offset + self.height:
             self._flush()
 
     def _flush(self) -> None:
@@ -155,7 +157,7 @@ class LabelWriter:
             raise RuntimeError(f"rows arrive out of order ({row0} after {self.rows_done})")
         labels = np.concatenate([r.labels for r in self._pending], axis=0)
         n = labels.shape[0]
-        window = Window(0, row0, self.width, n)
+        window = Window(0, row0 - self.row_offset, self.width, n)
         with rasterio.open(self.partial, "r+") as dst:  # closing makes the chunk durable before progress is saved
             dst.write(labels, 1, window=window)
         if self.prob_partial:
@@ -169,8 +171,8 @@ class LabelWriter:
     def commit(self, overwrite: bool) -> list[Path]:
         """Finish: flush, convert to COG if asked, rename into place, add the legend sidecar."""
         self._flush()
-        if self.rows_done != self.height:
-            raise RuntimeError(f"only {self.rows_done} of {self.height} rows were written")
+        if self.rows_done != self.row_offset + self.height:
+            raise RuntimeError(f"only {self.rows_done - self.row_offset} of {self.height} rows were written")
         written = [self._place(self.partial, self.output, self.cog, overwrite)]
         atomic_write_text(self.output.with_name(self.output.name + ".aux.xml"), aux_xml(self.class_names))
         if self.prob_partial:

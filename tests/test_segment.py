@@ -50,6 +50,7 @@ def test_tiled_blended_output_equals_single_pass(scene: Path, tmp_path: Path) ->
     with rasterio.open(tmp_path / "p.tif") as ds:
         probs = ds.read()
     assert res.windows["done"] == res.windows["total"] > 100
+    assert max(len(batch) for batch in model.seen) == 4  # batches of --batch-size, never more
     assert np.array_equal(labels, reference.argmax(0))
     assert np.abs(probs.astype(int) - np.rint(reference * 255).astype(int)).max() <= 1
 

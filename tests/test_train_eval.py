@@ -58,7 +58,7 @@ def test_folder_dataset_and_clear_errors(tmp_path: Path) -> None:
     data = load_dataset("folder", root, "train")
     assert data.spec.classes == ("a", "b", "c") and data.spec.unseen == ("c",) and data.spec.seen == ("a", "b")
     (tmp_path / "classes.txt").write_text("a\n")
-    with pytest.raises(UsageError, match="expected folder .*images"):
+    with pytest.raises(UsageError, match=r"expected folder .*images"):
         load_dataset("folder", tmp_path, "train")
     (root / "images" / "orphan.png").write_bytes((root / "images" / "im0.png").read_bytes())
     with pytest.raises(UsageError, match="have no mask"):
@@ -238,7 +238,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     data = load_dataset("folder", root, "train")
     with pytest.raises(CLIError, match=r"loss became (nan|inf).*last good checkpoint"):
         train(_cfg(root, tmp_path / "run", iters=6, ckpt_every=1, lr=1e15, clip_grad=0.0), data, "cpu", quiet=True)
-    model, ckpt = models.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    model, _ = models.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 

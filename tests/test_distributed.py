@@ -1,0 +1,116 @@
+"""``aeroseg segment`` under torchrun (gloo, 2 CPU processes): same outputs as one process, failures fail the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from tests.conftest import ROOT, run_cli, smooth_scene, write_scene
+
+COMMON = ["-c", "water,land,road", "--tile", "128", "-q", "--device", "cpu"]
+
+
+def torchrun(*args, port: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        "-m",
+        "aeroseg_cli",
+        "segment",
+        *map(str, args),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def checkpoint(tmp_path_factory) -> Path:
+    """One saved model for every process (the comparison must not depend on how a preset is initialised)."""
+    import torch
+
+    import models
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.manual_seed(123)
+    models.save_checkpoint(path, models.build("tiny"), ["water", "land", "road"])
+    COMMON.extend(["--model", str(path)])
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("scenes")
+    return [write_scene(d / f"s{i}.tif", smooth_scene(300 + 40 * i, 260, seed=i)) for i in range(3)]
+
+
+def test_scenes_sharded_across_ranks_equal_single_process(scenes: list[Path], tmp_path: Path) -> None:
+    single = run_cli("segment", *scenes, "-o", tmp_path / "one", *COMMON)
+    assert single.code == 0, single.stderr
+    r = torchrun(*scenes, "-o", tmp_path / "two", *COMMON, "--json", port=29611)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)  # one combined summary, from rank 0 only
+    assert sorted(Path(s["scene"]).name for s in summary) == ["s0.tif", "s1.tif", "s2.tif"]
+    assert all(s["processes"] == 2 for s in summary)
+    for s in scenes:
+        name = f"{s.stem}.labels.tif"
+        assert np.array_equal(read(tmp_path / "one" / name), read(tmp_path / "two" / name))
+    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.suffix == ".tif") == [
+        "s0.labels.tif",
+        "s1.labels.tif",
+        "s2.labels.tif",
+    ]
+
+
+def test_one_scene_row_bands_sharded_equal_single_process(tmp_path: Path) -> None:
+    scene = write_scene(tmp_path / "tall.tif", smooth_scene(1300, 300, seed=7))
+    single = run_cli("segment", scene, "-o", tmp_path / "one.tif", *COMMON, "--probabilities", tmp_path / "p1.tif")
+    assert single.code == 0, single.stderr
+    r = torchrun(
+        scene,
+        "-o",
+        tmp_path / "two.tif",
+        *COMMON,
+        "--probabilities",
+        tmp_path / "p2.tif",
+        "--cog",
+        "--json",
+        port=29612,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "row bands" in json.loads(r.stdout)["notes"][0]
+    assert np.array_equal(read(tmp_path / "one.tif"), read(tmp_path / "two.tif"))
+    assert np.array_equal(read(tmp_path / "p1.tif"), read(tmp_path / "p2.tif"))
+    with rasterio.open(tmp_path / "two.tif") as ds, rasterio.open(scene) as src:
+        assert ds.transform == src.transform and ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert json.loads(ds.tags()["CLASS_NAMES"]) == ["water", "land", "road"]
+    assert not [p for p in tmp_path.iterdir() if ".rank" in p.name or ".partial" in p.name]
+
+
+def test_a_failing_rank_fails_the_whole_run(scenes: list[Path], tmp_path: Path) -> None:
+    bad = write_scene(
+        tmp_path / "corrupt.tif", smooth_scene(300, 300), compress="deflate", tiled=True, blockxsize=128, blockysize=128
+    )
+    raw = bytearray(bad.read_bytes())
+    raw[len(raw) // 3 : len(raw) // 3 + 4000] = os.urandom(4000)  # tile data garbage; the header stays readable
+    bad.write_bytes(bytes(raw))
+    r = torchrun(scenes[0], bad, "-o", tmp_path / "out", *COMMON, port=29613)
+    assert r.returncode != 0
+    assert "processes failed" in r.stderr and "rerun with --resume" in r.stderr
+    assert not (tmp_path / "out" / "corrupt.labels.tif").exists()
