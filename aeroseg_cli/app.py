@@ -43,7 +43,7 @@ def debug_enabled() -> bool:
 
 
 def _register() -> None:
-    from . import evaluate_cmd, segment_cmd, train_cmd, vectorize_cmd, weights_cmd  # noqa: F401
+    from . import evaluate_cmd, preview_cmd, segment_cmd, train_cmd, vectorize_cmd, weights_cmd  # noqa: F401
 
 
 def _fail(message: str, code: int, debug: bool) -> None:

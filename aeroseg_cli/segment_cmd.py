@@ -89,7 +89,7 @@ def segment(
     model: str = typer.Option("aeroseg-vitb16-samvitl", "--model", "-m", help="Preset name or checkpoint file."),
     tile: int = typer.Option(None, "--tile", help="Window size in pixels fed to the model [default: the model's]."),
     overlap: float = typer.Option(0.25, "--overlap", help="Overlap between windows, as a fraction of --tile."),
-    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Windows per model call."),
+    batch_size: str = typer.Option("4", "--batch-size", "-b", help="Windows per model call, or auto (GPU memory)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
     bands: str = typer.Option(None, "--bands", "--bidx", help="1-based R,G,B bands (or one grey band) [1,2,3]."),
@@ -121,8 +121,8 @@ def segment(
         raise UsageError(f"--overlap is a fraction of the tile in [0, 1), got {overlap}")
     if not 0 <= unknown_threshold < 1:
         raise UsageError("--unknown-threshold must be in [0, 1)")
-    if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
+    if batch_size != "auto" and (not batch_size.isdigit() or int(batch_size) < 1):
+        raise UsageError(f"--batch-size must be a positive number or auto, got {batch_size!r}")
     if target_gsd is not None and target_gsd <= 0:
         raise UsageError("--target-gsd must be positive")
     band_list, scale_range = parse_bands(bands), parse_scale(scale)
@@ -153,6 +153,7 @@ def segment(
     for info in infos:
         Grid.from_overlap(info.height, info.width, tile, overlap)  # tile/overlap checked before any work starts
     predictor = Predictor(net, names, dev, dtype)
+    batch_size = predictor.auto_batch_size(tile) if batch_size == "auto" else int(batch_size)
     opts = SegmentOptions(
         tile=tile,
         overlap=overlap,

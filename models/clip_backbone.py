@@ -178,7 +178,12 @@ class CLIPBackbone(nn.Module):
             return F.normalize(dense, dim=1).unsqueeze(1), tapped
         if x.shape[-1] != x.shape[-2]:
             raise ValueError(f"rotations need a square input, got {tuple(x.shape[-2:])}")
-        dense, tapped = self._encode_dense(rotate_batch(x), taps)  # one batched forward for all rotations
+        if self.cfg.batch_rotations:
+            dense, tapped = self._encode_dense(rotate_batch(x), taps)  # one batched forward for all rotations
+        else:  # reference style: one forward per rotation (for benchmarks)
+            parts = [self._encode_dense(torch.rot90(x, k, dims=(-2, -1)), taps) for k in range(4)]
+            dense = torch.cat([p[0] for p in parts])
+            tapped = [torch.cat([p[1][i] for p in parts]) for i in range(len(taps))]
         dense = rotate_back(F.normalize(dense, dim=1), b)
         return dense, [t[:b] for t in tapped]  # guidance from the unrotated pass
 

@@ -71,6 +71,7 @@ class AerOSegConfig:
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     clip_weights: str | None = "openai"  # "openai" (official, from the weights cache), a file path, or None (random)
     rotations: bool = True  # 0/90/180/270 rotated copies through CLIP (OVRS)
+    batch_rotations: bool = True  # all rotations in one batched forward (False: one at a time, the reference style)
     prompts: str = "remote_sensing"  # "remote_sensing" (4 templates) or "generic" (1 template)
     finetune_clip_qv: bool = True  # only the q/v projections of both CLIP towers learn
     train_clip_all: bool = False  # every CLIP weight learns (training from scratch, no pretrained CLIP)

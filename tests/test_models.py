@@ -305,3 +305,12 @@ def test_sdpa_sam_attention_equals_segment_anything() -> None:
             sdpa_attention(block.attn, windows), reference_attention(block.attn, windows), rtol=1e-5, atol=1e-5
         )
         torch.testing.assert_close(block_forward(block, x, True), block(x), rtol=1e-5, atol=1e-5)
+
+
+def test_reference_style_rotations_one_at_a_time_give_the_same_logits() -> None:
+    batched = tiny().eval()
+    single = tiny(batch_rotations=False).eval()
+    single.load_state_dict(batched.state_dict())
+    x = torch.rand(2, 3, 256, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(single(x, CLASSES), batched(x, CLASSES), rtol=1e-5, atol=1e-5)

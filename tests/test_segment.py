@@ -301,3 +301,40 @@ def test_bad_input(scene: Path, tmp_path: Path, shared_geotiff: Path, monkeypatc
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
     _bad(tmp_path, "segment", scene, "-c", "a", *base, code=2, match="not writable")
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(scene: Path, tmp_path: Path) -> None:
+    class SmallDevice(PixelModel):
+        def forward(self, images, class_names):
+            if len(images) > 2:
+                raise torch.cuda.OutOfMemoryError("simulated: batch too large")
+            return super().forward(images, class_names)
+
+    model = SmallDevice()
+    res = run_engine(scene, tmp_path / "out.tif", model, batch_size=8)
+    assert res.windows["done"] == res.windows["total"] and res.windows["failed"] == 0
+    assert max(len(b) for b in model.seen) == 2
+    run_engine(scene, tmp_path / "ref.tif", PixelModel(), batch_size=8)
+    with rasterio.open(tmp_path / "out.tif") as a, rasterio.open(tmp_path / "ref.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))
+
+
+def test_batch_size_auto_on_cpu(scene: Path, tmp_path: Path) -> None:
+    r = run_cli(
+        "segment",
+        scene,
+        "-c",
+        "a,b",
+        "-o",
+        tmp_path / "o.tif",
+        "--model",
+        "tiny",
+        "--batch-size",
+        "auto",
+        "--tile",
+        "128",
+        "-q",
+    )
+    assert r.code == 0, r.stderr
+    r = run_cli("segment", scene, "-c", "a,b", "-o", tmp_path / "p.tif", "--model", "tiny", "--batch-size", "0")
+    assert r.code == 2 and "--batch-size" in r.stderr
