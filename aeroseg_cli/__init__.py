@@ -1,6 +1,11 @@
 """aeroseg command line and geospatial pipeline (reader -> tiler -> model -> blender -> writer)."""
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# GDAL's block cache defaults to 5 % of RAM and fills with the tiles of wide scenes; windows are read in row order,
+# so a small cache serves them as well. Set before GDAL starts; a user's own GDAL_CACHEMAX wins.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 try:
     __version__ = version("aeroseg")

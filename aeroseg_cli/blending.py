@@ -45,6 +45,7 @@ class StripBlender:
         self.acc = np.zeros((num_classes, self.capacity, grid.width), dtype=np.float32)
         self.wsum = np.zeros((self.capacity, grid.width), dtype=np.float32)
         self.valid = np.zeros((self.capacity, grid.width), dtype=bool)
+        self.used = 0  # strip rows holding contributions (rows below it are still zero)
         self.unknown_threshold = unknown_threshold
         self.keep_probabilities = keep_probabilities
 
@@ -67,6 +68,7 @@ class StripBlender:
         self.acc[:, b0:b1, window.col : c1] += probs[:, wr0:wr1, :wc1] * weight
         self.wsum[b0:b1, window.col : c1] += weight
         self.valid[b0:b1, window.col : c1] |= valid[wr0:wr1, :wc1]
+        self.used = max(self.used, b1)
 
     def finish(self, upto: int) -> FinishedRows | None:
         """Labels for rows [base, upto) and release them."""
@@ -76,21 +78,26 @@ class StripBlender:
             return None
         acc, wsum, valid = self.acc[:, :n], self.wsum[:n], self.valid[:n]
         covered = (wsum > 0) & valid
-        probs = acc / np.where(covered, wsum, 1.0)
-        labels = probs.argmax(axis=0).astype(np.uint8)
-        best = probs.max(axis=0)
-        labels[~covered | (best < self.unknown_threshold)] = NODATA
+        labels = acc.argmax(axis=0).astype(np.uint8)  # dividing by the positive weight sum keeps the argmax
+        nodata = ~covered
+        if self.unknown_threshold > 0 or self.keep_probabilities:
+            probs = acc / np.where(covered, wsum, 1.0)
+            if self.unknown_threshold > 0:
+                nodata |= probs.max(axis=0) < self.unknown_threshold
+        labels[nodata] = NODATA
         out_probs = None
         if self.keep_probabilities:
             out_probs = np.where(covered, np.rint(probs * 255), 0).astype(np.uint8)
         row0 = self.base
-        # shift the strip up by n rows and clear the freed rows
-        keep = self.capacity - n
-        self.acc[:, :keep] = self.acc[:, n:].copy()
-        self.acc[:, keep:] = 0
-        self.wsum[:keep] = self.wsum[n:].copy()
-        self.wsum[keep:] = 0
-        self.valid[:keep] = self.valid[n:].copy()
-        self.valid[keep:] = False
+        # shift the rows still in use up by n and clear what they leave (only those rows: the rest is zero)
+        keep = max(self.used - n, 0)
+        if keep:
+            self.acc[:, :keep] = self.acc[:, n : n + keep].copy()
+            self.wsum[:keep] = self.wsum[n : n + keep].copy()
+            self.valid[:keep] = self.valid[n : n + keep].copy()
+        self.acc[:, keep : max(self.used, n)] = 0
+        self.wsum[keep : max(self.used, n)] = 0
+        self.valid[keep : max(self.used, n)] = False
+        self.used = keep
         self.base = upto
         return FinishedRows(row0, labels, out_probs)

@@ -6,6 +6,7 @@ with scene height.
 
 from __future__ import annotations
 
+import os
 import queue
 import resource
 import threading
@@ -39,6 +40,7 @@ class SegmentOptions:
     on_error: str = "fail"  # "fail" (after the run, nothing written) or "skip" (failed windows become nodata)
     chunk_rows: int = 1024  # rows per write (rounded to the 512-row GeoTIFF tiles)
     prefetch_batches: int = 2
+    io_threads: str = "auto"  # "on": read ahead and write on threads; "off": inline; "auto": on unless CPU-bound
 
 
 @dataclass
@@ -79,6 +81,16 @@ class _Thread(threading.Thread):
             self.error = exc
 
 
+def use_background_io(mode: str, device) -> bool:
+    """Read ahead and write on background threads when they have a core to run on: always with a GPU model; on CPU
+    only when torch leaves cores free (else the extra threads oversubscribe torch's and slow the model down)."""
+    if mode in ("on", "off"):
+        return mode == "on"
+    import torch
+
+    return device.type != "cpu" or (os.cpu_count() or 1) > torch.get_num_threads()
+
+
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     while not stop.is_set():
         try:
@@ -112,7 +124,7 @@ def segment_scene(
         info.width,
         r1 - r0,
         info.crs,
-        info.transform * Affine.translation(0, r0),
+        info.transform @ Affine.translation(0, r0),
         predictor.class_names,
         tags,
         fingerprint,
@@ -134,11 +146,16 @@ def segment_scene(
     )
     # batches are fixed groups of grid indices (index // batch_size): the same windows share a model call whatever
     # the block split, rank band or resume point, so results are identical bit for bit
-    first_index = first_j * len(grid.cols) // opts.batch_size * opts.batch_size
-    todo = [w for w in grid.windows(first_index // len(grid.cols)) if first_index <= w.index and w.row < r1]
+    # (complete groups at both ends of a band; windows past the band only touch rows that are not written)
+    b = opts.batch_size
+    first_index = first_j * len(grid.cols) // b * b
+    needed = [w.index for w in grid.windows(first_j) if w.row < r1]
+    last_index = (needed[-1] // b + 1) * b - 1 if needed else -1
+    todo = [w for w in grid.windows(first_index // len(grid.cols)) if first_index <= w.index <= last_index]
     todo = todo if start_row < r1 else []
     progress = Progress(total=len(todo))
     stop = threading.Event()
+    background = use_background_io(opts.io_threads, predictor.device)
     read_q: queue.Queue = queue.Queue(maxsize=max(2, opts.batch_size * opts.prefetch_batches))
     write_q: queue.Queue = queue.Queue(maxsize=4)
 
@@ -161,18 +178,42 @@ def segment_scene(
                 return
             writer.write(item)
 
+    def windows_in_order():
+        """(window, image, valid) in grid order: from the read-ahead thread, or read here when I/O runs inline."""
+        if background:
+            while True:
+                item = read_q.get()
+                if item is _END:
+                    return
+                if isinstance(item, Exception):
+                    raise CLIError(f"reading {info.path.name} failed: {item}") from item
+                yield item
+        else:
+            with SceneReader(info) as reader:
+                for w in todo:
+                    try:
+                        image, valid = reader.read(w.row, w.col, grid.tile)
+                    except Exception as exc:
+                        raise CLIError(f"reading {info.path.name} failed: {exc}") from exc
+                    yield w, image, valid
+
     reader_t, writer_t = _Thread(read_windows, "aeroseg-read"), _Thread(write_rows, "aeroseg-write")
-    reader_t.start()
-    writer_t.start()
+    if background:
+        reader_t.start()
+        writer_t.start()
     model_seconds = 0.0
     pending: list[tuple[Window, np.ndarray, np.ndarray]] = []
 
     def finish(upto: int) -> None:
         rows = blender.finish(min(upto, r1))
-        if rows is not None:
-            if writer_t.error is not None:
-                raise writer_t.error
-            _put(write_q, rows, stop)
+        if rows is None:
+            return
+        if not background:
+            writer.write(rows)
+            return
+        if writer_t.error is not None:
+            raise writer_t.error
+        _put(write_q, rows, stop)
 
     def predict(batch: list[tuple[Window, np.ndarray, np.ndarray]]) -> list[np.ndarray | None]:
         nonlocal model_seconds
@@ -215,14 +256,7 @@ def segment_scene(
             on_progress(progress)
 
     try:
-        while True:
-            item = read_q.get()
-            while item is None:
-                item = read_q.get()
-            if item is _END:
-                break
-            if isinstance(item, Exception):
-                raise CLIError(f"reading {info.path.name} failed: {item}") from item
+        for item in windows_in_order():
             w, _, valid = item
             if pending and w.index // opts.batch_size != pending[0][0].index // opts.batch_size:
                 flush()  # a new batch group starts: every window before w is blended
@@ -236,20 +270,20 @@ def segment_scene(
                     on_progress(progress)
             else:
                 pending.append(item)
-        if reader_t.error is not None:
-            raise reader_t.error
         flush()
         finish(r1)
-        _put(write_q, _END, stop)
-        writer_t.join()
-        if writer_t.error is not None:
-            raise writer_t.error
+        if background:
+            _put(write_q, _END, stop)
+            writer_t.join()
+            if writer_t.error is not None:
+                raise writer_t.error
     except BaseException:
         stop.set()
         raise
     finally:
         stop.set()
-        reader_t.join(timeout=5)
+        if background:
+            reader_t.join(timeout=5)
 
     if progress.failed and opts.on_error != "skip":
         writer.discard()

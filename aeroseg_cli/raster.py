@@ -29,6 +29,8 @@ class Radiometry:
     source: str  # "uint8", "percentile 2-98 (scene-wide)", or "user --scale"
 
     def apply(self, data: np.ndarray) -> np.ndarray:
+        if self.source == "uint8":  # identity stretch: one pass, already in range
+            return np.true_divide(data, np.float32(255), dtype=np.float32)
         low = np.asarray(self.low, dtype=np.float32)[:, None, None]
         span = np.maximum(np.asarray(self.high, dtype=np.float32)[:, None, None] - low, 1e-12)
         return np.clip((data.astype(np.float32) - low) / span, 0.0, 1.0)
@@ -196,7 +198,7 @@ def inspect_scene(
             gsd = abs(ds.transform.a)
             factor = gsd / target_gsd
             width, height = max(1, round(ds.width * factor)), max(1, round(ds.height * factor))
-            transform = ds.transform * Affine.scale(ds.width / width, ds.height / height)
+            transform = ds.transform @ Affine.scale(ds.width / width, ds.height / height)
             notes.append(f"resampled from {gsd:g} to {target_gsd:g} map units per pixel (output on that grid)")
         src = None
         if factor != 1.0:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -16,6 +15,7 @@ from .app import app
 from .distributed import gather, row_bands
 from .engine import SegmentOptions, SegmentResult, segment_scene
 from .errors import CLIError, UsageError
+from .paths import check_output
 from .raster import inspect_scene, parse_bands, parse_scale
 from .tiling import Grid
 
@@ -50,16 +50,6 @@ def parse_classes(text: str | None, file: Path | None, fallback: list[str] | Non
     if len(names) > MAX_CLASSES:
         raise UsageError(f"{len(names)} classes given; the label raster holds at most {MAX_CLASSES}")
     return names
-
-
-def check_output(path: Path, overwrite: bool, what: str = "output") -> None:
-    if path.exists() and not overwrite:
-        raise UsageError(f"{what} {path} exists (use --overwrite to replace it)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"{what} folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"{what} folder {parent} is not writable")
 
 
 def output_paths(scenes: list[Path], output: Path) -> list[Path]:
@@ -104,6 +94,11 @@ def segment(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its finished blocks."),
     on_error: str = typer.Option("fail", "--on-error", help="fail: a failed window fails the run; skip: nodata."),
+    io_threads: str = typer.Option(
+        "auto",
+        "--io-threads",
+        help="Read ahead / write on background threads: auto (with a GPU or spare cores), on, off.",
+    ),
     allow_ungeoreferenced: bool = typer.Option(
         False, "--allow-ungeoreferenced", help="Accept scenes without CRS (output in pixel coordinates)."
     ),
@@ -115,6 +110,8 @@ def segment(
     from .modelio import load_model, resolve_precision
     from .predictor import Predictor
 
+    if io_threads not in ("auto", "on", "off"):
+        raise UsageError(f"--io-threads must be auto, on or off, got {io_threads!r}")
     if on_error not in ("fail", "skip"):
         raise UsageError(f"--on-error must be fail or skip, got {on_error!r}")
     if not 0 <= overlap < 1:
@@ -164,6 +161,7 @@ def segment(
         overwrite=overwrite,
         resume=resume,
         on_error=on_error,
+        io_threads=io_threads,
     )
     console = Console(stderr=True, quiet=quiet or not ddp.main)
     shard = [(i, infos[i], outputs[i]) for i in range(len(infos))]

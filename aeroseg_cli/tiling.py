@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -69,11 +69,11 @@ class Grid:
     def overlap(self) -> int:
         return self.tile - self.stride
 
-    @property
+    @cached_property
     def rows(self) -> list[int]:
         return axis_origins(self.height, self.tile, self.stride)
 
-    @property
+    @cached_property
     def cols(self) -> list[int]:
         return axis_origins(self.width, self.tile, self.stride)
 
@@ -96,6 +96,19 @@ class Grid:
     def weight(self, window: Window) -> np.ndarray:
         """(tile, tile) blending weight of a window, the product of its row and column ramps."""
         rows, cols = self.rows, self.cols
-        wy = ramp(self.tile, self.overlap, window.row == rows[0], window.row == rows[-1])
-        wx = ramp(self.tile, self.overlap, window.col == cols[0], window.col == cols[-1])
-        return wy[:, None] * wx[None, :]
+        return _weight2d(
+            self.tile,
+            self.overlap,
+            window.row == rows[0],
+            window.row == rows[-1],
+            window.col == cols[0],
+            window.col == cols[-1],
+        )
+
+
+@lru_cache(maxsize=64)
+def _weight2d(tile: int, overlap: int, top: bool, bottom: bool, left: bool, right: bool) -> np.ndarray:
+    """At most 9 distinct weights per grid (inner, edges, corners): computed once each."""
+    w = ramp(tile, overlap, top, bottom)[:, None] * ramp(tile, overlap, left, right)[None, :]
+    w.setflags(write=False)
+    return w

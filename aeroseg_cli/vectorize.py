@@ -29,6 +29,7 @@ from shapely import affinity
 from shapely.geometry import shape
 
 from .errors import CLIError, UsageError
+from .paths import check_output
 
 FORMATS = {
     "gpkg": ("GPKG", ".gpkg"),
@@ -84,13 +85,7 @@ def _siblings(path: Path, fmt: str) -> list[Path]:
 
 def check_vector_output(path: Path, overwrite: bool, fmt: str | None = None) -> str:
     fmt = output_format(path, fmt)
-    if any(p.exists() for p in _siblings(path, fmt)) and not overwrite:
-        raise UsageError(f"output {path} exists (use --overwrite to replace it)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"output folder {parent} is not writable")
+    check_output(path, overwrite, also=_siblings(path, fmt))
     return fmt
 
 

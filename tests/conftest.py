@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +98,31 @@ class ConvModel(PixelModel):
         torch.manual_seed(seed)
         self.conv = nn.Conv2d(3, num_classes, 3, padding=1, padding_mode="reflect")
         self.conv.weight.data *= 4
+
+
+def single_process(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``aeroseg ARGS`` in one process with the environment torchrun workers get (one thread: same float order)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "aeroseg_cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def torchrun(*args: str, port: int, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``torchrun --nproc-per-node 2 -m aeroseg_cli ARGS`` on CPU (gloo), one thread per process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        "-m",
+        "aeroseg_cli",
+        *map(str, args),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @dataclass

@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 
-from tests.conftest import ROOT, run_cli, smooth_scene, write_scene
+from tests.conftest import single_process, smooth_scene, torchrun, write_scene
 
 COMMON = ["-c", "water,land,road", "--tile", "128", "-q", "--device", "cpu"]
-
-
-def torchrun(*args, port: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(port),
-        "-m",
-        "aeroseg_cli",
-        "segment",
-        *map(str, args),
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
 def read(path: Path) -> np.ndarray:
@@ -61,9 +40,9 @@ def scenes(tmp_path_factory) -> list[Path]:
 
 
 def test_scenes_sharded_across_ranks_equal_single_process(scenes: list[Path], tmp_path: Path) -> None:
-    single = run_cli("segment", *scenes, "-o", tmp_path / "one", *COMMON)
-    assert single.code == 0, single.stderr
-    r = torchrun(*scenes, "-o", tmp_path / "two", *COMMON, "--json", port=29611)
+    single = single_process("segment", *scenes, "-o", tmp_path / "one", *COMMON)
+    assert single.returncode == 0, single.stderr
+    r = torchrun("segment", *scenes, "-o", tmp_path / "two", *COMMON, "--json", port=29611)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)  # one combined summary, from rank 0 only
     assert sorted(Path(s["scene"]).name for s in summary) == ["s0.tif", "s1.tif", "s2.tif"]
@@ -80,9 +59,12 @@ def test_scenes_sharded_across_ranks_equal_single_process(scenes: list[Path], tm
 
 def test_one_scene_row_bands_sharded_equal_single_process(tmp_path: Path) -> None:
     scene = write_scene(tmp_path / "tall.tif", smooth_scene(1300, 300, seed=7))
-    single = run_cli("segment", scene, "-o", tmp_path / "one.tif", *COMMON, "--probabilities", tmp_path / "p1.tif")
-    assert single.code == 0, single.stderr
+    single = single_process(
+        "segment", scene, "-o", tmp_path / "one.tif", *COMMON, "--probabilities", tmp_path / "p1.tif"
+    )
+    assert single.returncode == 0, single.stderr
     r = torchrun(
+        "segment",
         scene,
         "-o",
         tmp_path / "two.tif",
@@ -108,9 +90,10 @@ def test_a_failing_rank_fails_the_whole_run(scenes: list[Path], tmp_path: Path) 
         tmp_path / "corrupt.tif", smooth_scene(300, 300), compress="deflate", tiled=True, blockxsize=128, blockysize=128
     )
     raw = bytearray(bad.read_bytes())
-    raw[len(raw) // 3 : len(raw) // 3 + 4000] = os.urandom(4000)  # tile data garbage; the header stays readable
+    offset = len(raw) // 3  # inside the tile data (the header and tile index are at the start); fixed garbage
+    raw[offset : offset + 4000] = np.random.default_rng(0).bytes(4000)
     bad.write_bytes(bytes(raw))
-    r = torchrun(scenes[0], bad, "-o", tmp_path / "out", *COMMON, port=29613)
+    r = torchrun("segment", scenes[0], bad, "-o", tmp_path / "out", *COMMON, port=29613)
     assert r.returncode != 0
     assert "processes failed" in r.stderr and "rerun with --resume" in r.stderr
     assert not (tmp_path / "out" / "corrupt.labels.tif").exists()

@@ -90,7 +90,8 @@ def test_nodata_windows_never_reach_the_model_and_stay_nodata(tmp_path: Path) ->
     assert (labels[:200] == 255).all() and (labels[200:] != 255).all()
 
 
-def test_failed_window_fails_the_run_unless_skip(scene: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("io", ["on", "off"])
+def test_failed_window_fails_the_run_unless_skip(scene: Path, tmp_path: Path, io: str) -> None:
     class Flaky(PixelModel):
         def forward(self, images, class_names):
             if (images[:, 0].mean(dim=(1, 2)) > 0.6).any():
@@ -100,13 +101,14 @@ def test_failed_window_fails_the_run_unless_skip(scene: Path, tmp_path: Path) ->
     from aeroseg_cli.errors import CLIError
 
     with pytest.raises(CLIError, match=r"window\(s\) failed"):
-        run_engine(scene, tmp_path / "out.tif", Flaky())
+        run_engine(scene, tmp_path / "out.tif", Flaky(), io_threads=io)
     assert sorted(os.listdir(tmp_path)) == []  # nothing written, no partial files
-    res = run_engine(scene, tmp_path / "out.tif", Flaky(), on_error="skip")
+    res = run_engine(scene, tmp_path / "out.tif", Flaky(), on_error="skip", io_threads=io)
     assert res.windows["failed"] > 0 and (tmp_path / "out.tif").exists()
 
 
-def test_interrupted_run_resumes_to_the_same_result(scene: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("io", ["on", "off"])
+def test_interrupted_run_resumes_to_the_same_result(scene: Path, tmp_path: Path, io: str) -> None:
     class Interrupted(PixelModel):
         def forward(self, images, class_names):
             if len(self.seen) >= 200:
@@ -115,12 +117,12 @@ def test_interrupted_run_resumes_to_the_same_result(scene: Path, tmp_path: Path)
 
     out = tmp_path / "out.tif"
     with pytest.raises(KeyboardInterrupt):
-        run_engine(scene, out, Interrupted(), batch_size=1)
+        run_engine(scene, out, Interrupted(), batch_size=1, io_threads=io)
     assert not out.exists()  # never a truncated file at the output path
     partial, sidecar = partial_paths(out)
     assert partial.exists() and json.loads(sidecar.read_text())["rows_done"] >= 512
     model = PixelModel()
-    res = run_engine(scene, out, model, resume=True)
+    res = run_engine(scene, out, model, resume=True, io_threads=io)
     assert res.resumed_from_row >= 512 and len(torch.cat(model.seen)) < res.windows["total"]
     run_engine(scene, tmp_path / "ref.tif", PixelModel())
     with rasterio.open(out) as a, rasterio.open(tmp_path / "ref.tif") as b:
@@ -338,3 +340,10 @@ def test_batch_size_auto_on_cpu(scene: Path, tmp_path: Path) -> None:
     assert r.code == 0, r.stderr
     r = run_cli("segment", scene, "-c", "a,b", "-o", tmp_path / "p.tif", "--model", "tiny", "--batch-size", "0")
     assert r.code == 2 and "--batch-size" in r.stderr
+
+
+def test_background_and_inline_io_give_identical_output(scene: Path, tmp_path: Path) -> None:
+    for mode in ("on", "off"):
+        run_engine(scene, tmp_path / f"{mode}.tif", PixelModel(), io_threads=mode)
+    with rasterio.open(tmp_path / "on.tif") as a, rasterio.open(tmp_path / "off.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))

@@ -18,7 +18,7 @@ from aeroseg_cli.datasets import DUBAI_SPLIT, IGNORE, load_dataset
 from aeroseg_cli.errors import CLIError, UsageError
 from aeroseg_cli.evaluation import Metrics, confusion, harmonic
 from aeroseg_cli.training import SeededStream, TrainConfig, train, train_augment
-from tests.conftest import DUBAI, ROOT, run_cli, write_scene
+from tests.conftest import DUBAI, ROOT, run_cli, torchrun, write_scene
 
 # -- datasets -------------------------------------------------------------------------------------------------------
 
@@ -312,28 +312,7 @@ def test_torchrun_gloo_two_processes_match_one(tmp_path: Path) -> None:
         timeout=600,
     )
     assert single.returncode == 0, single.stderr[-2000:]
-    multi = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            "29517",
-            "-m",
-            "aeroseg_cli",
-            *common,
-            "--config",
-            str(cfgfile),
-            "--output",
-            str(tmp_path / "two"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    multi = torchrun(*common, "--config", str(cfgfile), "--output", str(tmp_path / "two"), port=29517)
     assert multi.returncode == 0, multi.stderr[-3000:]
     a = models.load_checkpoint(tmp_path / "one" / "checkpoint.pt")[0].state_dict()
     b = models.load_checkpoint(tmp_path / "two" / "checkpoint.pt")[0].state_dict()
