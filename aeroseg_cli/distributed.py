@@ -45,7 +45,7 @@ def assemble(bands: list[tuple[Path, Path | None]], writer: LabelWriter, chunk: 
         with rasterio.open(labels_path) as src:
             probs_src = rasterio.open(probs_path) if probs_path else None
             try:
-                row0 = round((src.transform.f - writer_origin_y(writer)) / src.transform.e)
+                row0 = round((src.transform.f - writer.transform.f) / src.transform.e)
                 for r in range(0, src.height, chunk):
                     n = min(chunk, src.height - r)
                     window = Window(0, r, src.width, n)
@@ -54,8 +54,3 @@ def assemble(bands: list[tuple[Path, Path | None]], writer: LabelWriter, chunk: 
             finally:
                 if probs_src:
                     probs_src.close()
-
-
-def writer_origin_y(writer: LabelWriter) -> float:
-    with rasterio.open(writer.partial) as ds:
-        return ds.transform.f

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -126,7 +125,3 @@ def import_(
     except hub.WeightsError as exc:
         raise CLIError(str(exc)) from None
     typer.echo(f"{spec.name}: verified and saved to {dest}")
-
-
-def weights_home() -> str:
-    return os.fspath(hub.home())

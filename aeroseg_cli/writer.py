@@ -90,6 +90,7 @@ class LabelWriter:
     ) -> None:
         """``row_offset``: this file holds scene rows [row_offset, row_offset + height) (one rank's band)."""
         self.output, self.width, self.height, self.row_offset = output, width, height, row_offset
+        self.transform = transform
         self.class_names = list(class_names)
         self.cog, self.probabilities = cog, probabilities
         self.chunk_rows = max(BLOCK, chunk_rows // BLOCK * BLOCK)
