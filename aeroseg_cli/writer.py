@@ -6,7 +6,6 @@ from __future__ import annotations
 import colorsys
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -16,7 +15,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from models.checkpoint import default_permissions
+from models.atomic import atomic_output
 
 from .blending import NODATA, FinishedRows
 from .errors import CLIError
@@ -59,14 +58,8 @@ def aux_xml(class_names: Sequence[str]) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 class LabelWriter:
@@ -186,9 +179,7 @@ class LabelWriter:
         if target.exists() and not overwrite:
             raise CLIError(f"{target} appeared during the run; not replaced (use --overwrite)")
         if cog:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".cog.tif", dir=target.parent)
-            os.close(fd)
-            try:
+            with atomic_output(target, suffix=".cog.tif") as tmp:
                 rasterio.shutil.copy(
                     partial,
                     tmp,
@@ -199,9 +190,6 @@ class LabelWriter:
                     overview_resampling="nearest",
                     BIGTIFF="IF_SAFER",
                 )
-                os.replace(tmp, target)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
             partial.unlink()
         else:
             os.replace(partial, target)

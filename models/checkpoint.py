@@ -7,27 +7,17 @@ loading never unpickles arbitrary objects; the digest refuses files whose tensor
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .atomic import atomic_output
 from .config import AerOSegConfig
 from .hub import WeightsError
 
 FORMAT = "aeroseg-checkpoint"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def default_permissions(path: str | Path) -> None:
-    """Give a file made by ``mkstemp`` (0600) the permissions a plain ``open`` would have given it."""
-    os.chmod(path, 0o666 & ~_UMASK)
-
-
 FORMAT_VERSION = 1
 
 
@@ -42,17 +32,9 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, then rename: never a truncated file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """torch.save through ``atomic_output``."""
+    with atomic_output(path) as tmp:
         torch.save(obj, tmp)
-        default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def save_checkpoint(

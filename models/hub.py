@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .atomic import atomic_output
 
 
 class WeightsError(RuntimeError):
@@ -143,38 +145,30 @@ def download(
     """
     dest = dest or cached_path(spec)
     url = spec.url if not mirror else mirror.rstrip("/") + "/" + spec.filename
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=60)
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise WeightsError(
-                    f"cannot download {spec.name} from {url} ({reason}); when offline, fetch the file elsewhere and "
-                    f"run `aeroseg weights import {spec.name} FILE`"
-                ) from None
-            with response:
-                total = int(response.headers.get("Content-Length") or 0)
-                done = 0
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    digest.update(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total)
+    with atomic_output(dest, suffix=".part") as tmp, open(tmp, "wb") as out:
+        try:
+            response = urllib.request.urlopen(url, timeout=60)
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise WeightsError(
+                f"cannot download {spec.name} from {url} ({reason}); when offline, fetch the file elsewhere and "
+                f"run `aeroseg weights import {spec.name} FILE`"
+            ) from None
+        with response:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while block := response.read(1 << 20):
+                out.write(block)
+                digest.update(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
         if digest.hexdigest() != spec.sha256:
             raise WeightsError(
                 f"checksum mismatch for {spec.name} from {url}: got {digest.hexdigest()[:16]}..., expected "
                 f"{spec.sha256[:16]}...; the file was refused"
             )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -185,20 +179,9 @@ def import_file(spec: WeightSpec, source: Path) -> Path:
     got = sha256_file(source)
     if got != spec.sha256:
         raise WeightsError(f"{source} is not the official {spec.name} file (SHA-256 {got[:16]}...); refused")
-    return _copy(source, cached_path(spec))
-
-
-def _copy(source: Path, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            while block := src.read(1 << 22):
-                out.write(block)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, dest)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    dest = cached_path(spec)
+    with atomic_output(dest, suffix=".part") as tmp:
+        shutil.copyfile(source, tmp)
     return dest
 
 

@@ -177,6 +177,9 @@ def test_real_scenes_keep_georeferencing_and_legend(shared_geotiff: Path, tmp_pa
         assert set(np.unique(labels[src_mask > 0])) <= {0, 1, 2}
         if src.dtypes[0] != "uint8":
             assert ds.tags()["AEROSEG_RADIOMETRY"].startswith("percentile 2-98 (scene-wide)")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # the COG copy gets normal permissions, not mkstemp's 0600
     aux = (tmp_path / "labels.tif.aux.xml").read_text()
     assert "<Category>tree|forest</Category>" in aux
 

@@ -1,0 +1,34 @@
+"""Files that appear whole or not at all: write beside the target, then rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def default_permissions(path: str | Path) -> None:
+    """Give a file made by ``mkstemp`` (0600) the permissions a plain ``open`` would have given it."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
+@contextmanager
+def atomic_output(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path``: on success it gets default permissions and replaces ``path``; on any failure
+    it is removed. Never a truncated or half-written file at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        default_permissions(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
