@@ -147,10 +147,10 @@ def segment_scene(
     # batches are fixed groups of grid indices (index // batch_size): the same windows share a model call whatever
     # the block split, rank band or resume point, so results are identical bit for bit
     # (complete groups at both ends of a band; windows past the band only touch rows that are not written)
-    b = opts.batch_size
-    first_index = first_j * len(grid.cols) // b * b
+    group = opts.batch_size
+    first_index = first_j * len(grid.cols) // group * group
     needed = [w.index for w in grid.windows(first_j) if w.row < r1]
-    last_index = (needed[-1] // b + 1) * b - 1 if needed else -1
+    last_index = (needed[-1] // group + 1) * group - 1 if needed else -1
     todo = [w for w in grid.windows(first_index // len(grid.cols)) if first_index <= w.index <= last_index]
     todo = todo if start_row < r1 else []
     progress = Progress(total=len(todo))
@@ -159,13 +159,16 @@ def segment_scene(
     read_q: queue.Queue = queue.Queue(maxsize=max(2, opts.batch_size * opts.prefetch_batches))
     write_q: queue.Queue = queue.Queue(maxsize=4)
 
-    def read_windows() -> None:
+    def read_todo():
+        with SceneReader(info) as reader:
+            for w in todo:
+                yield (w, *reader.read(w.row, w.col, grid.tile))
+
+    def read_windows() -> None:  # the read-ahead thread
         try:
-            with SceneReader(info) as reader:
-                for w in todo:
-                    image, valid = reader.read(w.row, w.col, grid.tile)
-                    if not _put(read_q, (w, image, valid), stop):
-                        return
+            for item in read_todo():
+                if not _put(read_q, item, stop):
+                    return
         except Exception as exc:  # hand the failure to the main loop instead of leaving it waiting
             _put(read_q, exc, stop)
             return
@@ -180,22 +183,16 @@ def segment_scene(
 
     def windows_in_order():
         """(window, image, valid) in grid order: from the read-ahead thread, or read here when I/O runs inline."""
-        if background:
-            while True:
-                item = read_q.get()
-                if item is _END:
-                    return
+        try:
+            if not background:
+                yield from read_todo()
+                return
+            while (item := read_q.get()) is not _END:
                 if isinstance(item, Exception):
-                    raise CLIError(f"reading {info.path.name} failed: {item}") from item
+                    raise item
                 yield item
-        else:
-            with SceneReader(info) as reader:
-                for w in todo:
-                    try:
-                        image, valid = reader.read(w.row, w.col, grid.tile)
-                    except Exception as exc:
-                        raise CLIError(f"reading {info.path.name} failed: {exc}") from exc
-                    yield w, image, valid
+        except Exception as exc:  # only reading raises here: the caller's own errors never enter the generator
+            raise CLIError(f"reading {info.path.name} failed: {exc}") from exc
 
     reader_t, writer_t = _Thread(read_windows, "aeroseg-read"), _Thread(write_rows, "aeroseg-write")
     if background:

@@ -100,8 +100,6 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
 
 
 def _raster_pair(pred: Path | None, label: Path | None, classes: str | None, unseen: str | None):
-    import json as _json
-
     from .evaluation import Metrics, confusion
     from .raster import open_dataset
 
@@ -114,7 +112,7 @@ def _raster_pair(pred: Path | None, label: Path | None, classes: str | None, uns
             raise UsageError(f"{pred.name} and {label.name} have different CRSs")
         names = [c.strip() for c in classes.split(",")] if classes else None
         if names is None and "CLASS_NAMES" in p.tags():
-            names = _json.loads(p.tags()["CLASS_NAMES"])
+            names = json.loads(p.tags()["CLASS_NAMES"])
         if names is None:
             raise UsageError("--classes is needed: the rasters do not record their class names")
         k = len(names)

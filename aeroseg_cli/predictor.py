@@ -26,7 +26,6 @@ class Predictor:
         self.model = model.to(device).eval()
         self.class_names = list(class_names)
         self.device, self.dtype = device, dtype
-        self.calls = 0
         self.max_batch: int | None = None
         self.model_seconds = 0.0
 
@@ -63,7 +62,6 @@ class Predictor:
         return self.model.probabilities(logits).float().cpu().numpy()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        self.calls += 1
         size = len(batch) if self.max_batch is None else min(len(batch), self.max_batch)
         while True:
             try:

@@ -164,7 +164,7 @@ def segment(
         io_threads=io_threads,
     )
     console = Console(stderr=True, quiet=quiet or not ddp.main)
-    shard = [(i, infos[i], outputs[i]) for i in range(len(infos))]
+    shard = list(zip(infos, outputs, strict=True))
     bands = None
     if ddp.world > 1 and len(infos) > 1:
         shard = shard[ddp.rank :: ddp.world]  # explicit: every scene exactly once, no padding
@@ -173,7 +173,7 @@ def segment(
     results: list[SegmentResult] = []
     error = None
     try:
-        for _, info, out in shard:
+        for info, out in shard:
             settings = {
                 "model": model,
                 "classes": names,
@@ -219,7 +219,8 @@ def segment(
     except Exception as exc:  # under torchrun: report through the status gather so every rank stops cleanly
         if ddp.world == 1:
             raise
-        error = f"rank {ddp.rank}: {exc if isinstance(exc, CLIError) else f'{type(exc).__name__}: {exc}'}"
+        message = str(exc) if isinstance(exc, CLIError) else f"{type(exc).__name__}: {exc}"
+        error = message if message.startswith("rank ") else f"rank {ddp.rank}: {message}"  # band errors name theirs
     statuses = gather({"error": error, "results": [r.__dict__ for r in results]})
     failed = [s["error"] for s in statuses if s["error"]]
     if failed:

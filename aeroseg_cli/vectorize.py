@@ -184,10 +184,10 @@ def iter_polygons(ds, opts: VectorizeOptions, keep: set[int] | None, sieve_px: i
         if probs_ds is not None:
             probs = probs_ds.read(window=Window(0, r0, ds.width, r1 - r0))
         pieces = _polygonize(labels, valid, r0, probs)
-        upper = [p for p in in_flight]
-        top = [p for p in pieces if p.geom.bounds[1] == r0 and r0 > 0]
-        rest = [p for p in pieces if not (p.geom.bounds[1] == r0 and r0 > 0)]
-        merged = _merge_across_seam(upper, top) if upper else top
+        top, rest = [], []  # pieces touching the seam above, and the others
+        for p in pieces:
+            (top if r0 > 0 and p.geom.bounds[1] == r0 else rest).append(p)
+        merged = _merge_across_seam(in_flight, top) if in_flight else top
         in_flight = []
         for p in merged + rest:
             if p.geom.bounds[3] == r1 and r1 < ds.height:
