@@ -8,8 +8,8 @@ import traceback
 
 import typer
 
-from . import __version__
-from .errors import CLIError
+from aeroseg_cli import __version__
+from aeroseg_cli.files.errors import CLIError
 
 app = typer.Typer(
     name="aeroseg",
@@ -19,8 +19,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-_state = {"debug": False}
 
 
 def _version(value: bool) -> None:
@@ -35,15 +33,17 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Open-vocabulary segmentation of large remote-sensing scenes (AerOSeg)."""
-    _state["debug"] = debug or bool(os.environ.get("AEROSEG_DEBUG"))
-
-
-def debug_enabled() -> bool:
-    return _state["debug"]
 
 
 def _register() -> None:
-    from . import evaluate_cmd, preview_cmd, segment_cmd, train_cmd, vectorize_cmd, weights_cmd  # noqa: F401
+    """Add every subcommand to the app (commands never import the app, so there is no import cycle)."""
+    from aeroseg_cli.commands import evaluate, preview, segment, train, vectorize, weights
+
+    if app.registered_commands:
+        return
+    for fn in (segment.segment, vectorize.vectorize, train.train, evaluate.evaluate, preview.preview):
+        app.command()(fn)
+    app.add_typer(weights.weights_app, name="weights")
 
 
 def _fail(message: str, code: int, debug: bool) -> None:

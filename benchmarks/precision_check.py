@@ -16,9 +16,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from aeroseg_cli.modelio import load_model  # noqa: E402
-from aeroseg_cli.raster import SceneReader, inspect_scene  # noqa: E402
-from aeroseg_cli.tiling import Grid  # noqa: E402
+from aeroseg_cli.runtime.modelio import load_model  # noqa: E402
+from aeroseg_cli.segment.reader import SceneReader, inspect_scene  # noqa: E402
+from aeroseg_cli.segment.tiler import Grid  # noqa: E402
 
 
 def windows(scenes: list[Path], tile: int, limit: int) -> np.ndarray:

@@ -25,11 +25,11 @@ from benchmarks._synthetic import rgb_scene
 
 
 def efficiency(model_spec: str, tile: int, batch: int, size: int, workdir: Path, repeats: int = 3) -> dict:
-    from aeroseg_cli.engine import SegmentOptions, segment_scene
-    from aeroseg_cli.modelio import load_model
-    from aeroseg_cli.predictor import Predictor
-    from aeroseg_cli.raster import SceneReader, inspect_scene
-    from aeroseg_cli.tiling import Grid
+    from aeroseg_cli.runtime.modelio import load_model
+    from aeroseg_cli.segment.engine import SegmentOptions, segment_scene
+    from aeroseg_cli.segment.predictor import Predictor
+    from aeroseg_cli.segment.reader import SceneReader, inspect_scene
+    from aeroseg_cli.segment.tiler import Grid
 
     scene = rgb_scene(workdir / "eff.tif", size, size)
     net, _, _ = load_model(model_spec)

@@ -31,7 +31,7 @@ def main() -> None:
             out = Path(tmp) / f"out{rows}.{args.format}"
             code = (
                 "import json, resource, sys; from pathlib import Path;"
-                "from aeroseg_cli.vectorize import VectorizeOptions, vectorize_raster;"
+                "from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster;"
                 f"s = vectorize_raster(Path({str(labels)!r}), Path({str(out)!r}), VectorizeOptions(block_rows={rows}));"
                 "s['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024;"
                 "print(json.dumps(s))"

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_output
 from .config import AerOSegConfig
 from .hub import WeightsError
 
@@ -31,12 +30,6 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save through ``atomic_output``."""
-    with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -44,11 +37,12 @@ def save_checkpoint(
     meta: dict | None = None,
     dtype: torch.dtype | None = None,
 ) -> None:
-    """One atomic file; ``dtype=torch.float16`` halves the size (floating tensors only; loaded back as fp32)."""
+    """One file (``path`` or a binary file object); ``dtype=torch.float16`` halves the size (floating tensors only;
+    loaded back as fp32). Written in place: callers that need it to appear whole wrap it in an atomic write."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    atomic_torch_save(
+    torch.save(
         {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -58,7 +52,7 @@ def save_checkpoint(
             "digest": state_digest(state),
             "meta": dict(meta or {}),
         },
-        Path(path),
+        path,
     )
 
 

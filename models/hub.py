@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
-
-from .atomic import atomic_output
 
 
 class WeightsError(RuntimeError):
@@ -133,56 +131,50 @@ def resolve(name: str) -> Path:
     return path
 
 
-def download(
+def fetch(
     spec: WeightSpec,
-    dest: Path | None = None,
+    out: BinaryIO,
     mirror: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> Path:
-    """Fetch ``spec`` (from ``mirror``/filename when given), verify its SHA-256, move it into place atomically.
+) -> None:
+    """Stream ``spec`` (from ``mirror``/filename when given) into ``out`` and verify its SHA-256.
 
-    A failed or mismatching download leaves nothing at ``dest``.
+    Raises ``WeightsError`` when the source cannot be reached or the bytes are not the published file; where the
+    bytes go, and making that file appear whole or not at all, is the caller's business.
     """
-    dest = dest or cached_path(spec)
     url = spec.url if not mirror else mirror.rstrip("/") + "/" + spec.filename
     digest = hashlib.sha256()
-    with atomic_output(dest, suffix=".part") as tmp, open(tmp, "wb") as out:
-        try:
-            response = urllib.request.urlopen(url, timeout=60)
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise WeightsError(
-                f"cannot download {spec.name} from {url} ({reason}); when offline, fetch the file elsewhere and "
-                f"run `aeroseg weights import {spec.name} FILE`"
-            ) from None
-        with response:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            while block := response.read(1 << 20):
-                out.write(block)
-                digest.update(block)
-                done += len(block)
-                if progress:
-                    progress(done, total)
-        if digest.hexdigest() != spec.sha256:
-            raise WeightsError(
-                f"checksum mismatch for {spec.name} from {url}: got {digest.hexdigest()[:16]}..., expected "
-                f"{spec.sha256[:16]}...; the file was refused"
-            )
-    return dest
+    try:
+        response = urllib.request.urlopen(url, timeout=60)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsError(
+            f"cannot download {spec.name} from {url} ({reason}); when offline, fetch the file elsewhere and "
+            f"run `aeroseg weights import {spec.name} FILE`"
+        ) from None
+    with response:
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        while block := response.read(1 << 20):
+            out.write(block)
+            digest.update(block)
+            done += len(block)
+            if progress:
+                progress(done, total)
+    if digest.hexdigest() != spec.sha256:
+        raise WeightsError(
+            f"checksum mismatch for {spec.name} from {url}: got {digest.hexdigest()[:16]}..., expected "
+            f"{spec.sha256[:16]}...; the file was refused"
+        )
 
 
-def import_file(spec: WeightSpec, source: Path) -> Path:
-    """Copy a file fetched by other means into the cache after checking its SHA-256."""
+def verify_file(spec: WeightSpec, source: Path) -> None:
+    """Refuse a file fetched by other means unless it is the published one (SHA-256)."""
     if not source.is_file():
-        raise WeightsError(f"{source} does not exist")
+        raise WeightsError(f"{source} is not a file")
     got = sha256_file(source)
     if got != spec.sha256:
         raise WeightsError(f"{source} is not the official {spec.name} file (SHA-256 {got[:16]}...); refused")
-    dest = cached_path(spec)
-    with atomic_output(dest, suffix=".part") as tmp:
-        shutil.copyfile(source, tmp)
-    return dest
 
 
 # -- reading weight files -------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ import rasterio
 import torch
 
 import models
-from aeroseg_cli.engine import SegmentOptions, segment_scene
-from aeroseg_cli.predictor import Predictor
-from aeroseg_cli.raster import inspect_scene
-from aeroseg_cli.writer import partial_paths
+from aeroseg_cli.segment.engine import SegmentOptions, segment_scene
+from aeroseg_cli.segment.predictor import Predictor
+from aeroseg_cli.segment.reader import inspect_scene
+from aeroseg_cli.segment.writer import partial_paths
 from tests.conftest import ConvModel, PixelModel, run_cli, smooth_scene, write_scene
 
 NAMES = ["a", "b", "c"]
@@ -98,7 +98,7 @@ def test_failed_window_fails_the_run_unless_skip(scene: Path, tmp_path: Path, io
                 raise RuntimeError("simulated device error")
             return super().forward(images, class_names)
 
-    from aeroseg_cli.errors import CLIError
+    from aeroseg_cli.files.errors import CLIError
 
     with pytest.raises(CLIError, match=r"window\(s\) failed"):
         run_engine(scene, tmp_path / "out.tif", Flaky(), io_threads=io)

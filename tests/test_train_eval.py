@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 import models
-from aeroseg_cli.datasets import DUBAI_SPLIT, IGNORE, load_dataset
-from aeroseg_cli.errors import CLIError, UsageError
-from aeroseg_cli.evaluation import Metrics, confusion, harmonic
-from aeroseg_cli.training import SeededStream, TrainConfig, train, train_augment
+from aeroseg_cli.datasets.readers import DUBAI_SPLIT, IGNORE, load_dataset
+from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.training.evaluation import Metrics, confusion, harmonic
+from aeroseg_cli.training.recipe import SeededStream, TrainConfig, train, train_augment
 from tests.conftest import DUBAI, ROOT, run_cli, torchrun, write_scene
 
 # -- datasets -------------------------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def test_interrupted_and_resumed_training_gives_the_same_weights(tmp_path: Path)
     class Stop(Exception):
         pass
 
-    import aeroseg_cli.training as tr
+    import aeroseg_cli.training.recipe as tr
 
     original = tr.TrainSamples.__getitem__
     calls = {"n": 0}
@@ -253,7 +253,7 @@ def test_tiny_learns_on_a_fixed_subset_and_beats_a_constant(tmp_path: Path) -> N
         quiet=True,
     )
     assert res.last_loss < res.first_loss
-    from aeroseg_cli.evaluation import evaluate_dataset
+    from aeroseg_cli.training.evaluation import evaluate_dataset
 
     model, _ = models.load_checkpoint(res.checkpoint)
     result = evaluate_dataset(model, data, torch.device("cpu"))

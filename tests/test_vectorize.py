@@ -14,7 +14,7 @@ import shapely
 from pyproj import Geod
 from rasterio.transform import from_origin
 
-from aeroseg_cli.vectorize import VectorizeOptions, vectorize_raster
+from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster
 from tests.conftest import run_cli, write_scene
 
 PIXEL = 2.0  # metres

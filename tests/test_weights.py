@@ -13,6 +13,7 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 import models
+from aeroseg_cli.runtime import weights as placement
 from models import hub
 from models.checkpoint import read_checkpoint
 from models.clip_backbone import build_open_clip
@@ -149,12 +150,12 @@ def test_download_verifies_checksum_and_is_atomic(tmp_path: Path) -> None:
     (mirror / "w.pth").write_bytes(b"weights" * 1000)
     spec = _spec_for(mirror / "w.pth")
     dest = tmp_path / "cache" / "w.pth"
-    assert hub.download(spec, dest=dest, mirror=mirror.as_uri()) == dest
+    assert placement.download(spec, dest=dest, mirror=mirror.as_uri()) == dest
     assert dest.read_bytes() == b"weights" * 1000
     (mirror / "w.pth").write_bytes(b"tampered")
     dest2 = tmp_path / "cache2" / "w.pth"
     with pytest.raises(hub.WeightsError, match="checksum mismatch"):
-        hub.download(spec, dest=dest2, mirror=mirror.as_uri())
+        placement.download(spec, dest=dest2, mirror=mirror.as_uri())
     assert not dest2.exists() and list(dest2.parent.iterdir()) == []  # nothing left behind
 
 

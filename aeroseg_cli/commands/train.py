@@ -8,12 +8,10 @@ from pathlib import Path
 
 import typer
 
-from .app import app
-from .datasets import DATASETS, SPECS
-from .errors import UsageError
+from aeroseg_cli.datasets.specs import DATASETS, SPECS
+from aeroseg_cli.files.errors import UsageError
 
 
-@app.command()
 def train(
     dataset: str = typer.Option(None, "--dataset", "-d", help=f"One of: {', '.join(DATASETS)}."),
     data_root: Path = typer.Option(None, "--data-root", help="Folder of the dataset (layout in the README)."),
@@ -36,9 +34,9 @@ def train(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Train on the seen classes of a dataset (runs under torchrun for several GPUs or nodes)."""
-    from .datasets import load_dataset
-    from .training import TrainConfig
-    from .training import train as run_training
+    from aeroseg_cli.datasets.readers import load_dataset
+    from aeroseg_cli.training.recipe import TrainConfig
+    from aeroseg_cli.training.recipe import train as run_training
 
     settings = TrainConfig.from_file(config) if config else {}
     cli = {

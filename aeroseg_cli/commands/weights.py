@@ -10,15 +10,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.runtime import weights as placement
 from models import hub
-
-from .app import app
-from .errors import CLIError, UsageError
 
 weights_app = typer.Typer(
     help="List, download, verify or import the official CLIP and SAM weights.", no_args_is_help=True
 )
-app.add_typer(weights_app, name="weights")
 
 
 def _spec(name: str) -> hub.WeightSpec:
@@ -86,7 +84,7 @@ def download(
                 progress.update(task, completed=done, total=total or None)
 
             try:
-                hub.download(spec, mirror=mirror, progress=report)
+                placement.download(spec, mirror=mirror, progress=report)
             except hub.WeightsError as exc:
                 raise CLIError(str(exc)) from None
         console.print(f"{spec.name}: verified and saved to {path}")
@@ -121,7 +119,7 @@ def import_(
     if not file.is_file():
         raise UsageError(f"{file} does not exist")
     try:
-        dest = hub.import_file(spec, file)
+        dest = placement.import_file(spec, file)
     except hub.WeightsError as exc:
         raise CLIError(str(exc)) from None
     typer.echo(f"{spec.name}: verified and saved to {dest}")

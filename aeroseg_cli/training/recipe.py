@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -22,11 +21,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import models
-from models.checkpoint import atomic_torch_save
-
-from .datasets import IGNORE, SegmentationDataset
-from .errors import CLIError, UsageError
-from .modelio import autocast
+from aeroseg_cli.datasets.readers import IGNORE, SegmentationDataset
+from aeroseg_cli.files.atomic import atomic_output
+from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.runtime.ddp import init_distributed
+from aeroseg_cli.runtime.modelio import autocast
 
 CROP_PAD_IMAGE = 128
 
@@ -166,35 +165,6 @@ class SeededStream(Sampler):
         return 2**62
 
 
-# -- distributed ------------------------------------------------------------------------------------------------------
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_text: str) -> tuple[Dist, torch.device]:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: one process per device, NCCL on GPUs, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        from .modelio import resolve_device
-
-        return Dist(), resolve_device(device_text)
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device_text != "cpu"
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(device)
-    return Dist(rank, world, local), device
-
-
 # -- optimisation -----------------------------------------------------------------------------------------------------
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     """CLIP q/v at the backbone lr (no decay: their frozen k rows must not decay); the rest at lr, no decay on norms,
@@ -259,7 +229,7 @@ def train(
 ) -> TrainResult:
     from tqdm import tqdm
 
-    from .modelio import resolve_precision
+    from aeroseg_cli.runtime.modelio import resolve_precision
 
     ddp, device = init_distributed(device_text)
     spec = data.spec
@@ -388,7 +358,7 @@ def train(
                 if ddp.world > 1:
                     dist.barrier()
             if cfg.val_every and val_data is not None and done % cfg.val_every == 0 and ddp.main:
-                from .evaluation import evaluate_dataset
+                from aeroseg_cli.training.evaluation import evaluate_dataset
 
                 model.eval()
                 res = evaluate_dataset(model, val_data, device, dtype, limit=cfg.val_limit or None)
@@ -404,20 +374,20 @@ def train(
 
 def save_run(model, optimizer, scheduler, iteration: int, cfg: TrainConfig, seen: list[str], run_dir: Path) -> None:
     """The AerOSeg checkpoint (weights + config + seen class names) and the full training state, both atomic."""
-    models.save_checkpoint(
-        run_dir / "checkpoint.pt",
-        model,
-        seen,
-        meta={"iteration": iteration, "dataset": cfg.dataset, "preset": cfg.preset},
-        dtype=torch.float16 if cfg.save_dtype == "float16" else None,
-    )
-    atomic_torch_save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
-            "iteration": iteration,
-        },
-        run_dir / "train_state.pt",
-    )
+    with atomic_output(run_dir / "checkpoint.pt") as tmp:
+        models.save_checkpoint(
+            tmp,
+            model,
+            seen,
+            meta={"iteration": iteration, "dataset": cfg.dataset, "preset": cfg.preset},
+            dtype=torch.float16 if cfg.save_dtype == "float16" else None,
+        )
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "iteration": iteration,
+    }
+    with atomic_output(run_dir / "train_state.pt") as tmp:
+        torch.save(state, tmp)

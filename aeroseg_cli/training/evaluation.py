@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .datasets import IGNORE, SegmentationDataset
-from .modelio import autocast
+from aeroseg_cli.datasets.readers import IGNORE, SegmentationDataset
+from aeroseg_cli.runtime.modelio import autocast
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from .errors import UsageError
+from aeroseg_cli.files.errors import UsageError
 
 WEIGHT_FLOOR = 1e-3  # keeps every covered pixel's weight positive
 

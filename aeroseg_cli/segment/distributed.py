@@ -9,24 +9,10 @@ import math
 from pathlib import Path
 
 import rasterio
-import torch.distributed as dist
 from rasterio.windows import Window
 
-from .blending import FinishedRows
-from .writer import BLOCK, LabelWriter
-
-
-def active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def gather(obj) -> list:
-    """Every rank's object, on every rank (a single-element list without torch.distributed)."""
-    if not active():
-        return [obj]
-    out = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
+from aeroseg_cli.segment.blender import FinishedRows
+from aeroseg_cli.segment.writer import BLOCK, LabelWriter
 
 
 def row_bands(height: int, world: int) -> list[tuple[int, int]]:

@@ -28,8 +28,8 @@ from rasterio.windows import Window
 from shapely import affinity
 from shapely.geometry import shape
 
-from .errors import CLIError, UsageError
-from .paths import check_output
+from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.safety import check_output
 
 FORMATS = {
     "gpkg": ("GPKG", ".gpkg"),

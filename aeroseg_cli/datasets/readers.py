@@ -1,4 +1,4 @@
-"""Datasets of the paper's protocol (iSAID, DLRSD, OpenEarthMap), a generic folder layout and the CC0 Dubai set.
+"""Readers for the paper's datasets (iSAID, DLRSD, OpenEarthMap), a generic folder layout and the CC0 Dubai set.
 
 Every dataset yields (image uint8 (H, W, 3), mask int64 (H, W)) with class ids in the dataset's full class order and
 255 for ignore. Seen/unseen splits are the paper's Table 1.
@@ -12,99 +12,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import UsageError
-
-IGNORE = 255
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    classes: tuple[str, ...]
-    unseen: tuple[str, ...]
-    iters: int  # the paper's training length
-    layout: str  # a line for error messages
-
-    @property
-    def seen(self) -> tuple[str, ...]:
-        return tuple(c for c in self.classes if c not in self.unseen)
-
-
-ISAID = DatasetSpec(
-    "isaid",
-    (
-        "ship",
-        "storage tank",
-        "baseball diamond",
-        "tennis court",
-        "basketball court",
-        "ground track field",
-        "bridge",
-        "large vehicle",
-        "small vehicle",
-        "helicopter",
-        "swimming pool",
-        "roundabout",
-        "soccer ball field",
-        "plane",
-        "harbor",
-    ),
-    ("tennis court", "bridge", "small vehicle", "helicopter", "soccer ball field", "harbor"),
-    10_000,
-    "ROOT/{train,val}/imgs/*.png with ROOT/{train,val}/D2masks/*.png",
+from aeroseg_cli.datasets.specs import (
+    DATASETS,
+    DUBAI,
+    DUBAI_COLORS,
+    DUBAI_SPLIT,
+    IGNORE,
+    IMAGE_EXTS,
+    OPENEARTHMAP,
+    SPECS,
+    DatasetSpec,
 )
-DLRSD = DatasetSpec(
-    "dlrsd",
-    (
-        "airplane",
-        "bare soil",
-        "buildings",
-        "cars",
-        "chaparral",
-        "court",
-        "dock",
-        "field",
-        "grass",
-        "mobile home",
-        "pavement",
-        "sand",
-        "sea",
-        "ship",
-        "tanks",
-        "trees",
-        "water",
-    ),
-    ("airplane", "bare soil", "buildings", "cars", "pavement", "sea", "trees"),
-    5_000,
-    "ROOT/{train,val}/imgs/*.jpg with ROOT/{train,val}/D2masks/*.png",
-)
-OPENEARTHMAP = DatasetSpec(
-    "openearthmap",
-    ("bareland", "rangeland", "developed space", "road", "tree", "water", "agriculture land", "building"),
-    ("developed space", "tree", "water", "agriculture land"),
-    15_000,
-    "ROOT/<region>/images/*.tif, ROOT/<region>/labels/*.tif and ROOT/{train,val}.txt",
-)
-DUBAI = DatasetSpec(
-    "dubai",
-    ("building", "land", "road", "vegetation", "water"),
-    (),
-    2_000,
-    "ROOT/Tile N/images/image_part_00K.jpg with ROOT/Tile N/masks/image_part_00K.png",
-)
-SPECS = {s.name: s for s in (ISAID, DLRSD, OPENEARTHMAP, DUBAI)}
-DATASETS = (*SPECS, "folder")
-
-# Dubai masks are RGB-coded (the upstream classes.json is wrong; this table is verified on every mask)
-DUBAI_COLORS = {
-    (60, 16, 152): 0,  # building
-    (132, 41, 246): 1,  # land (unpaved area)
-    (110, 193, 228): 2,  # road
-    (254, 221, 58): 3,  # vegetation
-    (226, 169, 41): 4,  # water
-}
-DUBAI_SPLIT = {"train": (1, 2, 3, 4, 5, 6), "val": (7, 8)}  # fixed split by tile, 54 / 18 images
+from aeroseg_cli.files.errors import UsageError
 
 
 @dataclass

@@ -10,9 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .app import app
-from .datasets import DATASETS
-from .errors import UsageError
+from aeroseg_cli.datasets.specs import DATASETS
+from aeroseg_cli.files.errors import UsageError
 
 
 def print_table(summary: dict, unseen: list[str], title: str) -> None:
@@ -37,7 +36,6 @@ def _jsonable(summary: dict) -> dict:
     return fix(summary)
 
 
-@app.command()
 def evaluate(
     dataset: str = typer.Option(None, "--dataset", "-d", help=f"One of: {', '.join(DATASETS)}."),
     data_root: Path = typer.Option(None, "--data-root", help="Folder of the dataset."),
@@ -72,9 +70,9 @@ def evaluate(
 def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
     from rich.progress import Progress
 
-    from .datasets import load_dataset
-    from .evaluation import evaluate_dataset
-    from .modelio import load_model, resolve_device, resolve_precision
+    from aeroseg_cli.datasets.readers import load_dataset
+    from aeroseg_cli.runtime.modelio import load_model, resolve_device, resolve_precision
+    from aeroseg_cli.training.evaluation import evaluate_dataset
 
     if not dataset or not data_root or not model:
         raise UsageError("give --dataset, --data-root and --model (or --pred and --label)")
@@ -100,8 +98,8 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
 
 
 def _raster_pair(pred: Path | None, label: Path | None, classes: str | None, unseen: str | None):
-    from .evaluation import Metrics, confusion
-    from .raster import open_dataset
+    from aeroseg_cli.segment.reader import open_dataset
+    from aeroseg_cli.training.evaluation import Metrics, confusion
 
     if pred is None or label is None:
         raise UsageError("--pred and --label go together")

@@ -10,14 +10,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import __version__
-from .app import app
-from .distributed import gather, row_bands
-from .engine import SegmentOptions, SegmentResult, segment_scene
-from .errors import CLIError, UsageError
-from .paths import check_output
-from .raster import inspect_scene, parse_bands, parse_scale
-from .tiling import Grid
+from aeroseg_cli import __version__
+from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.safety import check_output
+from aeroseg_cli.runtime.ddp import gather
+from aeroseg_cli.segment.distributed import row_bands
+from aeroseg_cli.segment.engine import SegmentOptions, SegmentResult, segment_scene
+from aeroseg_cli.segment.reader import inspect_scene, parse_bands, parse_scale
+from aeroseg_cli.segment.tiler import Grid
 
 MAX_CLASSES = 254  # ids 0..253; 255 is nodata/unknown
 
@@ -70,7 +70,6 @@ def fingerprint(scene: Path, settings: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-@app.command()
 def segment(
     scenes: list[Path] = typer.Argument(..., help="GeoTIFF (or any GDAL raster) scenes to segment."),
     classes: str = typer.Option(None, "--classes", "-c", help='Comma-separated class names; "a|b" are synonyms.'),
@@ -107,8 +106,8 @@ def segment(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Segment scenes into labelled GeoTIFFs (uint8 class ids, 255 = nodata/unknown) in the scenes' CRS."""
-    from .modelio import load_model, resolve_precision
-    from .predictor import Predictor
+    from aeroseg_cli.runtime.modelio import load_model, resolve_precision
+    from aeroseg_cli.segment.predictor import Predictor
 
     if io_threads not in ("auto", "on", "off"):
         raise UsageError(f"--io-threads must be auto, on or off, got {io_threads!r}")
@@ -133,12 +132,12 @@ def segment(
     if probabilities is not None:
         check_output(probabilities, overwrite or resume, "probabilities")
     if vector is not None:
-        from .vectorize import check_vector_output
+        from aeroseg_cli.polygons.vectorize import check_vector_output
 
         if len(scenes) > 1:
             raise UsageError("--vector takes one scene")
         check_vector_output(vector, overwrite)
-    from .training import init_distributed
+    from aeroseg_cli.runtime.ddp import init_distributed
 
     ddp, dev = init_distributed(device)  # one process per device under torchrun; plain device otherwise
     dtype = resolve_precision(precision, dev)
@@ -206,7 +205,7 @@ def segment(
                 continue
             results.append(result)
             if vector is not None:
-                from .vectorize import VectorizeOptions, vectorize_raster
+                from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster
 
                 vres = vectorize_raster(out, vector, VectorizeOptions(overwrite=overwrite, probabilities=probabilities))
                 result.outputs.append(str(vector))
@@ -275,8 +274,8 @@ def _segment_band(info, predictor, out, opts, tags, fp, bands, ddp, console, qui
     import dataclasses
     import time
 
-    from .distributed import assemble, band_path
-    from .writer import LabelWriter
+    from aeroseg_cli.segment.distributed import assemble, band_path
+    from aeroseg_cli.segment.writer import LabelWriter
 
     start = time.perf_counter()
     r0, r1 = bands[ddp.rank]

@@ -15,10 +15,9 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from models.atomic import atomic_output
-
-from .blending import NODATA, FinishedRows
-from .errors import CLIError
+from aeroseg_cli.files.atomic import atomic_output
+from aeroseg_cli.files.errors import CLIError
+from aeroseg_cli.segment.blender import NODATA, FinishedRows
 
 BLOCK = 512  # GeoTIFF tile size; chunks are written in multiples of it so no tile is written twice
 GTIFF_OPTIONS = {

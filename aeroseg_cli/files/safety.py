@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import UsageError
+from aeroseg_cli.files.errors import UsageError
 
 
 def check_output(path: Path, overwrite: bool, what: str = "output", also: Iterable[Path] = ()) -> None:

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import typer
 
-from .app import app
-from .vectorize import VectorizeOptions, vectorize_raster
+from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster
 
 
-@app.command()
 def vectorize(
     labels: Path = typer.Argument(..., help="Label GeoTIFF (e.g. from `aeroseg segment`)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output file: .gpkg, .geojson, .shp or .parquet."),
@@ -36,7 +34,7 @@ def vectorize(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Polygonise a label raster: one polygon per connected region, with class, area, perimeter (and confidence)."""
-    from .errors import UsageError
+    from aeroseg_cli.files.errors import UsageError
 
     if min_area < 0 or simplify < 0:
         raise UsageError("--min-area and --simplify must not be negative")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tiling import Grid, Window
+from aeroseg_cli.segment.tiler import Grid, Window
 
 NODATA = 255
 

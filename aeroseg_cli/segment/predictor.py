@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .modelio import autocast
+from aeroseg_cli.runtime.modelio import autocast
 
 log = logging.getLogger("aeroseg")
 

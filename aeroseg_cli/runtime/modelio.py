@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 import models
+from aeroseg_cli.files.errors import CLIError, UsageError
 from models.hub import WeightsError
-
-from .errors import CLIError, UsageError
 
 
 def load_model(spec: str) -> tuple[nn.Module, list[str] | None, str]:

@@ -9,8 +9,7 @@ import numpy as np
 import typer
 from PIL import Image, ImageDraw
 
-from .app import app
-from .errors import UsageError
+from aeroseg_cli.files.errors import UsageError
 
 MAX_SIDE = 640
 
@@ -18,7 +17,7 @@ MAX_SIDE = 640
 def _read_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
     from rasterio.enums import Resampling
 
-    from .raster import inspect_scene, open_dataset
+    from aeroseg_cli.segment.reader import inspect_scene, open_dataset
 
     info = inspect_scene(path, None, None, None, True)
     with open_dataset(path) as ds:
@@ -28,7 +27,6 @@ def _read_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
     return (np.moveaxis(rgb, 0, -1) * 255).astype(np.uint8)
 
 
-@app.command()
 def preview(
     scene: Path = typer.Argument(..., help="The input scene."),
     labels: Path = typer.Argument(..., help="Its label raster from `aeroseg segment`."),
@@ -38,7 +36,7 @@ def preview(
     """Render the scene beside its label map (class colours, legend) as a PNG."""
     from rasterio.enums import Resampling
 
-    from .raster import open_dataset
+    from aeroseg_cli.segment.reader import open_dataset
 
     if output.exists() and not overwrite:
         raise UsageError(f"output {output} exists (use --overwrite to replace it)")

@@ -14,7 +14,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from .errors import CLIError, UsageError
+from aeroseg_cli.files.errors import CLIError, UsageError
 
 STRETCH_PERCENTILES = (2.0, 98.0)
 STATS_MAX_SIDE = 2048  # decimated read for statistics (rasterio serves it from overviews when present)

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from .blending import StripBlender
-from .errors import CLIError
-from .raster import SceneInfo, SceneReader
-from .tiling import Grid, Window
-from .writer import LabelWriter
+from aeroseg_cli.files.errors import CLIError
+from aeroseg_cli.segment.blender import StripBlender
+from aeroseg_cli.segment.reader import SceneInfo, SceneReader
+from aeroseg_cli.segment.tiler import Grid, Window
+from aeroseg_cli.segment.writer import LabelWriter
 
 _END = object()
 

@@ -1,0 +1,100 @@
+"""The benchmark datasets' class lists and seen/unseen splits (the paper's Table 1), and their training lengths.
+
+Class ids are 0-based in the dataset's full class order; 255 is ignore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IGNORE = 255
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    classes: tuple[str, ...]
+    unseen: tuple[str, ...]
+    iters: int  # the paper's training length
+    layout: str  # a line for error messages
+
+    @property
+    def seen(self) -> tuple[str, ...]:
+        return tuple(c for c in self.classes if c not in self.unseen)
+
+
+ISAID = DatasetSpec(
+    "isaid",
+    (
+        "ship",
+        "storage tank",
+        "baseball diamond",
+        "tennis court",
+        "basketball court",
+        "ground track field",
+        "bridge",
+        "large vehicle",
+        "small vehicle",
+        "helicopter",
+        "swimming pool",
+        "roundabout",
+        "soccer ball field",
+        "plane",
+        "harbor",
+    ),
+    ("tennis court", "bridge", "small vehicle", "helicopter", "soccer ball field", "harbor"),
+    10_000,
+    "ROOT/{train,val}/imgs/*.png with ROOT/{train,val}/D2masks/*.png",
+)
+DLRSD = DatasetSpec(
+    "dlrsd",
+    (
+        "airplane",
+        "bare soil",
+        "buildings",
+        "cars",
+        "chaparral",
+        "court",
+        "dock",
+        "field",
+        "grass",
+        "mobile home",
+        "pavement",
+        "sand",
+        "sea",
+        "ship",
+        "tanks",
+        "trees",
+        "water",
+    ),
+    ("airplane", "bare soil", "buildings", "cars", "pavement", "sea", "trees"),
+    5_000,
+    "ROOT/{train,val}/imgs/*.jpg with ROOT/{train,val}/D2masks/*.png",
+)
+OPENEARTHMAP = DatasetSpec(
+    "openearthmap",
+    ("bareland", "rangeland", "developed space", "road", "tree", "water", "agriculture land", "building"),
+    ("developed space", "tree", "water", "agriculture land"),
+    15_000,
+    "ROOT/<region>/images/*.tif, ROOT/<region>/labels/*.tif and ROOT/{train,val}.txt",
+)
+DUBAI = DatasetSpec(
+    "dubai",
+    ("building", "land", "road", "vegetation", "water"),
+    (),
+    2_000,
+    "ROOT/Tile N/images/image_part_00K.jpg with ROOT/Tile N/masks/image_part_00K.png",
+)
+SPECS = {s.name: s for s in (ISAID, DLRSD, OPENEARTHMAP, DUBAI)}
+DATASETS = (*SPECS, "folder")
+
+# Dubai masks are RGB-coded (the upstream classes.json is wrong; this table is verified on every mask)
+DUBAI_COLORS = {
+    (60, 16, 152): 0,  # building
+    (132, 41, 246): 1,  # land (unpaved area)
+    (110, 193, 228): 2,  # road
+    (254, 221, 58): 3,  # vegetation
+    (226, 169, 41): 4,  # water
+}
+DUBAI_SPLIT = {"train": (1, 2, 3, 4, 5, 6), "val": (7, 8)}  # fixed split by tile, 54 / 18 images
