@@ -16,8 +16,11 @@ from PIL import Image
 import models
 from aeroseg_cli.datasets.readers import DUBAI_SPLIT, IGNORE, load_dataset
 from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.training.augment import train_augment
+from aeroseg_cli.training.config import TrainConfig
 from aeroseg_cli.training.evaluation import Metrics, confusion, harmonic
-from aeroseg_cli.training.recipe import SeededStream, TrainConfig, train, train_augment
+from aeroseg_cli.training.loop import train
+from aeroseg_cli.training.sampling import SeededStream
 from tests.conftest import DUBAI, ROOT, run_cli, torchrun, write_scene
 
 # -- datasets -------------------------------------------------------------------------------------------------------
@@ -196,7 +199,7 @@ def test_interrupted_and_resumed_training_gives_the_same_weights(tmp_path: Path)
     class Stop(Exception):
         pass
 
-    import aeroseg_cli.training.recipe as tr
+    import aeroseg_cli.training.sampling as tr
 
     original = tr.TrainSamples.__getitem__
     calls = {"n": 0}

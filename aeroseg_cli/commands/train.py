@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -34,54 +34,37 @@ def train(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Train on the seen classes of a dataset (runs under torchrun for several GPUs or nodes)."""
+    given = dict(locals())  # the options as given (None = not given); those named like settings override --config
     from aeroseg_cli.datasets.readers import load_dataset
-    from aeroseg_cli.training.recipe import TrainConfig
-    from aeroseg_cli.training.recipe import train as run_training
+    from aeroseg_cli.training.config import TrainConfig
+    from aeroseg_cli.training.loop import train as run_training
 
-    settings = TrainConfig.from_file(config) if config else {}
-    cli = {
-        "dataset": dataset,
-        "data_root": str(data_root) if data_root else None,
-        "preset": preset,
-        "iters": iters,
-        "batch_size": batch_size,
-        "lr": lr,
-        "backbone_lr": backbone_lr,
-        "output": str(output) if output else None,
-        "precision": precision,
-        "seed": seed,
-        "num_workers": num_workers,
-        "ckpt_every": ckpt_every,
-        "val_every": val_every,
-    }
-    settings.update({k: v for k, v in cli.items() if v is not None})
-    cfg = TrainConfig(**{f.name: settings[f.name] for f in fields(TrainConfig) if f.name in settings})
-    if cfg.dataset not in DATASETS:
-        raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {cfg.dataset!r}")
-    if not cfg.data_root:
-        raise UsageError("--data-root is required (the folder holding the dataset)")
-    for name in ("iters", "batch_size", "ckpt_every", "log_every"):
-        if getattr(cfg, name) < 0 or (name != "iters" and getattr(cfg, name) == 0):
-            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    given.update(data_root=str(data_root) if data_root else None, output=str(output) if output else None)
+    cfg = TrainConfig.resolve(TrainConfig.from_file(config) if config else {}, given)
+    check_model_settings(cfg)
     data = load_dataset(cfg.dataset, Path(cfg.data_root), "train")
     val = load_dataset(cfg.dataset, Path(cfg.data_root), "val") if cfg.val_every else None
     if not data.spec.seen:
         raise UsageError(f"{cfg.dataset}: no seen classes to train on")
     result = run_training(cfg, data, device, resume=resume, val_data=val, quiet=quiet)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    **asdict(result),
-                    "dataset": cfg.dataset,
-                    "seen": list(SPECS[cfg.dataset].seen) if cfg.dataset in SPECS else None,
-                },
-                indent=2,
-            )
-        )
+        seen = list(SPECS[cfg.dataset].seen) if cfg.dataset in SPECS else None
+        typer.echo(json.dumps({**asdict(result), "dataset": cfg.dataset, "seen": seen}, indent=2))
     elif not quiet:
         typer.echo(
             f"trained {result.iterations} iterations in {result.seconds:.0f} s; loss {result.first_loss:.4f} "
             f"-> {result.last_loss:.4f}; checkpoint {result.checkpoint}",
             err=True,
         )
+
+
+def check_model_settings(cfg) -> None:
+    """The dataset name, preset and model overrides, checked before any data is read or weights are loaded."""
+    from models.config import preset_config
+
+    if cfg.dataset not in DATASETS:
+        raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {cfg.dataset!r}")
+    try:
+        preset_config(cfg.preset, **cfg.model_overrides)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"model settings: {exc}") from None

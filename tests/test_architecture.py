@@ -1,0 +1,143 @@
+"""The house stays in order: no import cycles among the project's modules, no function over the length limits.
+
+Both checks read the source with ``ast`` (nothing is imported), so they are fast and see every module, including
+ones no test imports.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGES = ("aeroseg_cli", "models")
+MAX_FUNCTION_LINES = 80
+MAX_COMMAND_LINES = 60
+
+
+def modules() -> dict[str, Path]:
+    """Dotted module name -> source file, for every module of the project's packages."""
+    out = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            out[".".join(parts)] = path
+    return out
+
+
+def imported(name: str, path: Path, known: set[str]) -> set[str]:
+    """Project modules that ``name`` imports anywhere in its source (function-level imports included)."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        for target in targets:
+            while target and target not in known:  # `import a.b.c` depends on the deepest project module named
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules, or None (iterative DFS with colours)."""
+    state: dict[str, int] = {}
+    for root in graph:
+        if state.get(root):
+            continue
+        stack = [(root, iter(sorted(graph[root])))]
+        path = [root]
+        state[root] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+            elif state.get(child) == 1:
+                return [*path[path.index(child) :], child]
+            elif not state.get(child):
+                state[child] = 1
+                path.append(child)
+                stack.append((child, iter(sorted(graph[child]))))
+    return None
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imported(name, path, known) for name, path in mods.items()}
+
+
+def test_find_cycle_detects_a_cycle_and_accepts_a_tree() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycles_among_project_modules() -> None:
+    graph = import_graph()
+    assert len(graph) > 30  # really reading the project
+    cycle = find_cycle(graph)
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_models_never_import_the_cli() -> None:
+    offenders = {
+        m: sorted(d)
+        for m, d in import_graph().items()
+        if m.startswith("models") and any(x.startswith("aeroseg_cli") for x in d)
+    }
+    assert offenders == {}
+
+
+def test_commands_never_import_the_app() -> None:
+    graph = import_graph()
+    offenders = [m for m in graph if m.startswith("aeroseg_cli.commands") and "aeroseg_cli.app" in graph[m]]
+    assert offenders == []
+
+
+def long_functions(limit: int, only: str = "") -> list[str]:
+    out = []
+    for name, path in modules().items():
+        if not name.startswith(only):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > limit:
+                    out.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    return out
+
+
+def test_no_function_over_80_lines() -> None:
+    assert long_functions(MAX_FUNCTION_LINES) == []
+
+
+def test_command_functions_under_60_lines() -> None:
+    assert long_functions(MAX_COMMAND_LINES, "aeroseg_cli.commands") == []
+
+
+def test_no_nested_functions_doing_io_in_the_segment_pipeline() -> None:
+    """The pipeline's stages are classes or module functions, not closures inside the engine."""
+    nested = []
+    for name, path in modules().items():
+        if not name.startswith("aeroseg_cli.segment"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                inner = [n.name for n in ast.walk(node) if isinstance(n, ast.FunctionDef) and n is not node]
+                nested += [f"{name}.{node.name}.{i}" for i in inner]
+    assert nested == []
