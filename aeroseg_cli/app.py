@@ -7,9 +7,11 @@ import sys
 import traceback
 
 import typer
+import typer.core
 
 from aeroseg_cli import __version__
-from aeroseg_cli.files.errors import CLIError
+from aeroseg_cli.files import signals
+from aeroseg_cli.files.errors import CLIError, Interrupted
 
 app = typer.Typer(
     name="aeroseg",
@@ -46,6 +48,28 @@ def _register() -> None:
     app.add_typer(weights.weights_app, name="weights")
 
 
+class PlainArgument(typer.core.TyperArgument):
+    """Arguments in help as users know them from other tools: ``SCENE...`` and ``[NAME]``, no ``{NAME}`` braces or
+    ``<list[Path]>`` type tags."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw.removesuffix("...") + ("..." if self.nargs != 1 else "")
+        return name if self.required else f"[{name}]"
+
+    def display_type(self, ctx) -> str:
+        return ""
+
+
+def _plain_arguments(command) -> None:
+    for param in getattr(command, "params", []):
+        if isinstance(param, typer.core.TyperArgument):
+            param.__class__ = PlainArgument
+            if param.metavar is None:
+                param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+    for sub in getattr(command, "commands", {}).values():
+        _plain_arguments(sub)
+
+
 def _fail(message: str, code: int, debug: bool) -> None:
     if debug:
         traceback.print_exc()
@@ -53,29 +77,41 @@ def _fail(message: str, code: int, debug: bool) -> None:
     sys.exit(code)
 
 
+def _click_error(exc: Exception, debug: bool) -> None:
+    """typer vendors its own click: match its exceptions by name."""
+    kinds = {c.__name__ for c in type(exc).__mro__}
+    if "Exit" in kinds:
+        sys.exit(getattr(exc, "exit_code", 0))
+    if "NoArgsIsHelpError" in kinds:  # a bare group: show its help, as click does
+        print(exc.format_message(), file=sys.stderr)
+        sys.exit(2)
+    if "Abort" in kinds:
+        _fail("aborted", 1, debug)
+    if "ClickException" in kinds:
+        _fail(exc.format_message(), 2 if "UsageError" in kinds else getattr(exc, "exit_code", 1), debug)
+    first = str(exc).strip().split("\n")[0]
+    _fail(f"{type(exc).__name__}: {first} (rerun with --debug for details)", 1, debug)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: runs the app and turns every failure into one line and an exit code (2 usage, 1 runtime)."""
-    _register()
+    """Entry point: every failure becomes one line and an exit code (2 usage, 1 runtime, 130/143 on SIGINT/SIGTERM)."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("AEROSEG_DEBUG"))
+    if not debug:
+        os.environ.setdefault("CPL_LOG", os.devnull)  # GDAL's own stderr lines; its errors reach us as exceptions
+    signals.install()
+    _register()
+    command = typer.main.get_command(app)
+    _plain_arguments(command)
     try:
-        app(args=args, prog_name="aeroseg", standalone_mode=False)
-    except KeyboardInterrupt:
-        print("aeroseg: interrupted; nothing was written at the output path", file=sys.stderr)
-        sys.exit(130)
+        with command.make_context("aeroseg", list(args)) as ctx:
+            command.invoke(ctx)
+    except Interrupted as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"aeroseg: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except CLIError as exc:
         _fail(str(exc), exc.exit_code, debug)
     except Exception as exc:
-        kinds = {c.__name__ for c in type(exc).__mro__}  # typer vendors its own click: match by name
-        if "Exit" in kinds:
-            sys.exit(getattr(exc, "exit_code", 0))
-        if "Abort" in kinds:
-            print("aeroseg: interrupted", file=sys.stderr)
-            sys.exit(130)
-        if "NoArgsIsHelpError" in kinds:  # a bare group: show its help, as click does
-            print(exc.format_message(), file=sys.stderr)
-            sys.exit(2)
-        if "ClickException" in kinds:
-            _fail(exc.format_message(), 2 if "UsageError" in kinds else getattr(exc, "exit_code", 1), debug)
-        first = str(exc).strip().split("\n")[0]
-        _fail(f"{type(exc).__name__}: {first} (rerun with --debug for details)", 1, debug)
+        _click_error(exc, debug)

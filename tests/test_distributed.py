@@ -85,15 +85,28 @@ def test_one_scene_row_bands_sharded_equal_single_process(tmp_path: Path) -> Non
     assert not [p for p in tmp_path.iterdir() if ".rank" in p.name or ".partial" in p.name]
 
 
+def corrupt_full_resolution_tile(path: Path, row: int, col: int) -> Path:
+    """Overwrite one full-resolution tile's bytes with garbage; the overview (used for the scene-wide sample that
+    ``segment`` takes while checking its inputs) stays intact, so the damage is met only when that tile is read."""
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1))
+        size = int(ds.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1))
+    raw = bytearray(path.read_bytes())
+    raw[offset : offset + size] = np.random.default_rng(0).bytes(size)  # fixed garbage
+    path.write_bytes(bytes(raw))
+    return path
+
+
 def test_a_failing_rank_fails_the_whole_run(scenes: list[Path], tmp_path: Path) -> None:
     bad = write_scene(
-        tmp_path / "corrupt.tif", smooth_scene(300, 300), compress="deflate", tiled=True, blockxsize=128, blockysize=128
-    )
-    raw = bytearray(bad.read_bytes())
-    offset = len(raw) // 3  # inside the tile data (the header and tile index are at the start); fixed garbage
-    raw[offset : offset + 4000] = np.random.default_rng(0).bytes(4000)
-    bad.write_bytes(bytes(raw))
+        tmp_path / "corrupt.tif", smooth_scene(300, 2100), compress="deflate", tiled=True, blockxsize=128,
+        blockysize=128, interleave="band",
+    )  # fmt: skip
+    with rasterio.open(bad, "r+") as ds:
+        ds.build_overviews([2, 4])
+    corrupt_full_resolution_tile(bad, 1, 8)
     r = torchrun("segment", scenes[0], bad, "-o", tmp_path / "out", *COMMON, port=29613)
     assert r.returncode != 0
     assert "processes failed" in r.stderr and "rerun with --resume" in r.stderr
+    assert "IReadBlock failed" in r.stderr  # GDAL's own cause, not "Read failed. See previous exception"
     assert not (tmp_path / "out" / "corrupt.labels.tif").exists()

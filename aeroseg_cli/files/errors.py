@@ -1,4 +1,8 @@
-"""Errors that end a command with one line on stderr: usage problems exit 2, runtime failures exit 1."""
+"""Errors that end a command with one line on stderr: usage problems exit 2, runtime failures exit 1, signals 128+N."""
+
+from __future__ import annotations
+
+import signal
 
 
 class CLIError(Exception):
@@ -11,3 +15,26 @@ class UsageError(CLIError):
     """Bad arguments or input the user must change (exit code 2)."""
 
     exit_code = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the command stops, keeps what can be resumed, and exits 130 or 143.
+
+    A ``KeyboardInterrupt`` so that libraries which handle Ctrl-C (torch's data-loader workers) treat it as one.
+    ``detail`` says what was done and how to continue, e.g. "after 812 of 3249 windows; rerun with --resume".
+    """
+
+    def __init__(self, signum: int = signal.SIGINT, detail: str = "") -> None:
+        super().__init__(signum, detail)
+        self.signum, self.detail = int(signum), detail
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def with_detail(self, detail: str) -> Interrupted:
+        return Interrupted(self.signum, detail)
+
+    def __str__(self) -> str:
+        name = "interrupted" if self.signum == signal.SIGINT else f"stopped by {signal.Signals(self.signum).name}"
+        return f"{name} {self.detail}".strip()

@@ -1,21 +1,138 @@
-"""Checks on output paths, done before any work starts."""
+"""Output safety, checked before any work starts: no output is an input or another output of the same run, nothing
+is replaced without ``--overwrite``, and one run at a time writes an output (an exclusive lock beside it).
+
+Every command that writes goes through ``check_outputs`` and ``exclusive``: segment (labels, probabilities, vectors),
+vectorize, train (the run folder), preview, export, weights import and datasets prepare.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Iterable
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.files.errors import CLIError, UsageError
+
+URL_SCHEMES = ("http://", "https://", "ftp://", "s3://", "gs://", "az://")
 
 
-def check_output(path: Path, overwrite: bool, what: str = "output", also: Iterable[Path] = ()) -> None:
-    """Refuse an existing output (and its sibling files, e.g. a shapefile's) without --overwrite, and a folder that
-    is missing or not writable."""
-    if any(p.exists() for p in (path, *also)) and not overwrite:
-        raise UsageError(f"{what} {path} exists (use --overwrite to replace it)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"{what} folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"{what} folder {parent} is not writable")
+def is_remote(text: str | Path) -> bool:
+    """A GDAL virtual or remote path (``/vsicurl/...``, ``/vsizip/...``, ``s3://...``): not a local file to stat."""
+    s = str(text)
+    return s.startswith("/vsi") or s.lower().startswith(URL_SCHEMES)
+
+
+@dataclass(frozen=True)
+class Output:
+    """A file a command will write, what to call it in messages, and the files written beside it."""
+
+    path: Path
+    what: str = "output"
+    siblings: tuple[Path, ...] = ()  # e.g. a shapefile's .shx/.dbf/.prj, a GeoTIFF's .aux.xml
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.path, *self.siblings)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """The same file by resolved path (symlinks followed) or, when both exist, by device and inode (hard links)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(
+    outputs: Sequence[Output],
+    inputs: Sequence[Path | str],
+    overwrite: bool,
+    new_folder: Path | None = None,
+) -> None:
+    """Refuse (exit 2) an output that is an input or another output, an existing file without ``overwrite``, a
+    folder where a file is expected, and a missing or read-only folder; ``new_folder`` is one the run will create."""
+    local = [Path(i) for i in inputs if not is_remote(i)]
+    for out in outputs:
+        for f in out.files:
+            for i in local:
+                if same_file(f, i):
+                    raise UsageError(f"{out.what} {f} is the input {i}; choose another output path")
+    for n, a in enumerate(outputs):
+        for b in outputs[n + 1 :]:
+            if any(same_file(x, y) for x in a.files for y in b.files):
+                raise UsageError(f"the {a.what} and the {b.what} are the same file ({a.path}); give each its own path")
+    for out in outputs:
+        _check_writable(out, overwrite, new_folder)
+
+
+def _check_writable(out: Output, overwrite: bool, new_folder: Path | None) -> None:
+    if out.path.is_dir():
+        raise UsageError(f"{out.what} {out.path} is a folder; give a file name")
+    if any(p.exists() for p in out.files) and not overwrite:
+        raise UsageError(f"{out.what} {out.path} exists (use --overwrite to replace it)")
+    parent = out.path.parent
+    if new_folder is not None and same_file(parent, new_folder):
+        parent = new_folder.parent
+    check_folder(parent, out.what)
+
+
+def check_folder(folder: Path, what: str = "output") -> None:
+    folder = folder if str(folder) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{what} folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{what} folder {folder} is not writable")
+
+
+def lock_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.lock"
+
+
+def _acquire(path: Path) -> int:
+    """An exclusive, non-blocking lock on ``.NAME.lock`` beside ``path``; its file holds our process id."""
+    lock = lock_path(path)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise CLIError(
+                f"{path} is being written by another aeroseg run (process {holder}); wait for it to finish or "
+                "choose another output"
+            ) from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:  # not unlinked by a finishing run meanwhile
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+@contextlib.contextmanager
+def exclusive(paths: Sequence[Path]) -> Iterator[None]:
+    """Hold one lock per output for the whole run: a second run on any of them fails at once, naming this one."""
+    held: list[tuple[int, Path]] = []
+    try:
+        for path in sorted({p.resolve() for p in paths}):
+            held.append((_acquire(path), lock_path(path)))
+        yield
+    finally:
+        for fd, lock in reversed(held):
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()  # unlinked while still held, so a waiter never locks a stale file
+            os.close(fd)
+
+
+def check_output(path: Path, overwrite: bool, what: str = "output", also: Sequence[Path] = ()) -> None:
+    """One output and its sibling files, with no inputs to compare (kept for callers that have none)."""
+    check_outputs([Output(path, what, tuple(also))], [], overwrite)

@@ -29,7 +29,7 @@ from shapely import affinity
 from shapely.geometry import shape
 
 from aeroseg_cli.files.errors import CLIError, UsageError
-from aeroseg_cli.files.safety import check_output
+from aeroseg_cli.files.safety import Output, check_output
 
 FORMATS = {
     "gpkg": ("GPKG", ".gpkg"),
@@ -81,6 +81,11 @@ def output_format(path: Path, fmt: str | None) -> str:
 
 def _siblings(path: Path, fmt: str) -> list[Path]:
     return [path.with_suffix(s) for s in SHAPEFILE_PARTS] if fmt == "shp" else [path]
+
+
+def vector_output(path: Path, fmt: str | None = None) -> Output:
+    """The vector file as an output to check: a shapefile's sibling files count as part of it."""
+    return Output(path, "vector output", tuple(p for p in _siblings(path, output_format(path, fmt)) if p != path))
 
 
 def check_vector_output(path: Path, overwrite: bool, fmt: str | None = None) -> str:

@@ -1,103 +1,182 @@
-"""Blender: per-class probabilities weighted and averaged over overlapping windows, in bounded memory.
+"""Blender: per-class probabilities weighted and summed over overlapping windows on the model's device, finished
+window by window, so that only uint8 rows ever cross to the host.
 
-A rolling strip holds only the rows that windows still in flight can reach; rows that no future window touches are
-finished, turned into labels and handed on. Windows are accumulated in grid order, so the result is the same
-whatever the batch or block size.
+Windows arrive in grid order (row-major within a superblock). After window (j, i) is added, the columns left of the
+next window of row j are complete for the rows that window row j + 1 does not reach; they are turned into labels at
+once. What row j + 1 still adds to (the bottom ``overlap`` rows) moves into a *carry* band. So the state is one
+window of K planes plus a carry of ``overlap`` rows across the superblock: memory grows with the overlap, not with
+the tile or the batch. Every pixel still receives its windows in grid order, so the result equals one whole-scene
+accumulation bit for bit, whatever the superblock, rank band or resume point.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from aeroseg_cli.segment.tiler import Grid, Window
+from aeroseg_cli.segment.tiler import Grid, Superblock, Window, weight2d
 
 NODATA = 255
 
 
 @dataclass
 class FinishedRows:
+    """Finished output rows of one superblock: rows [row0, row0 + n) x columns [col0, col0 + w)."""
+
     row0: int
-    labels: np.ndarray  # (n, width) uint8, NODATA where nodata / no window / unknown
-    probabilities: np.ndarray | None  # (K, n, width) uint8 (p * 255), or None
+    col0: int
+    labels: np.ndarray  # (n, w) uint8, NODATA where nodata / no window / unknown
+    probabilities: np.ndarray | None  # (K, n, w) uint8 (p * 255), or None
 
 
-class StripBlender:
-    """Accumulates windows of one grid; ``finish(upto)`` releases rows < upto.
+def blender_bytes(grid: Grid, num_classes: int, strip_width: int) -> int:
+    """Device memory of a blender over ``strip_width`` columns: carry and active window, K + 1 float planes + mask."""
+    per_pixel = 4 * (num_classes + 1) + 1
+    return per_pixel * (grid.overlap * strip_width + grid.tile * grid.tile)
 
-    Memory: 4 bytes x (K + 1) x rows_held x width, rows_held = tile + stride x (ceil(batch / windows per row) + 1).
+
+class RowBlender:
+    """Blends the windows of one superblock; ``add`` them in grid order, ``pop`` the finished rows.
+
+    ``rows`` (r0, r1): only scene rows in [r0, r1) are emitted (a resume point, a rank's band); the windows that
+    reach them are all added, so those rows are exactly those of a whole-scene run.
     """
 
     def __init__(
         self,
         grid: Grid,
+        block: Superblock,
         num_classes: int,
-        batch_size: int,
-        start_row: int = 0,
+        device: torch.device,
+        rows: tuple[int, int],
         unknown_threshold: float = 0.0,
         keep_probabilities: bool = False,
     ) -> None:
-        self.grid, self.k = grid, num_classes
-        self.capacity = grid.tile + grid.stride * (math.ceil(batch_size / len(grid.cols)) + 1)
-        self.base = start_row
-        self.acc = np.zeros((num_classes, self.capacity, grid.width), dtype=np.float32)
-        self.wsum = np.zeros((self.capacity, grid.width), dtype=np.float32)
-        self.valid = np.zeros((self.capacity, grid.width), dtype=bool)
-        self.used = 0  # strip rows holding contributions (rows below it are still zero)
-        self.unknown_threshold = unknown_threshold
-        self.keep_probabilities = keep_probabilities
+        self.grid, self.block, self.k, self.device = grid, block, num_classes, device
+        self.r0, self.r1 = rows
+        self.unknown_threshold, self.keep_probabilities = unknown_threshold, keep_probabilities
+        t, ov, w = grid.tile, grid.overlap, block.width
+        planes = num_classes + 1  # class sums and the weight sum
+        self.carry = torch.zeros((planes, ov, w), dtype=torch.float32, device=device)
+        self.carry_valid = torch.zeros((ov, w), dtype=torch.bool, device=device)
+        self.active = torch.zeros((planes, t, t), dtype=torch.float32, device=device)
+        self.active_valid = torch.zeros((t, t), dtype=torch.bool, device=device)
+        self.a0 = self.a1 = 0  # strip columns held by the active window buffer
+        self.row: int | None = None  # the window row being swept
+        self.out: list[FinishedRows] = []
+        self._pending: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []  # device pieces of the row's output
+        self._weights: dict[tuple[bool, ...], torch.Tensor] = {}
 
     @property
     def nbytes(self) -> int:
-        return self.acc.nbytes + self.wsum.nbytes + self.valid.nbytes
+        return blender_bytes(self.grid, self.k, self.block.width)
 
-    def add(self, window: Window, probs: np.ndarray, valid: np.ndarray) -> None:
-        """probs (K, tile, tile) in [0, 1], valid (tile, tile): blend the in-scene, not-yet-finished part."""
+    def _weight(self, window: Window) -> torch.Tensor:
         g = self.grid
-        r0, r1 = max(window.row, self.base), min(window.row + g.tile, g.height)
-        c1 = min(window.col + g.tile, g.width)
-        if r1 <= r0:
-            return
-        if r1 - self.base > self.capacity:
-            raise RuntimeError("blender capacity exceeded (windows out of grid order)")
-        wr0, wr1, wc1 = r0 - window.row, r1 - window.row, c1 - window.col
-        b0, b1 = r0 - self.base, r1 - self.base
-        weight = g.weight(window)[wr0:wr1, :wc1] * valid[wr0:wr1, :wc1]
-        self.acc[:, b0:b1, window.col : c1] += probs[:, wr0:wr1, :wc1] * weight
-        self.wsum[b0:b1, window.col : c1] += weight
-        self.valid[b0:b1, window.col : c1] |= valid[wr0:wr1, :wc1]
-        self.used = max(self.used, b1)
+        key = (window.row_index == 0, window.row_index == len(g.rows) - 1)
+        key += (window.col_index == 0, window.col_index == len(g.cols) - 1)
+        if key not in self._weights:
+            self._weights[key] = torch.from_numpy(weight2d(g.tile, g.overlap, *key).copy()).to(self.device)
+        return self._weights[key]
 
-    def finish(self, upto: int) -> FinishedRows | None:
-        """Labels for rows [base, upto) and release them."""
-        upto = min(upto, self.grid.height)
-        n = upto - self.base
-        if n <= 0:
-            return None
-        acc, wsum, valid = self.acc[:, :n], self.wsum[:n], self.valid[:n]
+    def add(self, window: Window, probs: torch.Tensor | None, valid: torch.Tensor | None) -> None:
+        """probs (K, T, T) float32 and valid (T, T) bool on the device, or None for a window that adds nothing
+        (all nodata, or failed and skipped): its columns are finished all the same."""
+        if window.row_index != self.row:
+            self._start_row(window.row_index)
+        self._extend(window.col - self.block.c0 + self.grid.tile)
+        if probs is not None:
+            self._accumulate(window, probs, valid)
+        nxt = window.col_index + 1
+        done = self.grid.cols[nxt] - self.block.c0 if nxt < self.block.i1 else self.block.width
+        self._finish_columns(done)
+        if nxt >= self.block.i1:
+            self._emit_row()
+
+    def _start_row(self, j: int) -> None:
+        if self.row is not None and j != self.row + 1:
+            self.carry.zero_()  # rows were skipped (resume, rank band): nothing of row j - 1 reaches row j
+            self.carry_valid.zero_()
+        self.row, self.a0, self.a1 = j, 0, 0
+
+    def _extend(self, end: int) -> None:
+        """Grow the active window to strip column ``end``: its top ``overlap`` rows start from the carry."""
+        end = min(end, self.block.width)
+        if end <= self.a1:
+            return
+        new, ov = slice(self.a1 - self.a0, end - self.a0), self.grid.overlap
+        self.active[:, :, new] = 0
+        self.active_valid[:, new] = False
+        if ov:
+            self.active[:, :ov, new] = self.carry[:, :, self.a1 : end]
+            self.active_valid[:ov, new] = self.carry_valid[:, self.a1 : end]
+        self.a1 = end
+
+    def _accumulate(self, window: Window, probs: torch.Tensor, valid: torch.Tensor) -> None:
+        g = self.grid
+        h = min(g.tile, g.height - window.row)
+        x = window.col - self.block.c0 - self.a0
+        w = min(g.tile, self.block.width - (window.col - self.block.c0))
+        weight = self._weight(window)[:h, :w] * valid[:h, :w]
+        self.active[: self.k, :h, x : x + w].addcmul_(probs[:, :h, :w], weight)
+        self.active[self.k, :h, x : x + w].add_(weight)
+        self.active_valid[:h, x : x + w] |= valid[:h, :w]
+
+    def _finish_columns(self, done: int) -> None:
+        """Columns [a0, done) are complete for this window row: label their final rows, carry the rest down."""
+        if done <= self.a0:
+            return
+        g, n = self.grid, done - self.a0
+        last_row = self.row == len(g.rows) - 1
+        final = min(g.tile, g.height - g.rows[self.row]) if last_row else g.stride
+        if not last_row and g.overlap:
+            self.carry[:, :, self.a0 : done] = self.active[:, final : final + g.overlap, :n]
+            self.carry_valid[:, self.a0 : done] = self.active_valid[final : final + g.overlap, :n]
+        own0, own1 = max(self.a0, self.block.x0 - self.block.c0), min(done, self.block.x1 - self.block.c0)
+        if own1 > own0:
+            cols = slice(own0 - self.a0, own1 - self.a0)
+            self._pending.append((*self._labels(self.active[:, :final, cols], self.active_valid[:final, cols]), own0))
+        keep = self.a1 - done  # shift the unfinished columns to the front of the active window
+        if keep > 0:
+            self.active[:, :, :keep] = self.active[:, :, n : n + keep].clone()
+            self.active_valid[:, :keep] = self.active_valid[:, n : n + keep].clone()
+        self.a0 = done
+
+    def _labels(self, acc: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(K + 1, n, w) sums -> labels (n, w) uint8 and, when kept, probabilities (K, n, w) uint8, on the device."""
+        sums, wsum = acc[: self.k], acc[self.k]
         covered = (wsum > 0) & valid
-        labels = acc.argmax(axis=0).astype(np.uint8)  # dividing by the positive weight sum keeps the argmax
+        best, idx = sums.max(dim=0)  # dividing by the positive weight sum does not change the argmax
+        labels = idx.to(torch.uint8)
         nodata = ~covered
+        probs = None
         if self.unknown_threshold > 0 or self.keep_probabilities:
-            probs = acc / np.where(covered, wsum, 1.0)
+            denom = torch.where(covered, wsum, torch.ones_like(wsum))
             if self.unknown_threshold > 0:
-                nodata |= probs.max(axis=0) < self.unknown_threshold
-        labels[nodata] = NODATA
-        out_probs = None
-        if self.keep_probabilities:
-            out_probs = np.where(covered, np.rint(probs * 255), 0).astype(np.uint8)
-        row0 = self.base
-        # shift the rows still in use up by n and clear what they leave (only those rows: the rest is zero)
-        keep = max(self.used - n, 0)
-        if keep:
-            self.acc[:, :keep] = self.acc[:, n : n + keep].copy()
-            self.wsum[:keep] = self.wsum[n : n + keep].copy()
-            self.valid[:keep] = self.valid[n : n + keep].copy()
-        self.acc[:, keep : max(self.used, n)] = 0
-        self.wsum[keep : max(self.used, n)] = 0
-        self.valid[keep : max(self.used, n)] = False
-        self.used = keep
-        self.base = upto
-        return FinishedRows(row0, labels, out_probs)
+                nodata |= best / denom < self.unknown_threshold
+            if self.keep_probabilities:
+                probs = torch.where(covered, torch.round(sums / denom * 255), 0).to(torch.uint8)
+        return labels.masked_fill_(nodata, NODATA), probs
+
+    def _emit_row(self) -> None:
+        """The swept window row's final rows, clipped to [r0, r1), as one host array."""
+        g = self.grid
+        top = g.rows[self.row]
+        pieces, self._pending = self._pending, []
+        if not pieces:
+            return
+        labels = torch.cat([p[0] for p in pieces], dim=1)
+        probs = torch.cat([p[1] for p in pieces], dim=2) if self.keep_probabilities else None
+        a, b = max(self.r0, top), min(self.r1, top + labels.shape[0])
+        if b <= a:
+            return
+        labels = labels[a - top : b - top].cpu().numpy()
+        probs = probs[:, a - top : b - top].cpu().numpy() if probs is not None else None
+        self.out.append(FinishedRows(a, self.block.x0, labels, probs))
+
+    def pop(self) -> list[FinishedRows]:
+        """Rows finished since the last call, top to bottom."""
+        out, self.out = self.out, []
+        return out

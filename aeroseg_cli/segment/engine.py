@@ -1,7 +1,9 @@
-"""The segment pipeline: reader -> tiler -> model -> blender -> writer, with reads and writes on background threads.
+"""The segment pipeline: reader -> tiler -> model -> blender -> writer.
 
-Memory is bounded by the blender's strip (see ``StripBlender``) plus a few batches in the queues: it does not grow
-with scene height.
+``segment_scene`` runs the scene's superblocks (full-height column blocks, sized from a memory budget) one after
+another. For each, the feeder reads rows of windows on decode threads and yields batches on the model's device, the
+predictor turns them into probabilities, the blender sums them there and finishes rows of uint8 labels, and the
+sink writes those on a background thread. Memory is bounded by the budget whatever the scene's size or class count.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+import torch
 from affine import Affine
 
-from aeroseg_cli.files.errors import CLIError
-from aeroseg_cli.segment.blender import StripBlender
-from aeroseg_cli.segment.reader import SceneInfo, SceneReader
-from aeroseg_cli.segment.tiler import Grid, Window
-from aeroseg_cli.segment.writer import LabelWriter
+from aeroseg_cli.files.errors import CLIError, Interrupted
+from aeroseg_cli.segment.blender import FinishedRows, RowBlender, blender_bytes
+from aeroseg_cli.segment.feeder import Batch, Feeder
+from aeroseg_cli.segment.reader import SceneInfo
+from aeroseg_cli.segment.tiler import BLOCK, Grid, Superblock
+from aeroseg_cli.segment.writer import LabelWriter, RasterSpec
 
-_END = object()
+HOST_BUDGET = 512 << 20  # default --max-memory on CPU
+GPU_BUDGET_SHARE = 0.25  # default on CUDA: this share of the device memory free when the run starts
 
 
 @dataclass
@@ -37,10 +41,10 @@ class SegmentOptions:
     cog: bool = False
     overwrite: bool = False
     resume: bool = False
-    on_error: str = "fail"  # "fail" (after the run, nothing written) or "skip" (failed windows become nodata)
+    on_error: str = "fail"  # "fail": the first failed window ends the run, nothing written; "skip": it is nodata
     chunk_rows: int = 1024  # rows per write (rounded to the 512-row GeoTIFF tiles)
-    prefetch_batches: int = 2
-    io_threads: str = "auto"  # "on": read ahead and write on threads; "off": inline; "auto": on unless CPU-bound
+    io_threads: str | int = "auto"  # decode threads: "auto", "off" (inline) or a number
+    max_memory: int | None = None  # bytes for the blender and write buffers; None: HOST_BUDGET / GPU share
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Progress:
     skipped: int = 0
     failed: int = 0
     first_error: str | None = None
+    model_seconds: float = 0.0
 
 
 @dataclass
@@ -64,41 +69,135 @@ class SegmentResult:
     blender_mb: float
     peak_rss_mb: float
     resumed_from_row: int
+    superblocks: int = 1
     notes: list[str] = field(default_factory=list)
 
 
-class _Thread(threading.Thread):
-    """A worker whose exception is re-raised in the main thread."""
-
-    def __init__(self, target: Callable[[], None], name: str) -> None:
-        super().__init__(name=name, daemon=True)
-        self._fn, self.error = target, None
-
-    def run(self) -> None:
-        try:
-            self._fn()
-        except BaseException as exc:
-            self.error = exc
+class WindowFailed(Exception):
+    """A window failed with ``--on-error fail``: the run stops at once."""
 
 
-def use_background_io(mode: str, device) -> bool:
-    """Read ahead and write on background threads when they have a core to run on: always with a GPU model; on CPU
-    only when torch leaves cores free (else the extra threads oversubscribe torch's and slow the model down)."""
-    if mode in ("on", "off"):
-        return mode == "on"
-    import torch
+def decode_threads(mode: str | int, device: torch.device) -> int:
+    """Decode threads: with a GPU model, several (GDAL releases the GIL); on CPU only when torch leaves cores free
+    (else they oversubscribe torch's threads and slow the model down more than they hide)."""
+    if mode == "off":
+        return 0
+    if mode not in ("auto", "on"):
+        return int(mode)
+    cores = os.cpu_count() or 1
+    if device.type != "cpu":
+        return max(2, min(8, cores // 2))
+    free = cores - torch.get_num_threads()
+    return max(1 if mode == "on" else 0, min(4, free))
 
-    return device.type != "cpu" or (os.cpu_count() or 1) > torch.get_num_threads()
+
+def memory_budget(opts: SegmentOptions, device: torch.device) -> int:
+    if opts.max_memory is not None:
+        return opts.max_memory
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * GPU_BUDGET_SHARE)
+    return HOST_BUDGET
 
 
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
+def superblock_width(grid: Grid, num_classes: int, budget: int, probabilities: bool, chunk_rows: int) -> int:
+    """Owned width of each superblock so that the blender, the finished rows and one write chunk fit ``budget``."""
+    fixed = blender_bytes(grid, num_classes, 0)
+    per_column = (
+        blender_bytes(grid, num_classes, 1) - fixed + (chunk_rows + grid.tile) * (1 + num_classes * probabilities)
+    )
+    columns = (budget - fixed) // max(per_column, 1) - 2 * grid.tile
+    return int(max(BLOCK, min(columns, grid.width)))
+
+
+class RowSink:
+    """Finished rows to the writer: on a background thread (with a bounded queue) or inline."""
+
+    def __init__(self, writer: LabelWriter, background: bool) -> None:
+        self.writer, self.error = writer, None
+        self.queue: queue.Queue = queue.Queue(maxsize=8)
+        self.thread = threading.Thread(target=self._run, name="aeroseg-write", daemon=True) if background else None
+        if self.thread:
+            self.thread.start()
+
+    def _run(self) -> None:
+        while (rows := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writer.write(rows)
+                except BaseException as exc:  # handed to the main thread at its next put
+                    self.error = exc
+
+    def put(self, rows: FinishedRows) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.thread is None:
+            self.writer.write(rows)
+        else:
+            self.queue.put(rows)
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            raise self.error
+
+
+def predict(predictor, batch: Batch, progress: Progress, opts: SegmentOptions) -> list[torch.Tensor | None]:
+    """Probabilities per slot; a failing batch is retried window by window to find the failing ones."""
+    t0 = time.perf_counter()
+    try:
+        return list(predictor(batch.images, opts.batch_size))
+    except Exception:
+        if batch.size == 1:
+            return [_one(predictor, batch, 0, progress, opts)]
+        return [_one(predictor, batch, s, progress, opts) for s in range(batch.size)]
+    finally:
+        progress.model_seconds += time.perf_counter() - t0
+
+
+def _one(predictor, batch: Batch, slot: int, progress: Progress, opts: SegmentOptions) -> torch.Tensor | None:
+    try:
+        return predictor(batch.images[slot : slot + 1], opts.batch_size)[0]
+    except Exception as exc:
+        window = next(e.window for e in batch.entries if e.slot == slot)
+        fail(progress, f"window at row {window.row}, col {window.col}: {type(exc).__name__}: {exc}", opts)
+        return None
+
+
+def fail(progress: Progress, message: str, opts: SegmentOptions) -> None:
+    progress.failed += 1
+    progress.first_error = progress.first_error or message
+    if opts.on_error != "skip":
+        raise WindowFailed(message)
+
+
+def run_block(
+    block: Superblock, rows: tuple[int, int], ctx: dict, on_progress: Callable[[Progress], None] | None
+) -> None:
+    """One superblock, from the first window row touching ``rows[0]``: batches in, finished rows out."""
+    grid, predictor, opts, progress = ctx["grid"], ctx["predictor"], ctx["opts"], ctx["progress"]
+    blender = RowBlender(grid, block, predictor.num_classes, predictor.device, rows, opts.unknown_threshold,
+                         opts.probabilities is not None)  # fmt: skip
+    ctx["blender_bytes"] = max(ctx.get("blender_bytes", 0), blender.nbytes)
+    j0, j1 = grid.rows_touching(*rows)
+    for batch in ctx["feeder"].batches(block, j0, j1):
+        probs = predict(predictor, batch, progress, opts) if batch.size else []
+        for entry in batch.entries:
+            p = probs[entry.slot] if entry.slot is not None else None
+            if entry.error is not None:
+                fail(progress, entry.error, opts)
+            elif entry.slot is None:
+                progress.skipped += 1
+            elif p is not None:
+                progress.done += 1
+            blender.add(entry.window, p, batch.valid[entry.slot] if p is not None else None)
+        for finished in blender.pop():
+            ctx["sink"].put(finished)
+        if on_progress:
+            on_progress(progress)
 
 
 def segment_scene(
@@ -107,204 +206,61 @@ def segment_scene(
     output: Path,
     opts: SegmentOptions,
     tags: dict[str, str],
-    fingerprint: str,
+    settings: dict,
     on_progress: Callable[[Progress], None] | None = None,
     row_range: tuple[int, int] | None = None,
 ) -> SegmentResult:
     """Segment one scene into ``output``; the file appears only when the whole scene is done.
 
-    ``row_range`` (r0, r1): only these scene rows, into a file of that band (one rank's share). Every window that
-    touches the band runs, in grid order, so its pixels are exactly those of a whole-scene run.
+    ``row_range`` (r0, r1): only these scene rows, into a file of that band (one rank's share); every window that
+    touches the band runs, so its pixels are exactly those of a whole-scene run.
     """
     start = time.perf_counter()
     grid = Grid.from_overlap(info.height, info.width, opts.tile, opts.overlap)
     r0, r1 = row_range or (0, info.height)
-    writer = LabelWriter(
-        output,
-        info.width,
-        r1 - r0,
-        info.crs,
-        info.transform @ Affine.translation(0, r0),
-        predictor.class_names,
-        tags,
-        fingerprint,
-        probabilities=opts.probabilities,
-        cog=opts.cog,
-        resume=opts.resume,
-        chunk_rows=opts.chunk_rows,
-        row_offset=r0,
-    )
-    start_row = writer.rows_done
-    first_j = grid.first_row_index_touching(start_row)
-    blender = StripBlender(
-        grid,
-        predictor.num_classes,
-        opts.batch_size,
-        start_row,
-        opts.unknown_threshold,
-        keep_probabilities=opts.probabilities is not None,
-    )
-    # batches are fixed groups of grid indices (index // batch_size): the same windows share a model call whatever
-    # the block split, rank band or resume point, so results are identical bit for bit
-    # (complete groups at both ends of a band; windows past the band only touch rows that are not written)
-    group = opts.batch_size
-    first_index = first_j * len(grid.cols) // group * group
-    needed = [w.index for w in grid.windows(first_j) if w.row < r1]
-    last_index = (needed[-1] // group + 1) * group - 1 if needed else -1
-    todo = [w for w in grid.windows(first_index // len(grid.cols)) if first_index <= w.index <= last_index]
-    todo = todo if start_row < r1 else []
-    progress = Progress(total=len(todo))
-    stop = threading.Event()
-    background = use_background_io(opts.io_threads, predictor.device)
-    read_q: queue.Queue = queue.Queue(maxsize=max(2, opts.batch_size * opts.prefetch_batches))
-    write_q: queue.Queue = queue.Queue(maxsize=4)
-
-    def read_todo():
-        with SceneReader(info) as reader:
-            for w in todo:
-                yield (w, *reader.read(w.row, w.col, grid.tile))
-
-    def read_windows() -> None:  # the read-ahead thread
-        try:
-            for item in read_todo():
-                if not _put(read_q, item, stop):
-                    return
-        except Exception as exc:  # hand the failure to the main loop instead of leaving it waiting
-            _put(read_q, exc, stop)
-            return
-        _put(read_q, _END, stop)
-
-    def write_rows() -> None:
-        while True:
-            item = write_q.get()
-            if item is _END:
-                return
-            writer.write(item)
-
-    def windows_in_order():
-        """(window, image, valid) in grid order: from the read-ahead thread, or read here when I/O runs inline."""
-        try:
-            if not background:
-                yield from read_todo()
-                return
-            while (item := read_q.get()) is not _END:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        except Exception as exc:  # only reading raises here: the caller's own errors never enter the generator
-            raise CLIError(f"reading {info.path.name} failed: {exc}") from exc
-
-    reader_t, writer_t = _Thread(read_windows, "aeroseg-read"), _Thread(write_rows, "aeroseg-write")
-    if background:
-        reader_t.start()
-        writer_t.start()
-    model_seconds = 0.0
-    pending: list[tuple[Window, np.ndarray, np.ndarray]] = []
-
-    def finish(upto: int) -> None:
-        rows = blender.finish(min(upto, r1))
-        if rows is None:
-            return
-        if not background:
-            writer.write(rows)
-            return
-        if writer_t.error is not None:
-            raise writer_t.error
-        _put(write_q, rows, stop)
-
-    def predict(batch: list[tuple[Window, np.ndarray, np.ndarray]]) -> list[np.ndarray | None]:
-        nonlocal model_seconds
-        t0 = time.perf_counter()
-        try:
-            return list(predictor(np.stack([b[1] for b in batch])))
-        except Exception:
-            if len(batch) == 1:
-                raise
-            return [_predict_one(b) for b in batch]  # find the failing window(s)
-        finally:
-            model_seconds += time.perf_counter() - t0
-
-    def _predict_one(item) -> np.ndarray | None:
-        try:
-            return predictor(item[1][None])[0]
-        except Exception as exc:
-            _record_failure(item[0], exc)
-            return None
-
-    def _record_failure(w: Window, exc: Exception) -> None:
-        progress.failed += 1
-        if progress.first_error is None:
-            progress.first_error = f"window at row {w.row}, col {w.col}: {type(exc).__name__}: {exc}"
-
-    def flush() -> None:
-        if not pending:
-            return
-        try:
-            results = predict(pending)
-        except Exception as exc:
-            _record_failure(pending[0][0], exc)
-            results = [None]
-        for (w, _, valid), probs in zip(pending, results, strict=True):
-            if probs is not None:
-                blender.add(w, probs, valid)
-                progress.done += 1
-        pending.clear()
-        if on_progress:
-            on_progress(progress)
-
+    budget = memory_budget(opts, predictor.device)
+    width = superblock_width(grid, predictor.num_classes, budget, opts.probabilities is not None, opts.chunk_rows)
+    spec = RasterSpec(info.width, r1 - r0, info.crs, info.transform @ Affine.translation(0, r0), r0)
+    writer = LabelWriter(output, spec, predictor.class_names, tags, settings,
+                         [(b.x0, b.x1) for b in grid.superblocks(width)], opts.probabilities, opts.cog, opts.resume,
+                         opts.chunk_rows)  # fmt: skip
+    work = [(grid.superblock(x0, x1), (writer.rows_done(x0), r1)) for x0, x1 in writer.blocks]
+    work = [(b, rows) for b, rows in work if rows[0] < rows[1]]
+    total = sum((b.i1 - b.i0) * len(range(*grid.rows_touching(*rows))) for b, rows in work)
+    progress = Progress(total=total)
+    ctx = {"grid": grid, "predictor": predictor, "opts": opts, "progress": progress}
+    threads = decode_threads(opts.io_threads, predictor.device)
     try:
-        for item in windows_in_order():
-            w, _, valid = item
-            if pending and w.index // opts.batch_size != pending[0][0].index // opts.batch_size:
-                flush()  # a new batch group starts: every window before w is blended
-                finish(w.row)
-            if w.row + grid.tile > blender.base + blender.capacity:  # keep the strip bounded
-                flush()
-                finish(w.row)
-            if not valid.any():
-                progress.skipped += 1  # all nodata: never sent to the model
-                if on_progress:
-                    on_progress(progress)
-            else:
-                pending.append(item)
-        flush()
-        finish(r1)
-        if background:
-            _put(write_q, _END, stop)
-            writer_t.join()
-            if writer_t.error is not None:
-                raise writer_t.error
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        stop.set()
-        if background:
-            reader_t.join(timeout=5)
-
-    if progress.failed and opts.on_error != "skip":
+        with Feeder(info, grid, predictor.device, opts.batch_size, threads) as ctx["feeder"]:
+            ctx["sink"] = RowSink(writer, background=threads > 0 or predictor.device.type != "cpu")
+            try:
+                for block, rows in work:
+                    run_block(block, rows, ctx, on_progress)
+            finally:
+                ctx["sink"].close()
+    except Interrupted as exc:
+        done = progress.done + progress.skipped + progress.failed
+        raise exc.with_detail(f"after {done} of {total} windows; rerun with --resume to continue") from None
+    except WindowFailed:
         writer.discard()
         raise CLIError(
             f"{progress.failed} window(s) failed ({progress.first_error}); nothing was written "
-            "(use --on-error skip to write the rest as nodata)"
-        )
+            "(use --on-error skip to write them as nodata)"
+        ) from None
     outputs = writer.commit(opts.overwrite)
+    windows = {"total": len(grid), "run": total, "done": progress.done, "skipped": progress.skipped,
+               "failed": progress.failed}  # fmt: skip
     return SegmentResult(
-        scene=str(info.path),
+        scene=info.path,
         outputs=[str(p) for p in outputs],
         width=info.width,
         height=info.height,
-        windows={
-            "total": len(grid),
-            "run": len(todo),
-            "done": progress.done,
-            "skipped": progress.skipped,
-            "failed": progress.failed,
-        },
+        windows=windows,
         seconds=time.perf_counter() - start,
-        model_seconds=model_seconds,
-        blender_mb=blender.nbytes / 2**20,
+        model_seconds=progress.model_seconds,
+        blender_mb=ctx.get("blender_bytes", 0) / 2**20,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        resumed_from_row=start_row,
+        resumed_from_row=min((rows[0] for _, rows in work), default=r1),
+        superblocks=len(writer.blocks),
         notes=list(info.notes),
     )

@@ -1,10 +1,10 @@
-"""Reader: opens and checks a scene, fixes one scene-wide radiometric stretch, reads padded windows and masks."""
+"""Reader: opens and checks a scene, fixes one scene-wide radiometric stretch, and reads blocks of rows in the stored
+dtype with their validity mask. The stretch itself is applied on the model's device (``Radiometry.to_unit``)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -15,6 +15,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.safety import is_remote
 
 STRETCH_PERCENTILES = (2.0, 98.0)
 STATS_MAX_SIDE = 2048  # decimated read for statistics (rasterio serves it from overviews when present)
@@ -28,12 +29,16 @@ class Radiometry:
     high: list[float]
     source: str  # "uint8", "percentile 2-98 (scene-wide)", or "user --scale"
 
-    def apply(self, data: np.ndarray) -> np.ndarray:
+    def to_unit(self, raw):
+        """raw (N, bands, h, w) tensor in the stored dtype, on any device -> float32 in [0, 1], NaN as 0."""
+        import torch
+
+        x = raw.to(torch.float32)
         if self.source == "uint8":  # identity stretch: one pass, already in range
-            return np.true_divide(data, np.float32(255), dtype=np.float32)
-        low = np.asarray(self.low, dtype=np.float32)[:, None, None]
-        span = np.maximum(np.asarray(self.high, dtype=np.float32)[:, None, None] - low, 1e-12)
-        return np.clip((data.astype(np.float32) - low) / span, 0.0, 1.0)
+            return x.div_(255.0)
+        low = torch.tensor(self.low, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        span = torch.tensor(self.high, dtype=torch.float32, device=x.device).view(1, -1, 1, 1) - low
+        return torch.nan_to_num_(x).sub_(low).div_(span.clamp_min(1e-12)).clamp_(0.0, 1.0)
 
     def as_tag(self) -> str:
         pairs = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(self.low, self.high, strict=True))
@@ -42,7 +47,7 @@ class Radiometry:
 
 @dataclass
 class SceneInfo:
-    path: Path
+    path: str  # as GDAL opens it: a local path or a GDAL virtual/remote one
     width: int  # model grid (after --target-gsd resampling)
     height: int
     crs: object
@@ -53,6 +58,15 @@ class SceneInfo:
     radiometry: Radiometry
     scale: float = 1.0  # model pixels per scene pixel
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0] if "." in self.name else self.name
 
 
 def parse_bands(text: str | None) -> list[int] | None:
@@ -79,12 +93,32 @@ def parse_scale(text: str | None) -> tuple[float, float] | None:
     return low, high
 
 
-def open_dataset(path: Path) -> rasterio.io.DatasetReader:
-    if not path.exists():
-        raise UsageError(f"{path}: no such file")
+def gdal_cause(exc: BaseException) -> str:
+    """GDAL's own words behind a rasterio error ("IReadBlock failed at X offset 0 ...") rather than "Read failed. See
+    previous exception for details."."""
+    messages, e = [], exc
+    while e is not None:
+        text = str(e).strip()
+        if text and "See previous exception" not in text:
+            messages.append(text.splitlines()[0])
+        e = e.__cause__ or e.__context__
+    return "; ".join(dict.fromkeys(messages)) or type(exc).__name__
+
+
+def open_dataset(path: str) -> rasterio.io.DatasetReader:
+    """Open a raster GDAL can read, or say in one line why not."""
+    if not is_remote(path):
+        from pathlib import Path
+
+        if not Path(path).exists():
+            raise UsageError(f"{path}: no such file")
+        if Path(path).is_dir():
+            raise UsageError(f"{path} is a folder, not a raster")
     try:
         return rasterio.open(path)
-    except RasterioIOError:
+    except RasterioIOError as exc:
+        if is_remote(path):
+            raise UsageError(f"{path}: cannot open this remote or virtual raster ({gdal_cause(exc)})") from None
         raise UsageError(f"{path}: not a raster GDAL can read") from None
 
 
@@ -92,15 +126,28 @@ def is_georeferenced(ds) -> bool:
     return ds.crs is not None and ds.transform != Affine.identity()
 
 
-class SceneReader:
-    """Windowed, reflect-padded reads of one scene in model-pixel space; one dataset handle per reader.
+def reflect_index(start: int, stop: int, length: int) -> np.ndarray | None:
+    """Indices [start, stop) reflected into [0, length) about the last pixel (numpy's "reflect": the edge is not
+    repeated); None when no index needs it."""
+    if stop <= length:
+        return None
+    idx = np.arange(start, stop)
+    if length == 1:
+        return np.zeros_like(idx)
+    period = 2 * (length - 1)
+    m = idx % period
+    return np.where(m < length, m, period - m)
 
-    Open one reader per thread: GDAL handles must not be shared between threads.
-    """
+
+class SceneReader:
+    """Reads blocks of the model grid; one dataset handle per reader (open one reader per thread)."""
 
     def __init__(self, info: SceneInfo) -> None:
         self.info = info
-        self._ds = rasterio.open(info.path)
+        try:
+            self._ds = rasterio.open(info.path)
+        except RasterioIOError as exc:
+            raise CLIError(f"cannot open {info.path}: {gdal_cause(exc)}") from None
         self._src = self._ds
         if info.scale != 1.0:
             self._src = WarpedVRT(
@@ -123,104 +170,146 @@ class SceneReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def read(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Window (row, col, size x size), may extend past the scene: -> image (3, size, size) in [0, 1] with
-        reflect padding outside the scene, and validity mask (size, size) bool (False outside or nodata)."""
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows [r0, r1) x columns [c0, c1) (non-negative; may extend past the bottom/right edge) -> data (bands, h, w)
+        in the stored dtype, reflected about the scene's edges, and validity (h, w) bool: False outside the scene,
+        on nodata and on NaN (always nodata, declared or not). Raises ``ReadError`` with GDAL's cause."""
         info = self.info
-        r0, c0 = max(row, 0), max(col, 0)
-        r1, c1 = min(row + size, info.height), min(col + size, info.width)
-        window = Window(c0, r0, c1 - c0, r1 - r0)
-        data = self._src.read(info.bands, window=window)
-        valid = self._src.dataset_mask(window=window) > 0
-        if info.nodata is not None and np.isnan(info.nodata):
+        ridx, cidx = reflect_index(r0, r1, info.height), reflect_index(c0, c1, info.width)
+        lo_r = min(r0, int(ridx.min())) if ridx is not None else r0
+        lo_c = min(c0, int(cidx.min())) if cidx is not None else c0
+        window = Window(lo_c, lo_r, min(c1, info.width) - lo_c, min(r1, info.height) - lo_r)
+        try:
+            data = self._src.read(info.bands, window=window)
+            valid = self._src.dataset_mask(window=window) > 0
+        except RasterioIOError as exc:
+            raise ReadError(info.name, r0, c0, gdal_cause(exc)) from None
+        if data.dtype.kind == "f":
             valid &= ~np.isnan(data).any(axis=0)
-        image = info.radiometry.apply(np.nan_to_num(data))
-        if len(info.bands) == 1:
-            image = np.repeat(image, 3, axis=0)
-        pads = ((r0 - row, row + size - r1), (c0 - col, col + size - c1))
-        if any(p for pair in pads for p in pair):
-            image = np.pad(image, ((0, 0), *pads), mode="reflect" if min(image.shape[1:]) > 1 else "edge")
-            valid = np.pad(valid, pads, mode="constant", constant_values=False)
-        return image, valid
-
-    def read_mask(self, row0: int, row1: int) -> np.ndarray:
-        """Validity mask (row1 - row0, width) bool for finished output rows."""
-        window = Window(0, row0, self.info.width, row1 - row0)
-        return self._src.dataset_mask(window=window) > 0
+        if ridx is not None or cidx is not None:
+            rows = (ridx if ridx is not None else np.arange(r0, r1)) - lo_r
+            cols = (cidx if cidx is not None else np.arange(c0, c1)) - lo_c
+            data, valid = data[:, rows][:, :, cols], valid[rows][:, cols]
+            inside = (np.arange(r0, r1) < info.height)[:, None] & (np.arange(c0, c1) < info.width)[None, :]
+            valid &= inside
+        else:
+            data, valid = data[:, r0 - lo_r :, c0 - lo_c :], valid[r0 - lo_r :, c0 - lo_c :]
+        return np.ascontiguousarray(data), np.ascontiguousarray(valid)
 
 
-def scene_statistics(ds, bands: list[int], src=None) -> Radiometry:
-    """One stretch for the whole scene: 2-98 % percentiles per band of a decimated read, masked pixels excluded."""
-    src = src or ds
-    factor = max(1, math.ceil(max(src.width, src.height) / STATS_MAX_SIDE))
+class ReadError(CLIError):
+    """A block of the scene could not be read; carries GDAL's cause and where."""
+
+    def __init__(self, scene: str, row: int, col: int, cause: str) -> None:
+        super().__init__(f"reading {scene} failed at row {row}, col {col}: {cause}")
+        self.scene, self.row, self.col, self.cause = scene, row, col, cause
+
+
+def decimated(src, bands: list[int], max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """A nearest-neighbour overview read (served from overviews when present) and its validity mask."""
+    factor = max(1, math.ceil(max(src.width, src.height) / max_side))
     shape = (len(bands), max(1, src.height // factor), max(1, src.width // factor))
     data = src.read(bands, out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
     mask = src.dataset_mask(out_shape=shape[1:], resampling=Resampling.nearest) > 0
-    mask &= np.isfinite(data).all(axis=0)
+    return data, mask & np.isfinite(data).all(axis=0)
+
+
+def scene_statistics(name: str, data: np.ndarray, mask: np.ndarray) -> Radiometry:
+    """One stretch for the whole scene: 2-98 % percentiles per band of a decimated read, masked pixels excluded."""
     if not mask.any():
-        raise CLIError(f"{ds.name}: every pixel is nodata; nothing to segment")
+        raise CLIError(f"{name}: every pixel is nodata; nothing to segment")
     low, high = [], []
     for band in data:
         lo, hi = np.percentile(band[mask], STRETCH_PERCENTILES)
-        if hi <= lo:
-            hi = lo + 1.0
         low.append(float(lo))
-        high.append(float(hi))
+        high.append(float(hi if hi > lo else lo + 1.0))
     return Radiometry(low, high, f"percentile {STRETCH_PERCENTILES[0]:g}-{STRETCH_PERCENTILES[1]:g} (scene-wide)")
 
 
+def content_warnings(name: str, dtype: str, data: np.ndarray, mask: np.ndarray) -> list[str]:
+    """Rasters that are not imagery: one float band with a metre-like range (elevation, surface height), or only two
+    distinct values (a mask or hillshade threshold). Said once, with what --bands / --scale would change."""
+    values = data[:, mask]
+    if values.size == 0:
+        return []
+    distinct = np.unique(values[:, :200_000])
+    if len(distinct) <= 2:
+        shown = " and ".join(f"{v:g}" for v in distinct)
+        return [
+            f"{name} looks like a mask, not imagery (only the values {shown}); the model will see a flat two-tone "
+            "image. If the scene has image bands, pick them with --bands"
+        ]
+    lo, hi = float(values.min()), float(values.max())
+    if data.shape[0] == 1 and np.dtype(dtype).kind == "f" and lo >= -500 and hi <= 9000 and hi - lo > 1:
+        return [
+            f"{name} looks like an elevation or height raster (1 {dtype} band, values {lo:g} to {hi:g} m?), not "
+            "imagery; it will be segmented as a grey image stretched to its 2-98 % range. Use --bands to pick image "
+            "bands, or --scale MIN,MAX to fix the stretch"
+        ]
+    return []
+
+
 def inspect_scene(
-    path: Path,
+    path: str,
     bands: list[int] | None,
     scale: tuple[float, float] | None,
     target_gsd: float | None,
     allow_ungeoreferenced: bool,
 ) -> SceneInfo:
-    """Check a scene and fix everything about reading it before any window is read."""
+    """Check a scene and fix everything about reading it (grid, bands, stretch) before any window is read."""
+    path = str(path)
     with open_dataset(path) as ds:
         if not is_georeferenced(ds) and not allow_ungeoreferenced:
             raise UsageError(
                 f"{path}: no CRS or geotransform; the output could not be placed on a map "
                 "(use --allow-ungeoreferenced to segment it in pixel coordinates)"
             )
-        if bands is None:
-            bands = [1, 2, 3] if ds.count >= 3 else [1]
+        bands = bands or ([1, 2, 3] if ds.count >= 3 else [1])
         bad = [b for b in bands if not 1 <= b <= ds.count]
         if bad:
             names = ", ".join(f"{i}={d or ds.colorinterp[i - 1].name}" for i, d in enumerate(ds.descriptions, start=1))
             raise UsageError(f"{path}: band {bad[0]} out of range; the scene has {ds.count} band(s): {names}")
-        dtype = ds.dtypes[bands[0] - 1]
-        width, height, transform, factor = ds.width, ds.height, ds.transform, 1.0
-        notes = []
-        if target_gsd is not None:
-            if not is_georeferenced(ds) or ds.crs.is_geographic:
-                raise UsageError("--target-gsd needs a projected CRS (metres per pixel)")
-            gsd = abs(ds.transform.a)
-            factor = gsd / target_gsd
-            width, height = max(1, round(ds.width * factor)), max(1, round(ds.height * factor))
-            transform = ds.transform @ Affine.scale(ds.width / width, ds.height / height)
-            notes.append(f"resampled from {gsd:g} to {target_gsd:g} map units per pixel (output on that grid)")
-        src = None
-        if factor != 1.0:
-            src = WarpedVRT(ds, crs=ds.crs, transform=transform, width=width, height=height)
-        if scale is not None:
-            radiometry = Radiometry([scale[0]] * len(bands), [scale[1]] * len(bands), "user --scale")
-        elif dtype == "uint8":
-            radiometry = Radiometry([0.0] * len(bands), [255.0] * len(bands), "uint8")
-        else:
-            radiometry = scene_statistics(ds, bands, src)
-        if src is not None:
-            src.close()
-        return SceneInfo(
-            path=path,
-            width=width,
-            height=height,
-            crs=ds.crs,
-            transform=transform,
-            bands=bands,
-            dtype=dtype,
-            nodata=ds.nodata,
-            radiometry=radiometry,
-            scale=factor,
-            notes=notes,
+        info = SceneInfo(
+            path,
+            ds.width,
+            ds.height,
+            ds.crs,
+            ds.transform,
+            bands,
+            ds.dtypes[bands[0] - 1],
+            ds.nodata,
+            Radiometry([0.0] * len(bands), [255.0] * len(bands), "uint8"),
         )
+        if target_gsd is not None:
+            _resample(ds, info, target_gsd)
+        src = (
+            WarpedVRT(ds, crs=ds.crs, transform=info.transform, width=info.width, height=info.height)
+            if info.scale != 1.0
+            else ds
+        )
+        try:
+            data, mask = decimated(src, bands, STATS_MAX_SIDE)
+        except RasterioIOError as exc:
+            raise CLIError(f"reading {info.name} failed: {gdal_cause(exc)}") from None
+        finally:
+            if src is not ds:
+                src.close()
+    if scale is not None:
+        info.radiometry = Radiometry([scale[0]] * len(bands), [scale[1]] * len(bands), "user --scale")
+    elif info.dtype != "uint8":
+        info.radiometry = scene_statistics(info.name, data, mask)
+    if scale is None:
+        info.warnings += content_warnings(info.name, info.dtype, data, mask)
+    return info
+
+
+def _resample(ds, info: SceneInfo, target_gsd: float) -> None:
+    """Put the model grid at ``target_gsd`` map units per pixel, same CRS and origin."""
+    if not is_georeferenced(ds) or ds.crs.is_geographic:
+        raise UsageError("--target-gsd needs a projected CRS (metres per pixel)")
+    gsd = abs(ds.transform.a)
+    factor = gsd / target_gsd
+    info.width, info.height = max(1, round(ds.width * factor)), max(1, round(ds.height * factor))
+    info.transform = ds.transform @ Affine.scale(ds.width / info.width, ds.height / info.height)
+    info.scale = factor
+    info.notes.append(f"resampled from {gsd:g} to {target_gsd:g} map units per pixel (output on that grid)")

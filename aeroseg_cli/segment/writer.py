@@ -1,25 +1,37 @@
-"""Writer: labelled GeoTIFF (and per-class probabilities) written in chunks to a hidden partial file, renamed into
-place only when complete. A JSON sidecar records the finished rows so ``--resume`` can continue a broken run."""
+"""Writer: the labelled GeoTIFF (and per-class probabilities) written chunk by chunk into a hidden partial file that
+belongs to this run, renamed into place only when complete.
+
+Every chunk is read back after it is closed and compared with what was written: GDAL reports some write failures
+(a full disk while it rewrites a tile index on close) only on stderr, and a file that reads back is the only proof.
+A JSON sidecar records the run's settings and, per superblock, the rows that are safely on disk, so ``--resume``
+continues exactly there and refuses a partial made with other settings.
+"""
 
 from __future__ import annotations
 
 import colorsys
+import errno
 import json
 import os
+import resource
+import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from aeroseg_cli.files.atomic import atomic_output
-from aeroseg_cli.files.errors import CLIError
+from aeroseg_cli.files.errors import CLIError, UsageError
 from aeroseg_cli.segment.blender import NODATA, FinishedRows
+from aeroseg_cli.segment.tiler import BLOCK
 
-BLOCK = 512  # GeoTIFF tile size; chunks are written in multiples of it so no tile is written twice
+SIDECAR_VERSION = 2
 GTIFF_OPTIONS = {
     "driver": "GTiff",
     "tiled": True,
@@ -30,6 +42,21 @@ GTIFF_OPTIONS = {
     "BIGTIFF": "IF_SAFER",
     "SPARSE_OK": "TRUE",
 }
+
+
+class WriteError(CLIError):
+    """Writing an output failed (full disk, file-size limit, I/O error); the verified rows stay resumable."""
+
+
+@dataclass
+class RasterSpec:
+    """The grid of a file being written: scene rows [row_offset, row_offset + height) (a rank's band, or all)."""
+
+    width: int
+    height: int
+    crs: object
+    transform: object
+    row_offset: int = 0
 
 
 def class_colors(n: int) -> list[tuple[int, int, int]]:
@@ -56,142 +83,217 @@ def aux_xml(class_names: Sequence[str]) -> str:
     )
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
+def diagnose(path: Path, cause: str) -> str:
+    """The OS reason behind a failed write, in the words users know ("No space left on device")."""
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    size = path.stat().st_size if path.exists() else 0
+    if soft != resource.RLIM_INFINITY and size >= soft - (1 << 16):
+        return f"{os.strerror(errno.EFBIG)} (this process may write files of at most {soft} bytes)"
+    free = shutil.disk_usage(path.parent).free
+    if free < (64 << 20):
+        return f"{os.strerror(errno.ENOSPC)} ({free >> 20} MiB free in {path.parent})"
+    return cause
+
+
+def settings_differences(saved: dict, now: dict) -> list[str]:
+    """Human-readable differences between the settings a partial was made with and this run's."""
+    keys = sorted(set(saved) | set(now))
+    return [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
+
+
+def read_sidecar(sidecar: Path) -> dict | None:
+    try:
+        state = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and state.get("version") == SIDECAR_VERSION else None
+
+
+def check_resumable(output: Path, settings: dict) -> None:
+    """Before any work: refuse ``--resume`` onto a partial made with other settings, naming what differs."""
+    state = read_sidecar(partial_paths(output)[1])
+    if state is None:
+        return
+    diff = settings_differences(state.get("settings", {}), settings)
+    if diff:
+        raise UsageError(
+            f"--resume: the partial result for {output.name} was made with other settings ({'; '.join(diff)}); "
+            "rerun with those settings, or without --resume to start over"
+        )
 
 
 class LabelWriter:
-    """Chunked writes of finished rows; ``commit()`` moves the finished files into place."""
+    """Chunked, verified writes of finished rows; ``commit()`` moves the finished files into place."""
 
     def __init__(
         self,
         output: Path,
-        width: int,
-        height: int,
-        crs,
-        transform,
+        spec: RasterSpec,
         class_names: Sequence[str],
         tags: dict[str, str],
-        fingerprint: str,
+        settings: dict,
+        blocks: list[tuple[int, int]],
         probabilities: Path | None = None,
         cog: bool = False,
         resume: bool = False,
         chunk_rows: int = 2 * BLOCK,
-        row_offset: int = 0,
     ) -> None:
-        """``row_offset``: this file holds scene rows [row_offset, row_offset + height) (one rank's band)."""
-        self.output, self.width, self.height, self.row_offset = output, width, height, row_offset
-        self.transform = transform
-        self.class_names = list(class_names)
-        self.cog, self.probabilities = cog, probabilities
+        self.output, self.spec, self.class_names = output, spec, list(class_names)
+        self.settings, self.cog, self.probabilities = settings, cog, probabilities
         self.chunk_rows = max(BLOCK, chunk_rows // BLOCK * BLOCK)
-        self.fingerprint = fingerprint
         self.partial, self.sidecar = partial_paths(output)
         self.prob_partial = partial_paths(probabilities)[0] if probabilities else None
-        self.rows_done = row_offset  # absolute scene row
+        self.done = {x0: [x0, x1, spec.row_offset] for x0, x1 in blocks}  # x0 -> [x0, x1, next row to write]
         self._pending: list[FinishedRows] = []
-        if resume and self._load_progress():
-            return
-        profile = dict(
-            GTIFF_OPTIONS,
-            width=width,
-            height=height,
-            count=1,
-            dtype="uint8",
-            crs=crs,
-            transform=transform,
-            nodata=NODATA,
-        )
+        if not (resume and self._load_progress()):
+            self._create(tags)
+
+    @property
+    def blocks(self) -> list[tuple[int, int]]:
+        return [(x0, x1) for x0, x1, _ in self.done.values()]
+
+    def rows_done(self, x0: int) -> int:
+        return self.done[x0][2]
+
+    @property
+    def finished(self) -> bool:
+        end = self.spec.row_offset + self.spec.height
+        return all(r >= end for _, _, r in self.done.values())
+
+    # -- creation and resume ----------------------------------------------------------------------------------
+    def _profile(self, count: int, nodata) -> dict:
+        s = self.spec
+        return dict(GTIFF_OPTIONS, width=s.width, height=s.height, count=count, dtype="uint8", crs=s.crs,
+                    transform=s.transform, nodata=nodata)  # fmt: skip
+
+    def _create(self, tags: dict[str, str]) -> None:
+        for p in (self.partial, self.sidecar, self.prob_partial):
+            if p is not None:
+                p.unlink(missing_ok=True)  # a stale partial of an earlier run (this run holds the output's lock)
         colors = class_colors(len(self.class_names))
-        with rasterio.open(self.partial, "w", **profile) as dst:
-            dst.write_colormap(1, {**{i: (*c, 255) for i, c in enumerate(colors)}, NODATA: (0, 0, 0, 0)})
-            dst.set_band_description(1, "class")
-            dst.update_tags(**tags, CLASS_NAMES=json.dumps(self.class_names))
-            dst.update_tags(1, **{f"class_{i}": n for i, n in enumerate(self.class_names)})
-        if self.prob_partial:
-            pprofile = dict(profile, count=len(self.class_names), nodata=None)
-            with rasterio.open(self.prob_partial, "w", **pprofile) as dst:
-                for i, name in enumerate(self.class_names, start=1):
-                    dst.set_band_description(i, f"p({name}) x 255")
+        try:
+            with rasterio.open(self.partial, "w", **self._profile(1, NODATA)) as dst:
+                dst.write_colormap(1, {**{i: (*c, 255) for i, c in enumerate(colors)}, NODATA: (0, 0, 0, 0)})
+                dst.set_band_description(1, "class")
                 dst.update_tags(**tags, CLASS_NAMES=json.dumps(self.class_names))
+                dst.update_tags(1, **{f"class_{i}": n for i, n in enumerate(self.class_names)})
+            if self.prob_partial:
+                with rasterio.open(self.prob_partial, "w", **self._profile(len(self.class_names), None)) as dst:
+                    for i, name in enumerate(self.class_names, start=1):
+                        dst.set_band_description(i, f"p({name}) x 255")
+                    dst.update_tags(**tags, CLASS_NAMES=json.dumps(self.class_names))
+            for p in (self.partial, self.prob_partial):
+                if p is not None:
+                    self._verify_header(p)
+        except (RasterioIOError, OSError) as exc:
+            raise WriteError(f"creating {self.output} failed: {diagnose(self.partial, str(exc))}") from None
         self._save_progress()
 
-    # -- resume ------------------------------------------------------------------------------------------------
+    def _verify_header(self, path: Path) -> None:
+        with rasterio.open(path) as ds:
+            if (ds.width, ds.height) != (self.spec.width, self.spec.height):
+                raise WriteError(f"creating {self.output} failed: {diagnose(path, 'the new file is incomplete')}")
+
     def _load_progress(self) -> bool:
-        if not (self.partial.exists() and self.sidecar.exists()):
+        state = read_sidecar(self.sidecar)
+        if state is None or not self.partial.exists() or (self.prob_partial and not self.prob_partial.exists()):
             return False
+        diff = settings_differences(state.get("settings", {}), self.settings)
+        if diff:
+            raise UsageError(f"--resume: {self.partial} was made with other settings ({'; '.join(diff)})")
         try:
-            state = json.loads(self.sidecar.read_text())
-        except (OSError, ValueError):
-            return False
-        if state.get("fingerprint") != self.fingerprint:
-            raise CLIError(f"{self.partial} belongs to a run with other settings; remove it or rerun those settings")
-        if self.prob_partial and not self.prob_partial.exists():
-            return False
-        self.rows_done = int(state["rows_done"])
+            for p in (self.partial, self.prob_partial):
+                if p is not None:
+                    self._verify_header(p)
+        except (RasterioIOError, WriteError):
+            return False  # damaged beyond its header: start over
+        self.done = {int(x0): [int(x0), int(x1), int(r)] for x0, x1, r in state["blocks"]}
         return True
 
     def _save_progress(self) -> None:
-        atomic_write_text(self.sidecar, json.dumps({"fingerprint": self.fingerprint, "rows_done": self.rows_done}))
+        state = {"version": SIDECAR_VERSION, "settings": self.settings, "blocks": list(self.done.values())}
+        try:
+            with atomic_output(self.sidecar) as tmp:
+                tmp.write_text(json.dumps(state))
+        except OSError as exc:
+            reason = diagnose(self.sidecar, exc.strerror or str(exc))
+            raise WriteError(f"writing {self.output} failed: {reason}") from None
 
-    # -- writing -----------------------------------------------------------------------------------------------
+    # -- writing ----------------------------------------------------------------------------------------------
     def write(self, rows: FinishedRows) -> None:
+        if self._pending and self._pending[0].col0 != rows.col0:
+            self._flush()
         self._pending.append(rows)
+        done = self.done[rows.col0][2]
         pending = sum(r.labels.shape[0] for r in self._pending)
-        if pending >= self.chunk_rows or self.rows_done + pending >= self.row_offset + self.height:
+        if pending >= self.chunk_rows or done + pending >= self.spec.row_offset + self.spec.height:
             self._flush()
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        row0 = self._pending[0].row0
-        if row0 != self.rows_done:
-            raise RuntimeError(f"rows arrive out of order ({row0} after {self.rows_done})")
+        first = self._pending[0]
+        entry = self.done[first.col0]
+        if first.row0 != entry[2]:
+            raise RuntimeError(f"rows arrive out of order ({first.row0} after {entry[2]})")
         labels = np.concatenate([r.labels for r in self._pending], axis=0)
-        n = labels.shape[0]
-        window = Window(0, row0 - self.row_offset, self.width, n)
-        with rasterio.open(self.partial, "r+") as dst:  # closing makes the chunk durable before progress is saved
-            dst.write(labels, 1, window=window)
+        window = Window(entry[0], first.row0 - self.spec.row_offset, entry[1] - entry[0], labels.shape[0])
+        self._write_verified(self.partial, labels[None], window)
         if self.prob_partial:
             probs = np.concatenate([r.probabilities for r in self._pending], axis=1)
-            with rasterio.open(self.prob_partial, "r+") as dst:
-                dst.write(probs, window=window)
+            self._write_verified(self.prob_partial, probs, window)
         self._pending = []
-        self.rows_done = row0 + n
+        entry[2] = first.row0 + labels.shape[0]
         self._save_progress()
 
+    def _write_verified(self, path: Path, data: np.ndarray, window: Window) -> None:
+        """Write, close (which flushes), then read back: the chunk counts as written only if it reads back equal."""
+        try:
+            with rasterio.open(path, "r+") as dst:
+                dst.write(data, window=window)
+            with rasterio.open(path) as src:
+                ok = np.array_equal(src.read(window=window), data)
+            cause = "the written block did not read back"
+        except RasterioIOError as exc:
+            ok, cause = False, str(exc.__cause__ or exc)
+        if not ok:
+            raise WriteError(
+                f"writing {self.output} failed: {diagnose(path, cause)}; the finished rows are kept: "
+                "free space and rerun with --resume"
+            )
+
+    # -- finishing --------------------------------------------------------------------------------------------
     def commit(self, overwrite: bool) -> list[Path]:
         """Finish: flush, convert to COG if asked, rename into place, add the legend sidecar."""
         self._flush()
-        if self.rows_done != self.row_offset + self.height:
-            raise RuntimeError(f"only {self.rows_done - self.row_offset} of {self.height} rows were written")
-        written = [self._place(self.partial, self.output, self.cog, overwrite)]
-        atomic_write_text(self.output.with_name(self.output.name + ".aux.xml"), aux_xml(self.class_names))
+        if not self.finished:
+            raise RuntimeError(f"{self.output}: not every row was written")
+        written = [self._place(self.partial, self.output, overwrite)]
+        with atomic_output(self.output.with_name(self.output.name + ".aux.xml")) as tmp:
+            tmp.write_text(aux_xml(self.class_names))
         if self.prob_partial:
-            written.append(self._place(self.prob_partial, self.probabilities, self.cog, overwrite))
+            written.append(self._place(self.prob_partial, self.probabilities, overwrite))
         self.sidecar.unlink(missing_ok=True)
         return written
 
-    @staticmethod
-    def _place(partial: Path, target: Path, cog: bool, overwrite: bool) -> Path:
+    def _place(self, partial: Path, target: Path, overwrite: bool) -> Path:
         if target.exists() and not overwrite:
             raise CLIError(f"{target} appeared during the run; not replaced (use --overwrite)")
-        if cog:
-            with atomic_output(target, suffix=".cog.tif") as tmp:
-                rasterio.shutil.copy(
-                    partial,
-                    tmp,
-                    driver="COG",
-                    compress="zstd",
-                    predictor="YES",
-                    blocksize=BLOCK,
-                    overview_resampling="nearest",
-                    BIGTIFF="IF_SAFER",
-                )
-            partial.unlink()
-        else:
+        if not self.cog:
             os.replace(partial, target)
+            return target
+        try:
+            with atomic_output(target, suffix=".cog.tif") as tmp:
+                rasterio.shutil.copy(partial, tmp, driver="COG", compress="zstd", predictor="YES", blocksize=BLOCK,
+                                     overview_resampling="nearest", BIGTIFF="IF_SAFER")  # fmt: skip
+                verify_copy(partial, tmp)
+        except (RasterioIOError, OSError, WriteError) as exc:
+            reason = diagnose(target.parent / f".{target.name}.cog.tif", str(exc))
+            raise WriteError(
+                f"writing {target} as a COG failed: {reason}; the finished rows are kept: free space and rerun with "
+                "--resume"
+            ) from None
+        partial.unlink()
         return target
 
     def discard(self) -> None:
@@ -199,3 +301,13 @@ class LabelWriter:
         for p in (self.partial, self.sidecar, self.prob_partial):
             if p is not None:
                 p.unlink(missing_ok=True)
+
+
+def verify_copy(src_path: Path, dst_path: Path) -> None:
+    """The copy holds the same pixels: same shape and a GDAL checksum per band (reads every block of both)."""
+    with rasterio.open(src_path) as a, rasterio.open(dst_path) as b:
+        if (a.count, a.shape) != (b.count, b.shape):
+            raise WriteError("the copy has another shape")
+        for band in range(1, a.count + 1):
+            if a.checksum(band) != b.checksum(band):
+                raise WriteError("the copy's pixels differ from the original")

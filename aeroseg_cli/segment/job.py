@@ -1,0 +1,234 @@
+"""``aeroseg segment`` as a job: every check before any work, then the model, then the scenes.
+
+``plan`` checks the options, the scenes and every output against every input (nothing is read beyond headers and a
+decimated sample, nothing is written); ``load`` resolves device, precision and model; ``run`` takes the outputs'
+locks and segments each scene (or this rank's share under torchrun), polygonising when asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from aeroseg_cli import __version__
+from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.files.safety import Output, check_outputs, is_remote
+from aeroseg_cli.segment.reader import SceneInfo, inspect_scene, parse_bands, parse_scale
+
+MAX_CLASSES = 254  # ids 0..253; 255 is nodata/unknown
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@dataclass
+class SegmentRequest:
+    """The options of ``aeroseg segment`` as given."""
+
+    scenes: list[str]
+    classes: str | None = None
+    classes_file: Path | None = None
+    output: Path | None = None
+    model: str = "aeroseg-vitb16-samvitl"
+    tile: int | None = None
+    overlap: float = 0.25
+    batch_size: str = "4"
+    device: str = "auto"
+    precision: str = "auto"
+    bands: str | None = None
+    scale: str | None = None
+    target_gsd: float | None = None
+    unknown_threshold: float = 0.0
+    probabilities: Path | None = None
+    vector: Path | None = None
+    cog: bool = False
+    overwrite: bool = False
+    resume: bool = False
+    on_error: str = "fail"
+    io_threads: str = "auto"
+    max_memory: str = "auto"
+    allow_ungeoreferenced: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def from_options(cls, options: dict) -> SegmentRequest:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names})
+
+
+@dataclass
+class Plan:
+    request: SegmentRequest
+    infos: list[SceneInfo]
+    outputs: list[Path]
+    names: list[str] | None  # None: the checkpoint's own classes
+    max_memory: int | None
+    new_folder: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def parse_size(text: str) -> int | None:
+    """``--max-memory``: "auto" (None), or a size such as 512M, 2G, 1.5GiB, 800000000."""
+    if text == "auto":
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?B)?\s*", text, re.I)
+    if not m:
+        raise UsageError(f"--max-memory takes a size such as 512M or 2G (or auto), got {text!r}")
+    size = int(float(m.group(1)) * SIZE_UNITS[m.group(2).upper()])
+    if size < 64 << 20:
+        raise UsageError(f"--max-memory must be at least 64M, got {text!r}")
+    return size
+
+
+def parse_classes(text: str | None, file: Path | None) -> list[str] | None:
+    """Class names from ``--classes "a,b|c"`` or a file with one class per line (``|`` separates synonyms)."""
+    if text is not None and file is not None:
+        raise UsageError("give --classes or --classes-file, not both")
+    if text is None and file is None:
+        return None
+    if file is not None:
+        if not file.is_file():
+            raise UsageError(f"--classes-file {file}: no such file")
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise UsageError(f"--classes-file {file}: not a text file (one class name per line)") from None
+        names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    else:
+        names = [n.strip() for n in text.split(",")]
+    return check_class_names(names)
+
+
+def check_class_names(names: list[str]) -> list[str]:
+    if not names or any(not n for n in names):
+        raise UsageError("empty class name in the class list (check for doubled or trailing commas)")
+    for n in names:
+        if any(not part.strip() for part in n.split("|")):
+            raise UsageError(f"empty synonym in class {n!r}")
+    lowered = [n.lower() for n in names]
+    twice = next((n for n, low in zip(names, lowered, strict=True) if lowered.count(low) > 1), None)
+    if twice is not None:
+        raise UsageError(f"class {twice!r} is listed twice")
+    if len(names) > MAX_CLASSES:
+        raise UsageError(f"{len(names)} classes given; the label raster holds at most {MAX_CLASSES}")
+    return names
+
+
+def check_options(req: SegmentRequest) -> None:
+    if req.io_threads not in ("auto", "off") and not req.io_threads.isdigit():
+        raise UsageError(f"--io-threads must be auto, off or a number of decode threads, got {req.io_threads!r}")
+    if req.on_error not in ("fail", "skip"):
+        raise UsageError(f"--on-error must be fail or skip, got {req.on_error!r}")
+    if not 0 <= req.overlap < 1:
+        raise UsageError(f"--overlap is a fraction of the tile in [0, 1), got {req.overlap}")
+    if not 0 <= req.unknown_threshold < 1:
+        raise UsageError("--unknown-threshold must be in [0, 1)")
+    if req.batch_size != "auto" and (not req.batch_size.isdigit() or int(req.batch_size) < 1):
+        raise UsageError(f"--batch-size must be a positive number or auto, got {req.batch_size!r}")
+    if req.tile is not None:
+        from aeroseg_cli.segment.tiler import Grid
+
+        Grid.from_overlap(req.tile, req.tile, req.tile, req.overlap)  # tile size and overlap, before any work
+    if req.target_gsd is not None and req.target_gsd <= 0:
+        raise UsageError("--target-gsd must be positive")
+    if len(req.scenes) > 1 and (req.probabilities is not None or req.vector is not None):
+        raise UsageError("--probabilities and --vector take one scene")
+
+
+def output_paths(infos: list[SceneInfo], output: Path | None) -> tuple[list[Path], Path | None]:
+    """Label paths, and the folder the run will create: beside each scene by default (``<stem>.labels.tif``; in the
+    current folder for remote scenes), the file itself for one scene and a .tif, else a folder."""
+    names = [f"{i.stem}.labels.tif" for i in infos]
+    if output is None:
+        return [
+            Path(n) if is_remote(i.path) else Path(i.path).parent / n for i, n in zip(infos, names, strict=True)
+        ], None
+    tif = output.suffix.lower() in (".tif", ".tiff")
+    if len(infos) == 1 and tif and not output.is_dir():
+        return [output], None
+    if tif or (output.suffix and not output.is_dir()):
+        what = f"{len(infos)} scenes need -o to be a folder" if tif else "labels are written as GeoTIFF"
+        raise UsageError(f"{what}: give -o a folder{' or a .tif file name' if not tif else ''}, not {output}")
+    if len(set(names)) != len(names):
+        raise UsageError("two scenes share a file name; segment them into different folders")
+    return [output / n for n in names], (None if output.is_dir() else output)
+
+
+def planned_outputs(plan_outputs: list[Path], req: SegmentRequest) -> list[Output]:
+    outs = [Output(p, "output", (p.with_name(p.name + ".aux.xml"),)) for p in plan_outputs]
+    if req.probabilities is not None:
+        outs.append(Output(req.probabilities, "probabilities raster"))
+    if req.vector is not None:
+        from aeroseg_cli.polygons.vectorize import vector_output
+
+        outs.append(vector_output(req.vector))
+    return outs
+
+
+def plan(req: SegmentRequest) -> Plan:
+    """Every check that needs no model: options, scenes, outputs against inputs. Nothing is written."""
+    t0 = time.perf_counter()
+    check_options(req)
+    max_memory = parse_size(req.max_memory)
+    bands, scale = parse_bands(req.bands), parse_scale(req.scale)
+    names = parse_classes(req.classes, req.classes_file)
+    infos = [inspect_scene(s, bands, scale, req.target_gsd, req.allow_ungeoreferenced) for s in req.scenes]
+    outputs, new_folder = output_paths(infos, req.output)
+    inputs = [*req.scenes, *(p for p in (req.classes_file, Path(req.model)) if p is not None and p.is_file())]
+    if new_folder is not None and not new_folder.parent.is_dir():
+        raise UsageError(f"output folder {new_folder.parent} does not exist")
+    check_outputs(planned_outputs(outputs, req), inputs, req.overwrite, new_folder)
+    return Plan(req, infos, outputs, names, max_memory, new_folder, {"checks": time.perf_counter() - t0})
+
+
+def model_identity(spec: str) -> str:
+    """What makes a model the same model for ``--resume``: a checkpoint's SHA-256, a preset's name and version."""
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        return f"preset {spec} (aeroseg {__version__})"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return f"checkpoint sha256 {digest.hexdigest()}"
+
+
+def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, batch: int, runtime: dict) -> dict:
+    """Everything that can change a pixel of this scene's output: the resume fingerprint, compared key by key."""
+    req = plan_.request
+    identity = {"scene": info.path}
+    if not is_remote(info.path):
+        st = Path(info.path).stat()
+        identity |= {"scene_bytes": st.st_size, "scene_mtime_ns": st.st_mtime_ns}
+    return (
+        identity
+        | runtime
+        | {
+            "classes": names,
+            "tile": tile,
+            "overlap": req.overlap,
+            "batch_size": batch,
+            "bands": info.bands,
+            "scale": req.scale,
+            "target_gsd": req.target_gsd,
+            "unknown_threshold": req.unknown_threshold,
+            "probabilities": req.probabilities is not None,
+            "version": __version__,
+        }
+    )
+
+
+def scene_tags(info: SceneInfo, names: list[str], tile: int, model_label: str, req: SegmentRequest) -> dict[str, str]:
+    return {
+        "AEROSEG_VERSION": __version__,
+        "AEROSEG_MODEL": model_label,
+        "AEROSEG_CLASSES": json.dumps(names),
+        "AEROSEG_TILE": str(tile),
+        "AEROSEG_OVERLAP": str(req.overlap),
+        "AEROSEG_BANDS": ",".join(map(str, info.bands)),
+        "AEROSEG_RADIOMETRY": info.radiometry.as_tag(),
+        "AEROSEG_UNKNOWN_THRESHOLD": str(req.unknown_threshold),
+        "AEROSEG_SOURCE": info.name,
+    }

@@ -1,0 +1,209 @@
+"""Running a planned ``aeroseg segment`` job: the model, then each scene (or this rank's share), then polygons."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.safety import exclusive
+from aeroseg_cli.progress import Reporter, status
+from aeroseg_cli.segment.engine import SegmentOptions, SegmentResult, segment_scene
+from aeroseg_cli.segment.job import Plan, check_class_names, model_identity, scene_settings, scene_tags
+from aeroseg_cli.segment.writer import check_resumable
+
+
+@dataclass
+class Loaded:
+    """The model side of a job: predictor, classes, tile, batch size and what identifies them for ``--resume``."""
+
+    predictor: object
+    names: list[str]
+    tile: int
+    batch_size: int
+    label: str
+    ddp: object
+    runtime: dict
+
+
+def load(plan: Plan) -> Loaded:
+    """Device, precision and model (a status line while it loads); the classes and tile checked against it."""
+    from aeroseg_cli.runtime.ddp import init_distributed
+    from aeroseg_cli.runtime.modelio import load_model, resolve_precision
+    from aeroseg_cli.segment.predictor import Predictor
+    from aeroseg_cli.segment.tiler import Grid
+
+    req = plan.request
+    ddp, device = init_distributed(req.device)
+    dtype = resolve_precision(req.precision, device)
+    t0 = time.perf_counter()
+    with status(f"loading model {req.model} ...", req.quiet or not ddp.main):
+        net, ckpt_classes, label = load_model(req.model)
+    plan.timings["model_load"] = time.perf_counter() - t0
+    if plan.names is None and not ckpt_classes:
+        raise UsageError('name the classes to find: --classes "ship,harbor" or --classes-file FILE')
+    names = plan.names or check_class_names(list(ckpt_classes))
+    tile = req.tile or net.cfg.crop_size
+    if tile % net.cfg.clip.patch_size:
+        raise UsageError(f"--tile must be a multiple of {net.cfg.clip.patch_size} for this model, got {tile}")
+    for info in plan.infos:
+        Grid.from_overlap(info.height, info.width, tile, req.overlap)
+    predictor = Predictor(net, names, device, dtype)
+    batch = predictor.auto_batch_size(tile) if req.batch_size == "auto" else int(req.batch_size)
+    precision = str(dtype or "fp32").replace("torch.", "").replace("bfloat16", "bf16").replace("float16", "fp16")
+    runtime = {"model": model_identity(req.model), "precision": precision, "device": device.type}
+    loaded = Loaded(predictor, names, tile, batch, label, ddp, runtime)
+    if req.resume:
+        for info, out in zip(plan.infos, plan.outputs, strict=True):
+            check_resumable(out, scene_settings(plan, info, names, tile, batch, runtime))
+    return loaded
+
+
+def options(plan: Plan, loaded: Loaded) -> SegmentOptions:
+    req = plan.request
+    return SegmentOptions(
+        tile=loaded.tile,
+        overlap=req.overlap,
+        batch_size=loaded.batch_size,
+        unknown_threshold=req.unknown_threshold,
+        probabilities=req.probabilities,
+        cog=req.cog,
+        overwrite=req.overwrite,
+        resume=req.resume,
+        on_error=req.on_error,
+        io_threads=req.io_threads,
+        max_memory=plan.max_memory,
+    )
+
+
+def segment_one(plan: Plan, loaded: Loaded, index: int, opts: SegmentOptions, band=None) -> SegmentResult:
+    """One scene (or its row band ``band`` = (r0, r1, file) under torchrun) with a progress display."""
+    info = plan.infos[index]
+    out = band[2] if band else plan.outputs[index]
+    settings = scene_settings(plan, info, loaded.names, loaded.tile, loaded.batch_size, loaded.runtime)
+    if band:
+        settings["rows"] = [band[0], band[1]]
+    tags = scene_tags(info, loaded.names, loaded.tile, loaded.label, plan.request)
+    quiet = plan.request.quiet or not loaded.ddp.main
+    with Reporter(f"segmenting {info.name}", unit="windows", quiet=quiet) as report:
+        rows = band[:2] if band else None
+        return segment_scene(info, loaded.predictor, out, opts, tags, settings, WindowCounts(report), rows)
+
+
+class WindowCounts:
+    """The engine's progress as window counts on a ``Reporter``."""
+
+    def __init__(self, report: Reporter) -> None:
+        self.report = report
+
+    def __call__(self, p) -> None:
+        self.report(p.done + p.skipped + p.failed, p.total, skipped=p.skipped)
+
+
+def vectorize_step(plan: Plan, result: SegmentResult, labels: Path) -> None:
+    """``--vector``: polygons of the labels just written; the labels stay valid if this step fails."""
+    from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster
+
+    req = plan.request
+    t0 = time.perf_counter()
+    opts = VectorizeOptions(
+        overwrite=req.overwrite, probabilities=req.probabilities, allow_ungeoreferenced=req.allow_ungeoreferenced
+    )
+    try:
+        summary = vectorize_raster(labels, req.vector, opts)
+    except CLIError as exc:
+        raise CLIError(f"the labels are written to {labels}, but polygonising them failed: {exc}") from None
+    result.outputs.append(str(req.vector))
+    result.notes.append(f"{summary['features']} polygons (area and perimeter in {summary['measured_in']})")
+    plan.timings["vectorize"] = plan.timings.get("vectorize", 0.0) + time.perf_counter() - t0
+
+
+def run(plan: Plan, loaded: Loaded) -> list[SegmentResult]:
+    """This process's scenes, under the outputs' locks; under torchrun the results of every rank are gathered."""
+    from aeroseg_cli.runtime.ddp import gather
+
+    ddp, req = loaded.ddp, plan.request
+    opts = options(plan, loaded)
+    indices = list(range(len(plan.infos)))
+    banded = ddp.world > 1 and len(indices) == 1
+    if ddp.world > 1 and not banded:
+        indices = indices[ddp.rank :: ddp.world]  # explicit: every scene exactly once, no padding
+    locked = [plan.outputs[i] for i in indices] if ddp.main or not banded else []
+    locked += [p for p in (req.probabilities, req.vector) if p is not None and (ddp.main or not banded)]
+    results, error = [], None
+    try:
+        if plan.new_folder is not None:  # every check has passed: the folder is made only now
+            plan.new_folder.mkdir(parents=True, exist_ok=True)
+        with exclusive(locked):
+            t0 = time.perf_counter()
+            for i in indices:
+                result = run_banded(plan, loaded, opts) if banded else segment_one(plan, loaded, i, opts)
+                if result is not None and req.vector is not None:
+                    vectorize_step(plan, result, plan.outputs[i])
+                results += [result] if result is not None else []
+            plan.timings["segment"] = time.perf_counter() - t0 - plan.timings.get("vectorize", 0.0)
+    except CLIError as exc:
+        if ddp.world == 1:
+            raise
+        error = str(exc) if str(exc).startswith("rank ") else f"rank {ddp.rank}: {exc}"
+    statuses = gather({"error": error, "results": [dataclasses.asdict(r) for r in results]})
+    failed = [s["error"] for s in statuses if s["error"]]
+    if failed:
+        raise CLIError(f"{len(failed)} of {ddp.world} processes failed ({failed[0]}); rerun with --resume")
+    return [SegmentResult(**r) for s in statuses for r in s["results"]]
+
+
+def run_banded(plan: Plan, loaded: Loaded, opts: SegmentOptions) -> SegmentResult | None:
+    """One scene over the ranks: each rank its band of rows into its own file, rank 0 assembles the final one."""
+    from aeroseg_cli.runtime.ddp import gather
+    from aeroseg_cli.segment.distributed import assemble, band_path, row_bands
+    from aeroseg_cli.segment.writer import LabelWriter, RasterSpec
+
+    ddp, info, out = loaded.ddp, plan.infos[0], plan.outputs[0]
+    bands = row_bands(info.height, ddp.world)
+    r0, r1 = bands[ddp.rank]
+    probs = band_path(opts.probabilities, ddp.rank) if opts.probabilities else None
+    band_opts = dataclasses.replace(opts, cog=False, overwrite=True, probabilities=probs)
+    local, error = None, None
+    if r1 > r0:
+        try:
+            with exclusive([band_path(out, ddp.rank)]):
+                local = segment_one(plan, loaded, 0, band_opts, (r0, r1, band_path(out, ddp.rank)))
+        except CLIError as exc:  # reported through the gather below, so no rank waits forever
+            error = str(exc)
+    statuses = gather({"error": error, "result": dataclasses.asdict(local) if local else None})
+    failed = [f"rank {i}: {s['error']}" for i, s in enumerate(statuses) if s["error"]]
+    if failed:
+        raise CLIError(failed[0])
+    if not ddp.main:
+        return None
+    settings = scene_settings(plan, info, loaded.names, loaded.tile, loaded.batch_size, loaded.runtime)
+    tags = scene_tags(info, loaded.names, loaded.tile, loaded.label, plan.request)
+    spec = RasterSpec(info.width, info.height, info.crs, info.transform)
+    writer = LabelWriter(out, spec, loaded.names, tags, settings, [(0, info.width)], opts.probabilities, opts.cog)
+    files = [(band_path(out, r), band_path(opts.probabilities, r) if opts.probabilities else None)
+             for r, (a, b) in enumerate(bands) if b > a]  # fmt: skip
+    assemble(files, writer)
+    outputs = writer.commit(opts.overwrite)
+    for labels_path, probs_path in files:
+        for p in (labels_path, labels_path.with_name(labels_path.name + ".aux.xml"), probs_path):
+            if p is not None:
+                p.unlink(missing_ok=True)
+    return merge_results([SegmentResult(**s["result"]) for s in statuses if s["result"]], outputs, ddp.world, bands)
+
+
+def merge_results(parts: list[SegmentResult], outputs: list[Path], world: int, bands) -> SegmentResult:
+    first = parts[0]
+    return dataclasses.replace(
+        first,
+        outputs=[str(p) for p in outputs],
+        windows={k: sum(p.windows[k] for p in parts) for k in first.windows},
+        seconds=max(p.seconds for p in parts),
+        model_seconds=sum(p.model_seconds for p in parts),
+        blender_mb=max(p.blender_mb for p in parts),
+        peak_rss_mb=max(p.peak_rss_mb for p in parts),
+        resumed_from_row=min(p.resumed_from_row for p in parts),
+        notes=[f"{world} processes, row bands {bands}"],
+    )
