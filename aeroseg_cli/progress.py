@@ -1,109 +1,124 @@
-"""Progress for long jobs, the same in every command: a rich bar on a terminal, a plain line every few seconds when
-stderr is not a terminal (log files of batch jobs), nothing with ``-q``; and a status line while something loads.
+"""Progress for long commands, shown the way the place it goes to can take it.
 
-Usage::
+    with progress_display("vectorize", unit="rows", quiet=quiet) as update:
+        for ...:
+            update(done, total, polygons=n)  # any extra fields are shown as "name value"
 
-    with Reporter("segmenting scene.tif", unit="windows", quiet=quiet) as report:
-        report(done, total, skipped=3)
+On a terminal: a rich bar (description, bar, done/total, the fields, elapsed and remaining time). Elsewhere (a log
+file, a pipe, a test's captured stderr): a plain line at most every ``interval`` seconds, so short runs print nothing
+and long ones leave a readable trail, plus a last line at the end if any was printed. With ``quiet``: nothing.
+``update`` is always cheap to call; the display is torn down when the block ends, also on an exception.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+Update = Callable[..., None]
+"""``update(done: int, total: int, **fields)``."""
 
 
-def _rate(done: float, elapsed: float, unit: str) -> str:
-    return f"{done / elapsed:.1f} {unit}/s" if elapsed > 0 and done else ""
+def _fields(fields: dict) -> str:
+    """``polygons=1234, stage="sieve"`` -> ``polygons 1,234, stage sieve``."""
+    return ", ".join(
+        f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}"
+        for k, v in fields.items()
+    )
 
 
-def _eta(done: float, total: float | None, elapsed: float) -> str:
-    if not total or not done or done >= total:
-        return ""
-    seconds = elapsed / done * (total - done)
-    return f"ETA {int(seconds // 3600):d}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+class _Bar:
+    """A rich progress bar on a terminal."""
+
+    def __init__(self, label: str, unit: str, console: Console) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(unit),
+            TextColumn("{task.fields[extra]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.bar.add_task(label, total=None, extra="")
+
+    def update(self, done: int, total: int, **fields) -> None:
+        self.bar.update(self.task, completed=done, total=total, extra=_fields(fields))
 
 
-class Reporter:
-    """``report(done, total=None, **fields)``; fields (e.g. loss=0.41) are shown after the counts."""
+class _Lines:
+    """Plain lines for logs: one at most every ``interval`` seconds, and the final state if anything was printed."""
 
-    def __init__(self, description: str, unit: str = "items", quiet: bool = False, interval: float = 10.0) -> None:
-        self.description, self.unit, self.quiet, self.interval = description, unit, quiet, interval
-        self.terminal = sys.stderr.isatty()
-        self.start = time.perf_counter()
-        self.last_line = 0.0
-        self._bar = None
-        self._task = None
-        self._state: tuple[float, float | None, dict] = (0, None, {})
+    def __init__(self, label: str, unit: str, stream: TextIO, interval: float) -> None:
+        self.label, self.unit, self.stream, self.interval = label, unit, stream, interval
+        self.start = self.last = time.monotonic()
+        self.printed = False
+        self.pending: str | None = None
 
-    def __enter__(self) -> Reporter:
-        self.start = self.last_line = time.perf_counter()
-        if not self.quiet and self.terminal:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def update(self, done: int, total: int, **fields) -> None:
+        now = time.monotonic()
+        pct = f" ({100 * done / total:.0f} %)" if total else ""
+        extra = f", {_fields(fields)}" if fields else ""
+        self.pending = f"{self.label}: {done:,}/{total:,} {self.unit}{pct}{extra}, {now - self.start:.0f} s"
+        if now - self.last >= self.interval:
+            self._emit(now)
 
-            self._bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[extra]}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.description, total=None, extra="")
-        return self
+    def _emit(self, now: float) -> None:
+        print(self.pending, file=self.stream, flush=True)
+        self.printed, self.pending, self.last = True, None, now
 
-    def __call__(self, done: float, total: float | None = None, **fields) -> None:
-        self._state = (done, total, fields)
-        if self.quiet:
-            return
-        now = time.perf_counter()
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total, extra=self._extra(now))
-        elif now - self.last_line >= self.interval:
-            self.last_line = now
-            self._line(now)
-
-    def _extra(self, now: float) -> str:
-        done, total, fields = self._state
-        parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items()]
-        elapsed = now - self.start
-        parts += [_rate(done, elapsed, self.unit), _eta(done, total, elapsed)]
-        return "  ".join(p for p in parts if p)
-
-    def _line(self, now: float) -> None:
-        done, total, _ = self._state
-        count = f"{done:g}/{total:g}" if total else f"{done:g}"
-        sys.stderr.write(f"{self.description}: {count} {self.unit}  {self._extra(now)}\n".replace("  \n", "\n"))
-        sys.stderr.flush()
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-        elif not self.quiet and self._state[0] and exc[0] is None and time.perf_counter() - self.start >= 1:
-            self._line(time.perf_counter())
+    def finish(self) -> None:
+        if self.printed and self.pending is not None:
+            self._emit(time.monotonic())
 
 
-@contextlib.contextmanager
+def _nothing(done: int, total: int, **fields) -> None:
+    """The update of a quiet display."""
+
+
+@contextmanager
+def progress_display(
+    label: str, *, unit: str = "", quiet: bool = False, stream: TextIO | None = None, interval: float = 5.0
+) -> Iterator[Update]:
+    """Yield ``update(done, total, **fields)``: a rich bar when ``stream`` (default stderr) is a terminal, plain lines
+    at most every ``interval`` seconds otherwise, nothing when ``quiet``."""
+    stream = sys.stderr if stream is None else stream
+    if quiet:
+        yield _nothing
+        return
+    console = Console(file=stream)
+    if console.is_terminal:
+        bar = _Bar(label, unit, console)
+        with bar.bar:
+            yield bar.update
+        return
+    lines = _Lines(label, unit, stream, interval)
+    yield lines.update
+    lines.finish()
+
+
+@contextmanager
 def status(text: str, quiet: bool = False, delay: float = 2.0) -> Iterator[None]:
-    """A spinner on a terminal (one line otherwise) while something slow happens, e.g. loading a model."""
+    """A spinner on a terminal while something slow happens (loading a model); in a log, one line, and only when it
+    takes longer than ``delay`` seconds (quick loads leave the log, and a usage error's one line, alone)."""
     if quiet:
         yield
         return
     if sys.stderr.isatty():
-        from rich.console import Console
-
         with Console(stderr=True).status(text):
             yield
         return
-    timer = threading.Timer(delay, lambda: sys.stderr.write(f"{text}\n") and sys.stderr.flush())
+    timer = threading.Timer(delay, lambda: print(text, file=sys.stderr, flush=True))
     timer.daemon = True
-    timer.start()  # in a log, only loads that take a while are worth a line
+    timer.start()
     try:
         yield
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -11,17 +12,19 @@ import pytest
 import rasterio
 import rasterio.features
 import shapely
-from pyproj import Geod
+from pyproj import CRS, Geod, Transformer
 from rasterio.transform import from_origin
 
+from aeroseg_cli.polygons.measure import SCALE_TOLERANCE, measure_for, scale_error
 from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster
-from tests.conftest import run_cli, write_scene
+from aeroseg_cli.progress import progress_display
+from tests.conftest import run_cli, single_process, write_scene
 
 PIXEL = 2.0  # metres
 
 
-def labels_raster(tmp_path: Path, name: str = "labels.tif", crs: str | None = "EPSG:32633", **kw) -> Path:
-    """100 x 80 label raster: background 0; a 20x20 square of class 1 with a 4x4 hole; a tall class-2 bar crossing
+def label_array() -> np.ndarray:
+    """100 x 80 labels: background 0; a 20x20 square of class 1 with a 4x4 hole; a tall class-2 bar crossing
     many strip seams and touching the square; a nodata (255) block; a U shape of class 3 whose arms join only in
     the last strip."""
     a = np.zeros((100, 80), np.uint8)
@@ -32,6 +35,12 @@ def labels_raster(tmp_path: Path, name: str = "labels.tif", crs: str | None = "E
     a[40:90, 40:44] = 3  # U: left arm
     a[40:90, 74:78] = 3  # right arm
     a[86:90, 40:78] = 3  # joining bottom
+    return a
+
+
+def labels_raster(tmp_path: Path, name: str = "labels.tif", crs: str | None = "EPSG:32633", **kw) -> Path:
+    """The label_array() scene in UTM 33N at 45 N, 2 m pixels, with class names."""
+    a = label_array()
     path = tmp_path / name
     with rasterio.open(
         path,
@@ -232,3 +241,193 @@ def test_empty_result_is_a_valid_empty_layer(tmp_path: Path) -> None:
         assert len(g) == 0 and g.crs.to_epsg() == 32633
         if ext != "geojson":  # GeoJSON has no schema: an empty FeatureCollection cannot name its fields
             assert {"class_id", "class_name", "area", "perimeter"} <= set(g.columns)
+
+
+# --- true areas in every CRS -------------------------------------------------------------------------------------
+
+GEOD = Geod(ellps="WGS84")
+FTUS = 1200 / 3937  # metres per US survey foot
+PIXEL_COUNTS = {"house": 384, "road": 540, "river": 520}  # from label_array()
+
+
+def scene_at(tmp_path: Path, crs: str, lon: float, lat: float, pixel: float) -> Path:
+    """label_array() in ``crs`` with its top-left corner at (lon, lat) and square pixels of ``pixel`` map units."""
+    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+    path = write_scene(tmp_path / "scene.tif", label_array()[None], crs=crs, transform=from_origin(x, y, pixel, pixel))
+    with rasterio.open(path, "r+") as ds:
+        ds.nodata = 255
+        ds.update_tags(CLASS_NAMES=json.dumps(["background", "house", "road", "river"]))
+    return path
+
+
+def geodesic(poly: shapely.Polygon) -> tuple[float, float]:
+    """Area and perimeter on the WGS 84 ellipsoid of a lon/lat polygon, holes included in both (pyproj subtracts a
+    hole's area only when rings are oriented, and counts only the exterior in the perimeter)."""
+    area = GEOD.geometry_area_perimeter(shapely.geometry.polygon.orient(poly, 1.0))[0]
+    perimeter = sum(GEOD.geometry_area_perimeter(ring)[1] for ring in (poly.exterior, *poly.interiors))
+    return area, perimeter
+
+
+TRUE_AREA_CASES = {
+    # name: (CRS, lon, lat of the top-left corner, pixel in map units, measured in the CRS's own units?)
+    "web-mercator-39.6N": ("EPSG:3857", -0.4, 39.6, 10.0, False),  # areal scale 1.68 here
+    "utm-zone-edge-equator": ("EPSG:32633", 18.0, 0.0, 10.0, True),  # 3 degrees from the central meridian: 0.2 %
+    "utm-9-degrees-outside": ("EPSG:32633", 24.0, 10.0, 10.0, False),  # 2.4 %: over the limit
+    "us-feet": ("EPSG:2263", -74.0, 40.7, 10.0, True),  # NAD83 / New York Long Island (ftUS)
+    "geographic": ("EPSG:4326", 10.0, 50.0, 0.0001, False),
+}
+
+
+@pytest.mark.parametrize("case", TRUE_AREA_CASES)
+def test_areas_and_perimeters_are_true_ground_metres(tmp_path: Path, case: str) -> None:
+    crs, lon, lat, pixel, own_units = TRUE_AREA_CASES[case]
+    src = scene_at(tmp_path, crs, lon, lat, pixel)
+    summary = vectorize_raster(src, tmp_path / "out.gpkg", VectorizeOptions(block_rows=16))
+    g = read(tmp_path / "out.gpkg")
+    assert g.crs == rasterio.open(src).crs and len(g) == summary["features"] == 5
+    lonlat = g.to_crs("EPSG:4326")
+    for row, poly in zip(g.itertuples(), lonlat.geometry, strict=True):
+        true_area, true_perimeter = geodesic(poly)
+        assert row.area == pytest.approx(true_area, rel=0.005), row.class_name
+        assert row.perimeter == pytest.approx(true_perimeter, rel=0.005), row.class_name
+    note = summary["measured_in"]
+    if own_units:  # no reprojection: exactly pixel counts x pixel area, converted to metres
+        metres = pixel * (FTUS if crs == "EPSG:2263" else 1.0)
+        for name, count in PIXEL_COUNTS.items():
+            assert g[g.class_name == name]["area"].iloc[0] == pytest.approx(count * metres**2, rel=1e-12)
+        assert "equal-area" not in note and "scale error" in note
+    else:
+        assert note.startswith("metres in Lambert azimuthal equal-area centred at"), note
+    if crs == "EPSG:2263":
+        assert "converted from US survey foot" in note
+    if crs == "EPSG:3857":  # measured in its own units, the house would be 68 % too large
+        assert "Pseudo-Mercator is off true scale by up to 68." in note and "over the 0.5% limit" in note
+        house = g[g.class_name == "house"]
+        assert house.geometry.area.iloc[0] / house["area"].iloc[0] == pytest.approx(1.687, abs=0.002)
+
+
+def test_scale_error_decides_where_to_measure() -> None:
+    def around(crs: str, lon: float, lat: float, half: float = 5000.0) -> tuple[float, float, float, float]:
+        x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+        return (x - half, y - half, x + half, y + half)
+
+    web = CRS.from_epsg(3857)
+    assert scale_error(web, around("EPSG:3857", -0.4, 39.6)) == pytest.approx(0.686, abs=0.002)
+    assert measure_for(web, around("EPSG:3857", -0.4, 39.6)).crs is not None  # local equal-area
+    assert measure_for(web, around("EPSG:3857", 10.0, 0.0)).crs is None  # at the equator Web Mercator is true scale
+    utm = CRS.from_epsg(32633)
+    assert scale_error(utm, around("EPSG:32633", 15.0, 45.0)) == pytest.approx(0.0008, abs=1e-5)  # central meridian
+    assert scale_error(utm, around("EPSG:32633", 18.0, 0.0)) < SCALE_TOLERANCE  # zone edge, equator: about 0.2 %
+    assert measure_for(utm, around("EPSG:32633", 18.0, 0.0)).crs is None
+    assert measure_for(CRS.from_epsg(4326), (10.0, 50.0, 10.01, 50.01)).crs is not None
+    assert measure_for(None, (0, 0, 10, 10), pixel_coords=True).note == "pixel units (no CRS)"
+
+
+# --- format and extension ----------------------------------------------------------------------------------------
+
+
+def test_format_must_agree_with_the_extension(tmp_path: Path) -> None:
+    src = labels_raster(tmp_path)
+    r = run_cli("vectorize", src, "-o", tmp_path / "x.gpkg", "--format", "geojson")
+    assert r.code == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "--format geojson" in r.stderr and "x.gpkg" in r.stderr and "contradicts" in r.stderr
+    r = run_cli("vectorize", src, "-o", tmp_path / "x.json", "--format", "parquet")
+    assert r.code == 2 and "contradicts" in r.stderr
+    for name, fmt in (("noext", "gpkg"), ("x.data", "shp")):  # these two need their own extension
+        r = run_cli("vectorize", src, "-o", tmp_path / name, "--format", fmt)
+        assert r.code == 2 and f"*.{fmt}" in r.stderr, r.stderr
+    assert not list(tmp_path.glob("x.*")) and not (tmp_path / "noext").exists()
+    assert run_cli("vectorize", src, "-o", tmp_path / "same.gpkg", "--format", "gpkg", "-q").code == 0
+    # one self-describing file, read back by its content: any name will do
+    assert run_cli("vectorize", src, "-o", tmp_path / "polygons.txt", "--format", "geojson", "-q").code == 0
+    assert (tmp_path / "polygons.txt").read_text().lstrip().startswith("{")
+    assert len(gpd.read_file(tmp_path / "polygons.txt")) == 5
+    assert run_cli("vectorize", src, "-o", tmp_path / "polygons", "--format", "parquet", "-q").code == 0
+    assert len(gpd.read_parquet(tmp_path / "polygons")) == 5
+
+
+# --- no library warnings on stderr -------------------------------------------------------------------------------
+
+
+def ungeoreferenced(path: Path, data: np.ndarray, **profile) -> Path:
+    """A GeoTIFF with neither CRS nor geotransform (as a camera or a plain image tool writes it)."""
+    count, height, width = data.shape
+    with rasterio.open(
+        path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype, **profile
+    ) as d:
+        d.write(data)
+    return path
+
+
+def test_ungeoreferenced_run_prints_no_library_warnings(tmp_path: Path) -> None:
+    """A real process, so warnings reach stderr exactly as a user would see them."""
+    a = label_array()
+    src = ungeoreferenced(tmp_path / "plain.tif", a[None], nodata=255)
+    probs = ungeoreferenced(tmp_path / "probs.tif", np.full((4, *a.shape), 200, np.uint8))
+    r = single_process("vectorize", src, "-o", tmp_path / "p.gpkg", timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Warning" not in r.stderr, r.stderr
+    args = ("--allow-ungeoreferenced", "--probabilities", probs, "--block-rows", "7")
+    r = single_process("vectorize", src, "-o", tmp_path / "p.gpkg", *args, "--json", timeout=300)
+    assert r.returncode == 0 and r.stderr == "", r.stderr  # no warnings, and progress only past 5 s
+    summary = json.loads(r.stdout)
+    assert summary["crs"] is None and summary["coordinates"].startswith("pixel coordinates")
+    g = read(tmp_path / "p.gpkg")
+    assert g.crs is None and g.total_bounds.tolist() == [0, 0, 80, 100]  # x = column, y = row
+    assert g[g.class_id == 1]["area"].iloc[0] == 384 and g.confidence.max() == pytest.approx(200 / 255)
+    r = run_cli("vectorize", src, "-o", tmp_path / "p.shp", *args)  # the line for people says so too
+    assert r.code == 0 and r.stderr.count("\n") == 1, r.stderr
+    assert "in pixel coordinates" in r.stderr and "area and perimeter in pixel units" in r.stderr
+
+
+def test_dst_crs_needs_a_georeferenced_raster(tmp_path: Path) -> None:
+    src = ungeoreferenced(tmp_path / "plain.tif", label_array()[None])
+    r = run_cli("vectorize", src, "-o", tmp_path / "p.gpkg", "--allow-ungeoreferenced", "--dst-crs", "EPSG:4326")
+    assert r.code == 2 and "--dst-crs needs a georeferenced raster" in r.stderr
+    assert not (tmp_path / "p.gpkg").exists()
+
+
+# --- progress ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("simplify", [0.0, 2.0])
+def test_progress_is_reported_after_each_strip(tmp_path: Path, simplify: float) -> None:
+    src = labels_raster(tmp_path)
+    calls: list[tuple[int, int, int]] = []
+    opts = VectorizeOptions(block_rows=7, simplify=simplify)
+    summary = vectorize_raster(src, tmp_path / "o.gpkg", opts, lambda *a: calls.append(a))
+    assert [rows for _, rows, _ in calls] == [*range(7, 100, 7), 100]  # one call per strip
+    assert {total for *_, total in calls} == {100}
+    features = [n for n, *_ in calls]
+    assert features == sorted(features) and features[-1] == summary["features"] == 5
+
+
+def test_progress_display_picks_bar_lines_or_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    with progress_display("scene.tif", unit="rows", stream=out, interval=0) as update:
+        update(10, 40, polygons=1234)
+        update(40, 40, polygons=5000)
+    assert out.getvalue().splitlines() == [
+        "scene.tif: 10/40 rows (25 %), polygons 1,234, 0 s",
+        "scene.tif: 40/40 rows (100 %), polygons 5,000, 0 s",
+    ]
+    out = io.StringIO()
+    with progress_display("scene.tif", unit="rows", stream=out) as update:  # a short run in a log: no lines
+        update(40, 40, polygons=1)
+    assert out.getvalue() == ""
+    out = io.StringIO()
+    with progress_display("scene.tif", unit="rows", stream=out, quiet=True, interval=0) as update:
+        update(40, 40, polygons=1)
+    assert out.getvalue() == ""
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich then treats the stream as a terminal: the bar
+    out = io.StringIO()
+    with progress_display("scene.tif", unit="rows", stream=out) as update:
+        update(40, 40, polygons=7)
+    assert "scene.tif" in out.getvalue() and "40/40" in out.getvalue() and "polygons 7" in out.getvalue()
+
+
+def test_command_progress_in_a_log_and_quiet(tmp_path: Path) -> None:
+    src = labels_raster(tmp_path)
+    r = run_cli("vectorize", src, "-o", tmp_path / "o.gpkg", "--block-rows", "7")
+    assert r.code == 0 and r.stderr.count("\n") == 1 and r.stderr.startswith("5 polygons -> "), r.stderr
+    r = run_cli("vectorize", src, "-o", tmp_path / "q.gpkg", "-q")
+    assert r.code == 0 and r.stderr == "" and r.stdout == ""

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
+from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.files.safety import exclusive
 from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster
+from aeroseg_cli.progress import progress_display
 
 
 def vectorize(
     labels: Path = typer.Argument(..., help="Label GeoTIFF (e.g. from `aeroseg segment`)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output file: .gpkg, .geojson, .shp or .parquet."),
-    fmt: str = typer.Option(None, "--format", "-f", help="gpkg, geojson, shp or parquet [from the extension]."),
+    fmt: str = typer.Option(
+        None, "--format", "-f", help="gpkg, geojson, shp or parquet [from the extension, which it must not contradict]."
+    ),
     classes: str = typer.Option(None, "--classes", help="Comma-separated class names (or ids) to keep."),
     min_area: float = typer.Option(
         0.0, "--min-area", help="Merge regions smaller than this (map units²) into their neighbours (sieve)."
@@ -28,14 +34,35 @@ def vectorize(
     layer: str = typer.Option(None, "--layer", help="Layer name [the raster's name]."),
     block_rows: int = typer.Option(1024, "--block-rows", help="Rows per strip (memory vs. speed)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    allow_ungeoreferenced: bool = typer.Option(False, "--allow-ungeoreferenced", help="Accept rasters without CRS."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages."),
+    allow_ungeoreferenced: bool = typer.Option(
+        False, "--allow-ungeoreferenced", help="Accept rasters without CRS (polygons in pixel coordinates)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Polygonise a label raster: one polygon per connected region, with class, area, perimeter (and confidence)."""
-    from aeroseg_cli.files.errors import UsageError
+    opts = _options(fmt, classes, min_area, simplify, probabilities, dst_crs, layer, block_rows)
+    opts.overwrite, opts.allow_ungeoreferenced = overwrite, allow_ungeoreferenced  # flags: nothing to check
+    with exclusive([output]), progress_display(labels.name, unit="rows", quiet=quiet) as update:
+        summary = vectorize_raster(labels, output, opts, _StripProgress(update))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        typer.echo(_summary_line(summary), err=True)
 
+
+def _options(
+    fmt: str | None,
+    classes: str | None,
+    min_area: float,
+    simplify: float,
+    probabilities: Path | None,
+    dst_crs: str | None,
+    layer: str | None,
+    block_rows: int,
+) -> VectorizeOptions:
+    """Check the valued options that need no file (one-line usage errors before any work) and gather them."""
     if min_area < 0 or simplify < 0:
         raise UsageError("--min-area and --simplify must not be negative")
     if block_rows < 1:
@@ -48,23 +75,30 @@ def vectorize(
             CRS.from_user_input(dst_crs)
         except CRSError:
             raise UsageError(f"--dst-crs {dst_crs!r} is not a CRS pyproj knows") from None
-    opts = VectorizeOptions(
+    return VectorizeOptions(
         format=fmt,
         classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
         min_area=min_area,
         simplify=simplify,
         probabilities=probabilities,
         dst_crs=dst_crs,
-        overwrite=overwrite,
-        allow_ungeoreferenced=allow_ungeoreferenced,
         block_rows=block_rows,
         layer=layer,
     )
-    summary = vectorize_raster(labels, output, opts)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-    elif not quiet:
-        typer.echo(
-            f"{summary['features']} polygons -> {summary['output']} (area and perimeter in {summary['measured_in']})",
-            err=True,
-        )
+
+
+class _StripProgress:
+    """``vectorize_raster``'s per-strip callback shown as rows done, with the polygons so far."""
+
+    def __init__(self, update: Callable[..., None]) -> None:
+        self.update = update
+
+    def __call__(self, features: int, rows_done: int, rows_total: int) -> None:
+        self.update(rows_done, rows_total, polygons=features)
+
+
+def _summary_line(summary: dict) -> str:
+    """One line for people; says when the polygons are not in a CRS."""
+    where = "" if summary["crs"] else f" in {summary['coordinates']}"
+    measured = f"area and perimeter in {summary['measured_in']}"
+    return f"{summary['features']} polygons -> {summary['output']}{where} ({measured})"

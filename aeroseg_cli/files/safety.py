@@ -96,6 +96,7 @@ def lock_path(path: Path) -> Path:
 def _acquire(path: Path) -> int:
     """An exclusive, non-blocking lock on ``.NAME.lock`` beside ``path``; its file holds our process id."""
     lock = lock_path(path)
+    check_folder(path.parent)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -161,7 +161,7 @@ def planned_outputs(plan_outputs: list[Path], req: SegmentRequest) -> list[Outpu
     if req.probabilities is not None:
         outs.append(Output(req.probabilities, "probabilities raster"))
     if req.vector is not None:
-        from aeroseg_cli.polygons.vectorize import vector_output
+        from aeroseg_cli.polygons.writer import vector_output
 
         outs.append(vector_output(req.vector))
     return outs

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aeroseg_cli.files.errors import CLIError, UsageError
 from aeroseg_cli.files.safety import exclusive
-from aeroseg_cli.progress import Reporter, status
+from aeroseg_cli.progress import progress_display, status
 from aeroseg_cli.segment.engine import SegmentOptions, SegmentResult, segment_scene
 from aeroseg_cli.segment.job import Plan, check_class_names, model_identity, scene_settings, scene_tags
 from aeroseg_cli.segment.writer import check_resumable
@@ -87,19 +87,20 @@ def segment_one(plan: Plan, loaded: Loaded, index: int, opts: SegmentOptions, ba
         settings["rows"] = [band[0], band[1]]
     tags = scene_tags(info, loaded.names, loaded.tile, loaded.label, plan.request)
     quiet = plan.request.quiet or not loaded.ddp.main
-    with Reporter(f"segmenting {info.name}", unit="windows", quiet=quiet) as report:
+    with progress_display(f"segmenting {info.name}", unit="windows", quiet=quiet) as update:
         rows = band[:2] if band else None
-        return segment_scene(info, loaded.predictor, out, opts, tags, settings, WindowCounts(report), rows)
+        return segment_scene(info, loaded.predictor, out, opts, tags, settings, WindowCounts(update), rows)
 
 
 class WindowCounts:
-    """The engine's progress as window counts on a ``Reporter``."""
+    """The engine's progress as window counts, with the rate, on a progress display."""
 
-    def __init__(self, report: Reporter) -> None:
-        self.report = report
+    def __init__(self, update) -> None:
+        self.update, self.start = update, time.perf_counter()
 
     def __call__(self, p) -> None:
-        self.report(p.done + p.skipped + p.failed, p.total, skipped=p.skipped)
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self.update(p.done + p.skipped + p.failed, p.total, skipped=p.skipped, rate=f"{p.done / elapsed:.1f}/s")
 
 
 def vectorize_step(plan: Plan, result: SegmentResult, labels: Path) -> None:
