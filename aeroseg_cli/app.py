@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 
 import typer
 import typer.core
@@ -39,13 +40,16 @@ def _root(
 
 def _register() -> None:
     """Add every subcommand to the app (commands never import the app, so there is no import cycle)."""
-    from aeroseg_cli.commands import evaluate, preview, segment, train, vectorize, weights
+    from aeroseg_cli.commands import check, evaluate, preview, segment, train, vectorize, weights
 
     if app.registered_commands:
         return
-    for fn in (segment.segment, vectorize.vectorize, train.train, evaluate.evaluate, preview.preview):
+    for fn in (segment.segment, vectorize.vectorize, train.train, evaluate.evaluate, preview.preview, check.check):
         app.command()(fn)
     app.add_typer(weights.weights_app, name="weights")
+
+
+NO_GEOREFERENCING = ("Dataset has no geotransform, gcps, or rpcs", "The given matrix is equal to Affine.identity")
 
 
 class PlainArgument(typer.core.TyperArgument):
@@ -97,13 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: every failure becomes one line and an exit code (2 usage, 1 runtime, 130/143 on SIGINT/SIGTERM)."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("AEROSEG_DEBUG"))
-    if not debug:
-        os.environ.setdefault("CPL_LOG", os.devnull)  # GDAL's own stderr lines; its errors reach us as exceptions
+    if debug:
+        os.environ["AEROSEG_DEBUG"] = "1"  # libraries' own diagnostics stay on
     signals.install()
-    _register()
-    command = typer.main.get_command(app)
-    _plain_arguments(command)
+    for message in NO_GEOREFERENCING:  # the CLI checks georeferencing itself (--allow-ungeoreferenced)
+        warnings.filterwarnings("ignore", message=message)
     try:
+        _register()
+        command = typer.main.get_command(app)
+        _plain_arguments(command)
         with command.make_context("aeroseg", list(args)) as ctx:
             command.invoke(ctx)
     except Interrupted as exc:

@@ -19,9 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
 Update = Callable[..., None]
 """``update(done: int, total: int, **fields)``."""
 
@@ -37,7 +34,16 @@ def _fields(fields: dict) -> str:
 class _Bar:
     """A rich progress bar on a terminal."""
 
-    def __init__(self, label: str, unit: str, console: Console) -> None:
+    def __init__(self, label: str, unit: str, console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -94,6 +100,8 @@ def progress_display(
     if quiet:
         yield _nothing
         return
+    from rich.console import Console
+
     console = Console(file=stream)
     if console.is_terminal:
         bar = _Bar(label, unit, console)
@@ -113,6 +121,8 @@ def status(text: str, quiet: bool = False, delay: float = 2.0) -> Iterator[None]
         yield
         return
     if sys.stderr.isatty():
+        from rich.console import Console
+
         with Console(stderr=True).status(text):
             yield
         return

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from aeroseg_cli.datasets.specs import DATASETS
 from aeroseg_cli.files.errors import UsageError
 
 
 def print_table(summary: dict, unseen: list[str], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title)
     table.add_column("class")
     table.add_column("split")
     table.add_column("IoU %", justify="right")
     for name, iou in summary["iou"].items():
-        table.add_row(name, "unseen" if name in unseen else "seen", "n/a" if np.isnan(iou) else f"{iou:.2f}")
+        table.add_row(name, "unseen" if name in unseen else "seen", "n/a" if math.isnan(iou) else f"{iou:.2f}")
     for key in ("mIoU", "s-mIoU", "u-mIoU", "h-mIoU", "pixel_accuracy"):
         v = summary[key]
-        table.add_row(f"[bold]{key}", "", "n/a" if np.isnan(v) else f"{v:.2f}")
+        table.add_row(f"[bold]{key}", "", "n/a" if math.isnan(v) else f"{v:.2f}")
     Console(stderr=True).print(table)
 
 
@@ -31,7 +32,7 @@ def _jsonable(summary: dict) -> dict:
     def fix(v):
         if isinstance(v, dict):
             return {k: fix(x) for k, x in v.items()}
-        return None if isinstance(v, float) and np.isnan(v) else v
+        return None if isinstance(v, float) and math.isnan(v) else v
 
     return fix(summary)
 
@@ -81,6 +82,8 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
     dtype = resolve_precision(precision, dev)
     net, _, label_ = load_model(model)
     net = net.to(dev).eval()
+    from rich.console import Console
+
     console = Console(stderr=True, quiet=quiet)
     with Progress(console=console, disable=quiet or not console.is_terminal) as bar:
         task = bar.add_task(f"evaluating {dataset}/{split}", total=None)
@@ -99,28 +102,17 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
 
 def _raster_pair(pred: Path | None, label: Path | None, classes: str | None, unseen: str | None):
     from aeroseg_cli.segment.reader import open_dataset
-    from aeroseg_cli.training.evaluation import Metrics, confusion
+    from aeroseg_cli.training.evaluation import Metrics, raster_confusion
 
     if pred is None or label is None:
         raise UsageError("--pred and --label go together")
-    with open_dataset(pred) as p, open_dataset(label) as g:
-        if p.shape != g.shape or p.transform != g.transform:
-            raise UsageError(f"{pred.name} and {label.name} are not on the same grid (size or transform differ)")
-        if (p.crs is None) != (g.crs is None) or (p.crs is not None and p.crs != g.crs):
-            raise UsageError(f"{pred.name} and {label.name} have different CRSs")
+    with open_dataset(str(pred)) as p, open_dataset(str(label)) as g:
         names = [c.strip() for c in classes.split(",")] if classes else None
         if names is None and "CLASS_NAMES" in p.tags():
             names = json.loads(p.tags()["CLASS_NAMES"])
         if names is None:
             raise UsageError("--classes is needed: the rasters do not record their class names")
-        k = len(names)
-        matrix = np.zeros((k + 1, k), np.int64)
-        for _, window in g.block_windows(1):
-            gt = g.read(1, window=window).astype(np.int64)
-            if g.nodata is not None:
-                gt[gt == g.nodata] = 255
-            pr = p.read(1, window=window).astype(np.int64)
-            matrix += confusion(pr, gt, k)
+        matrix = raster_confusion(p, g, names)
     unseen_list = [c.strip() for c in unseen.split(",")] if unseen else []
     summary = {**Metrics(names, unseen_list, matrix).summary(), "pred": str(pred), "label": str(label)}
     return summary, unseen_list, f"{pred.name} vs {label.name}"

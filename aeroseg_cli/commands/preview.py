@@ -1,30 +1,15 @@
-"""``aeroseg preview``: a PNG of a scene beside its label map, with a legend (for reports and READMEs)."""
+"""``aeroseg preview``: a PNG of a scene beside its label map, with the label map's legend (for reports and READMEs)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import typer
-from PIL import Image, ImageDraw
-
-from aeroseg_cli.files.errors import UsageError
 
 MAX_SIDE = 640
-
-
-def _read_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
-    from rasterio.enums import Resampling
-
-    from aeroseg_cli.segment.reader import inspect_scene, open_dataset
-
-    info = inspect_scene(path, None, None, None, True)
-    with open_dataset(path) as ds:
-        data = ds.read(info.bands, out_shape=(len(info.bands), *size), resampling=Resampling.bilinear)
-    rgb = info.radiometry.apply(data)
-    rgb = np.repeat(rgb, 3, axis=0) if rgb.shape[0] == 1 else rgb
-    return (np.moveaxis(rgb, 0, -1) * 255).astype(np.uint8)
+GAP = 8
+ROW = 22
 
 
 def preview(
@@ -33,14 +18,29 @@ def preview(
     output: Path = typer.Option(..., "--output", "-o", help="PNG to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ) -> None:
-    """Render the scene beside its label map (class colours, legend) as a PNG."""
+    """Render the scene beside its label map (class colours, and a legend under the labels) as a PNG."""
+    from aeroseg_cli.files.atomic import atomic_output
+    from aeroseg_cli.files.errors import UsageError
+    from aeroseg_cli.files.safety import Output, check_outputs, exclusive
+
+    if output.suffix.lower() != ".png":
+        raise UsageError(f"the preview is a PNG: name it *.png, not {output.name}")
+    check_outputs([Output(output, "preview image")], [scene, labels], overwrite)
+    coloured, names, cmap = read_labels(labels)
+    rgb = read_rgb(scene, coloured.shape[:2])
+    with exclusive([output]), atomic_output(output, suffix=".png") as tmp:
+        render(rgb, coloured, names, cmap).save(tmp, format="PNG")
+    typer.echo(f"wrote {output}", err=True)
+
+
+def read_labels(path: Path):
+    """The label map, decimated to at most MAX_SIDE, coloured with its own colour table -> (rgb, names, cmap)."""
+    import numpy as np
     from rasterio.enums import Resampling
 
     from aeroseg_cli.segment.reader import open_dataset
 
-    if output.exists() and not overwrite:
-        raise UsageError(f"output {output} exists (use --overwrite to replace it)")
-    with open_dataset(labels) as ds:
+    with open_dataset(str(path)) as ds:
         scale = min(1.0, MAX_SIDE / max(ds.width, ds.height))
         size = (max(1, round(ds.height * scale)), max(1, round(ds.width * scale)))
         lab = ds.read(1, out_shape=size, resampling=Resampling.nearest)
@@ -49,19 +49,41 @@ def preview(
         except ValueError:
             cmap = {}
         names = json.loads(ds.tags().get("CLASS_NAMES", "[]"))
-    rgb = _read_rgb(scene, size)
-    colored = np.zeros((*size, 3), np.uint8)
+    coloured = np.zeros((*size, 3), np.uint8)
     for value in np.unique(lab):
-        colored[lab == value] = cmap.get(int(value), (0, 0, 0, 0))[:3]
-    gap, legend_h = 8, 22 * max(1, (len(names) + 3) // 4) + 8
-    canvas = Image.new("RGB", (2 * size[1] + gap, size[0] + legend_h), "white")
+        coloured[lab == value] = cmap.get(int(value), (0, 0, 0, 0))[:3]
+    return coloured, names, cmap
+
+
+def read_rgb(path: Path, size: tuple[int, int]):
+    """The scene at ``size`` with the stretch ``segment`` uses, as (H, W, 3) uint8."""
+    import numpy as np
+    import torch
+    from rasterio.enums import Resampling
+
+    from aeroseg_cli.segment.reader import inspect_scene, open_dataset
+
+    info = inspect_scene(str(path), None, None, None, True)
+    with open_dataset(str(path)) as ds:
+        data = ds.read(info.bands, out_shape=(len(info.bands), *size), resampling=Resampling.bilinear)
+    unit = info.radiometry.to_unit(torch.from_numpy(data)[None])[0].numpy()
+    unit = np.repeat(unit, 3, axis=0) if unit.shape[0] == 1 else unit
+    return (np.moveaxis(unit, 0, -1) * 255).astype(np.uint8)
+
+
+def render(rgb, coloured, names: list[str], cmap: dict):
+    """Scene on the left, labels on the right, one legend (two columns) under the labels."""
+    from PIL import Image, ImageDraw
+
+    h, w = coloured.shape[:2]
+    legend_h = ROW * max(1, (len(names) + 1) // 2) + GAP
+    canvas = Image.new("RGB", (2 * w + GAP, h + legend_h), "white")
     canvas.paste(Image.fromarray(rgb), (0, 0))
-    canvas.paste(Image.fromarray(colored), (size[1] + gap, 0))
+    canvas.paste(Image.fromarray(coloured), (w + GAP, 0))
     draw = ImageDraw.Draw(canvas)
-    col_w = canvas.width // 4
+    col_w = w // 2
     for i, name in enumerate(names):
-        x, y = (i % 4) * col_w + 8, size[0] + 6 + (i // 4) * 22
+        x, y = w + GAP + (i % 2) * col_w + 4, h + 6 + (i // 2) * ROW
         draw.rectangle([x, y, x + 14, y + 14], fill=tuple(cmap.get(i, (0, 0, 0, 0))[:3]), outline="black")
         draw.text((x + 20, y + 1), name, fill="black")
-    canvas.save(output)
-    typer.echo(f"wrote {output}", err=True)
+    return canvas

@@ -43,10 +43,11 @@ def segment(
     """Segment scenes into labelled GeoTIFFs (uint8 class ids, 255 = nodata/unknown) in the scenes' CRS."""
     given = dict(locals())  # the options by name
     from aeroseg_cli.segment.job import SegmentRequest, plan
-    from aeroseg_cli.segment.run import load, run
 
     start = time.perf_counter()
-    job = plan(SegmentRequest.from_options(given))
+    job = plan(SegmentRequest.from_options(given))  # every check that needs no model, before torch loads
+    from aeroseg_cli.segment.run import load, run
+
     if not quiet:
         for warning in (w for info in job.infos for w in info.warnings):
             sys.stderr.write(f"aeroseg: warning: {warning}\n")

@@ -35,18 +35,20 @@ def train(
 ) -> None:
     """Train on the seen classes of a dataset (runs under torchrun for several GPUs or nodes)."""
     given = dict(locals())  # the options as given (None = not given); those named like settings override --config
-    from aeroseg_cli.datasets.readers import load_dataset
     from aeroseg_cli.training.config import TrainConfig
-    from aeroseg_cli.training.loop import train as run_training
 
     given.update(data_root=str(data_root) if data_root else None, output=str(output) if output else None)
     cfg = TrainConfig.resolve(TrainConfig.from_file(config) if config else {}, given)
     check_model_settings(cfg)
+    from aeroseg_cli.datasets.readers import load_dataset
+    from aeroseg_cli.training.loop import train as run_training
+
     data = load_dataset(cfg.dataset, Path(cfg.data_root), "train")
     val = load_dataset(cfg.dataset, Path(cfg.data_root), "val") if cfg.val_every else None
     if not data.spec.seen:
         raise UsageError(f"{cfg.dataset}: no seen classes to train on")
-    result = run_training(cfg, data, device, resume=resume, val_data=val, quiet=quiet)
+    inputs = [config] if config else []
+    result = run_training(cfg, data, device, resume=resume, val_data=val, quiet=quiet, inputs=inputs)
     if as_json:
         seen = list(SPECS[cfg.dataset].seen) if cfg.dataset in SPECS else None
         typer.echo(json.dumps({**asdict(result), "dataset": cfg.dataset, "seen": seen}, indent=2))
@@ -59,11 +61,9 @@ def train(
 
 
 def check_model_settings(cfg) -> None:
-    """The dataset name, preset and model overrides, checked before any data is read or weights are loaded."""
+    """The preset and model overrides, checked before any data is read or weights are loaded."""
     from models.config import preset_config
 
-    if cfg.dataset not in DATASETS:
-        raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {cfg.dataset!r}")
     try:
         preset_config(cfg.preset, **cfg.model_overrides)
     except (ValueError, TypeError, KeyError) as exc:

@@ -10,8 +10,6 @@ import typer
 
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.files.safety import exclusive
-from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster
-from aeroseg_cli.progress import progress_display
 
 
 def vectorize(
@@ -42,6 +40,14 @@ def vectorize(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Polygonise a label raster: one polygon per connected region, with class, area, perimeter (and confidence)."""
+    from aeroseg_cli.polygons.formats import check_vector_output
+
+    if not labels.is_file():  # the cheap checks before geopandas and rasterio load
+        raise UsageError(f"{labels}: no such file" if not labels.exists() else f"{labels} is not a file")
+    check_vector_output(output, overwrite, fmt, inputs=[labels, probabilities])
+    from aeroseg_cli.polygons.vectorize import vectorize_raster
+    from aeroseg_cli.progress import progress_display
+
     opts = _options(fmt, classes, min_area, simplify, probabilities, dst_crs, layer, block_rows)
     opts.overwrite, opts.allow_ungeoreferenced = overwrite, allow_ungeoreferenced  # flags: nothing to check
     with exclusive([output]), progress_display(labels.name, unit="rows", quiet=quiet) as update:
@@ -61,8 +67,10 @@ def _options(
     dst_crs: str | None,
     layer: str | None,
     block_rows: int,
-) -> VectorizeOptions:
+) -> VectorizeOptions:  # noqa: F821 - imported where used, to start fast
     """Check the valued options that need no file (one-line usage errors before any work) and gather them."""
+    from aeroseg_cli.polygons.vectorize import VectorizeOptions
+
     if min_area < 0 or simplify < 0:
         raise UsageError("--min-area and --simplify must not be negative")
     if block_rows < 1:

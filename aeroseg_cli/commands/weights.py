@@ -6,20 +6,18 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-from rich.table import Table
 
 from aeroseg_cli.files.errors import CLIError, UsageError
-from aeroseg_cli.runtime import weights as placement
-from models import hub
+from aeroseg_cli.files.safety import exclusive, same_file
 
 weights_app = typer.Typer(
     help="List, download, verify or import the official CLIP and SAM weights.", no_args_is_help=True
 )
 
 
-def _spec(name: str) -> hub.WeightSpec:
+def _spec(name: str):
+    from models import hub
+
     try:
         return hub.spec_for(name)
     except hub.WeightsError as exc:
@@ -29,6 +27,11 @@ def _spec(name: str) -> hub.WeightSpec:
 @weights_app.command("list")
 def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Show every known weights file, its size and whether it is in the cache ($AEROSEG_HOME)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from models import hub
+
     rows = []
     for spec in hub.REGISTRY.values():
         path = hub.cached_path(spec)
@@ -65,6 +68,12 @@ def download(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Download official weights into the cache, verifying each file's published SHA-256."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from aeroseg_cli.runtime import weights as placement
+    from models import hub
+
     if not names and not all_:
         raise UsageError(
             "name the weights to download (e.g. `aeroseg weights download clip-vit-b-16 sam-vit-l`) or --all"
@@ -84,7 +93,9 @@ def download(
                 progress.update(task, completed=done, total=total or None)
 
             try:
-                placement.download(spec, mirror=mirror, progress=report)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with exclusive([path]):
+                    placement.download(spec, mirror=mirror, progress=report)
             except hub.WeightsError as exc:
                 raise CLIError(str(exc)) from None
         console.print(f"{spec.name}: verified and saved to {path}")
@@ -93,6 +104,8 @@ def download(
 @weights_app.command("verify")
 def verify(names: list[str] = typer.Argument(None, help="Weights to check (default: every file present).")) -> None:
     """Check the SHA-256 of cached weights; exits 1 if any file is missing or altered."""
+    from models import hub
+
     specs = [_spec(n) for n in names] if names else [s for s in hub.REGISTRY.values() if hub.cached_path(s).is_file()]
     if not specs:
         typer.echo(f"no weights in {hub.home() / 'weights'}; nothing to verify")
@@ -115,11 +128,23 @@ def import_(
     file: Path = typer.Argument(..., help="The file, fetched by other means (offline machines)."),
 ) -> None:
     """Copy a weights file fetched elsewhere into the cache after checking its SHA-256."""
+    from aeroseg_cli.runtime import weights as placement
+    from models import hub
+
     spec = _spec(name)
+    if file.is_dir():
+        raise UsageError(f"{file} is a folder; give the weights file itself ({spec.filename})")
     if not file.is_file():
-        raise UsageError(f"{file} does not exist")
+        raise UsageError(f"{file}: no such file")
+    dest = hub.cached_path(spec)
     try:
-        dest = placement.import_file(spec, file)
+        if same_file(file, dest):  # importing the cached file onto itself: only verify it
+            hub.verify_file(spec, file)
+            typer.echo(f"{spec.name}: {dest} is already the verified cached file")
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive([dest]):
+            dest = placement.import_file(spec, file)
     except hub.WeightsError as exc:
         raise CLIError(str(exc)) from None
     typer.echo(f"{spec.name}: verified and saved to {dest}")

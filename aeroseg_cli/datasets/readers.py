@@ -67,7 +67,7 @@ def read_image(path: Path) -> np.ndarray:
             data = ds.read([1, 2, 3] if ds.count >= 3 else [1, 1, 1])
         return np.ascontiguousarray(np.moveaxis(data, 0, -1).astype(np.uint8))
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.array(im.convert("RGB"))  # writable: torch warns on read-only arrays
 
 
 def read_mask(path: Path, decode: str) -> np.ndarray:

@@ -76,9 +76,16 @@ def _check_writable(out: Output, overwrite: bool, new_folder: Path | None) -> No
     if any(p.exists() for p in out.files) and not overwrite:
         raise UsageError(f"{out.what} {out.path} exists (use --overwrite to replace it)")
     parent = out.path.parent
-    if new_folder is not None and same_file(parent, new_folder):
-        parent = new_folder.parent
+    if new_folder is not None and (same_file(parent, new_folder) or new_folder.resolve() in parent.resolve().parents):
+        parent = nearest_existing(new_folder)  # created by the run, with its missing parents
     check_folder(parent, out.what)
+
+
+def nearest_existing(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def check_folder(folder: Path, what: str = "output") -> None:

@@ -21,9 +21,10 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from shapely import affinity
 
 from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.polygons.formats import FORMATS, check_vector_output, output_format
 from aeroseg_cli.polygons.measure import Measure, measure_for
 from aeroseg_cli.polygons.polygonize import SIEVE_DTYPES, Piece, StripPlan, class_table, iter_strips, simplified
-from aeroseg_cli.polygons.writer import FORMATS, VectorWriter, check_vector_output, output_format
+from aeroseg_cli.polygons.writer import VectorWriter
 
 __all__ = [
     "FORMATS",

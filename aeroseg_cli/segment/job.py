@@ -13,11 +13,14 @@ import re
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aeroseg_cli import __version__
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.files.safety import Output, check_outputs, is_remote
-from aeroseg_cli.segment.reader import SceneInfo, inspect_scene, parse_bands, parse_scale
+
+if TYPE_CHECKING:
+    from aeroseg_cli.segment.reader import SceneInfo
 
 MAX_CLASSES = 254  # ids 0..253; 255 is nodata/unknown
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -161,7 +164,7 @@ def planned_outputs(plan_outputs: list[Path], req: SegmentRequest) -> list[Outpu
     if req.probabilities is not None:
         outs.append(Output(req.probabilities, "probabilities raster"))
     if req.vector is not None:
-        from aeroseg_cli.polygons.writer import vector_output
+        from aeroseg_cli.polygons.formats import vector_output
 
         outs.append(vector_output(req.vector))
     return outs
@@ -172,13 +175,13 @@ def plan(req: SegmentRequest) -> Plan:
     t0 = time.perf_counter()
     check_options(req)
     max_memory = parse_size(req.max_memory)
+    from aeroseg_cli.segment.reader import inspect_scene, parse_bands, parse_scale
+
     bands, scale = parse_bands(req.bands), parse_scale(req.scale)
     names = parse_classes(req.classes, req.classes_file)
     infos = [inspect_scene(s, bands, scale, req.target_gsd, req.allow_ungeoreferenced) for s in req.scenes]
     outputs, new_folder = output_paths(infos, req.output)
     inputs = [*req.scenes, *(p for p in (req.classes_file, Path(req.model)) if p is not None and p.is_file())]
-    if new_folder is not None and not new_folder.parent.is_dir():
-        raise UsageError(f"output folder {new_folder.parent} does not exist")
     check_outputs(planned_outputs(outputs, req), inputs, req.overwrite, new_folder)
     return Plan(req, infos, outputs, names, max_memory, new_folder, {"checks": time.perf_counter() - t0})
 

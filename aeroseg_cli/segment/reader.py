@@ -3,14 +3,17 @@ dtype with their validity mask. The stretch itself is applied on the model's dev
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -105,6 +108,15 @@ def gdal_cause(exc: BaseException) -> str:
     return "; ".join(dict.fromkeys(messages)) or type(exc).__name__
 
 
+@contextlib.contextmanager
+def quiet_georeferencing() -> Iterator[None]:
+    """Opening a raster without CRS warns (``NotGeoreferencedWarning``); callers that check georeferencing
+    themselves silence it here, scoped, so the one-line promise holds."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
 def open_dataset(path: str) -> rasterio.io.DatasetReader:
     """Open a raster GDAL can read, or say in one line why not."""
     if not is_remote(path):
@@ -115,7 +127,8 @@ def open_dataset(path: str) -> rasterio.io.DatasetReader:
         if Path(path).is_dir():
             raise UsageError(f"{path} is a folder, not a raster")
     try:
-        return rasterio.open(path)
+        with quiet_georeferencing():
+            return rasterio.open(path)
     except RasterioIOError as exc:
         if is_remote(path):
             raise UsageError(f"{path}: cannot open this remote or virtual raster ({gdal_cause(exc)})") from None
@@ -145,7 +158,8 @@ class SceneReader:
     def __init__(self, info: SceneInfo) -> None:
         self.info = info
         try:
-            self._ds = rasterio.open(info.path)
+            with quiet_georeferencing():
+                self._ds = rasterio.open(info.path)
         except RasterioIOError as exc:
             raise CLIError(f"cannot open {info.path}: {gdal_cause(exc)}") from None
         self._src = self._ds

@@ -59,6 +59,10 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
+        from aeroseg_cli.datasets.specs import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         if not self.data_root:
             raise UsageError("--data-root is required (the folder holding the dataset)")
         for name in ("iters", "batch_size", "ckpt_every", "log_every"):

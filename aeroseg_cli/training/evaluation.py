@@ -8,12 +8,14 @@ true class); pixels predicted as unknown/nodata count as misses of their true cl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from aeroseg_cli.datasets.readers import IGNORE, SegmentationDataset
+from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.runtime.modelio import autocast
 
 
@@ -30,6 +32,40 @@ def harmonic(a: float, b: float) -> float:
     if np.isnan(a) or np.isnan(b) or a + b == 0:
         return float("nan")
     return 2 * a * b / (a + b)
+
+
+def raster_confusion(pred, label, names: list[str]) -> np.ndarray:
+    """One confusion matrix over two open label rasters on one grid, block by block. Label ids beyond the class list
+    (other than nodata and 255) are refused: leaving them out silently would report metrics on part of the map."""
+    which = f"the prediction {Path(pred.name).name} and the label {Path(label.name).name}"
+    if pred.shape != label.shape or pred.transform != label.transform:
+        raise UsageError(
+            f"{which} are not on the same grid (prediction {pred.width}x{pred.height} at {tuple(pred.transform)[:6]}, "
+            f"label {label.width}x{label.height} at {tuple(label.transform)[:6]})"
+        )
+    if (pred.crs is None) != (label.crs is None) or (pred.crs is not None and pred.crs != label.crs):
+        raise UsageError(f"{which} have different CRSs ({pred.crs} and {label.crs})")
+    k = len(names)
+    matrix = np.zeros((k + 1, k), np.int64)
+    beyond = np.zeros(256 if label.dtypes[0] == "uint8" else 1 << 16, np.int64)
+    labelled = 0
+    for _, window in label.block_windows(1):
+        gt = label.read(1, window=window).astype(np.int64)
+        if label.nodata is not None:
+            gt[gt == label.nodata] = IGNORE
+        keep = gt != IGNORE
+        labelled += int(keep.sum())
+        out = gt[keep & (gt >= k)]
+        beyond += np.bincount(np.clip(out, 0, len(beyond) - 1), minlength=len(beyond))
+        matrix += confusion(pred.read(1, window=window).astype(np.int64), gt, k)
+    if beyond.any():
+        ids = np.flatnonzero(beyond)
+        share = beyond.sum() / max(labelled, 1) * 100
+        raise UsageError(
+            f"the label {Path(label.name).name} holds class ids {', '.join(map(str, ids[:6]))} ({beyond.sum()} pixels, "
+            f"{share:.1f} % of the labelled ones) beyond the {k} classes given; name every class with --classes"
+        )
+    return matrix
 
 
 @dataclass

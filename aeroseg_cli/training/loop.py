@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,7 +15,9 @@ from torch.utils.data import DataLoader
 
 import models
 from aeroseg_cli.datasets.readers import SegmentationDataset
-from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.atomic import atomic_output
+from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
+from aeroseg_cli.files.safety import Output, check_outputs, exclusive, same_file
 from aeroseg_cli.runtime.ddp import init_distributed
 from aeroseg_cli.runtime.modelio import autocast
 from aeroseg_cli.training.config import TrainConfig
@@ -48,25 +52,38 @@ class Run:
     run_dir: Path
     iters: int
     start: int = 0
+    saved: int = 0  # iteration of the last checkpoint on disk
 
     @property
     def checkpoint(self) -> Path:
         return self.run_dir / "checkpoint.pt"
 
 
-def prepare_run(cfg: TrainConfig, data: SegmentationDataset, device_text: str, resume: bool) -> Run:
+RUN_FILES = ("checkpoint.pt", "train_state.pt", "config.json", "metrics.jsonl")
+
+
+def open_run_folder(cfg: TrainConfig, resume: bool, inputs: Sequence[Path]) -> Path:
+    """The run folder, checked before anything is built: not in the dataset, no run file an input, an existing run
+    only with ``--resume``; created (with its parents) only then."""
+    run_dir, data_root = Path(cfg.output), Path(cfg.data_root)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--output {run_dir} is a file; the run needs a folder")
+    if same_file(run_dir, data_root) or data_root.resolve() in run_dir.resolve().parents:
+        raise UsageError(f"--output {run_dir} is inside the dataset folder {data_root}; write runs elsewhere")
+    outputs = [Output(run_dir / name, "run file") for name in RUN_FILES]
+    check_outputs(outputs, [data_root, *inputs], overwrite=True, new_folder=run_dir)
+    if not resume and (run_dir / "checkpoint.pt").exists():
+        raise UsageError(f"{run_dir} already holds a run (use --resume to continue it, or another --output)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def prepare_run(cfg: TrainConfig, data: SegmentationDataset, ddp, device: torch.device, resume: bool) -> Run:
     """Seeds, the model on its device, the optimiser and schedule, restored from the run folder on ``resume``."""
     from aeroseg_cli.runtime.modelio import resolve_precision
 
-    ddp, device = init_distributed(device_text)
     iters = cfg.iters or data.spec.iters
-    if cfg.batch_size % ddp.world:
-        raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {ddp.world} processes")
     run_dir = Path(cfg.output)
-    if ddp.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume and (run_dir / "checkpoint.pt").exists():
-            raise UsageError(f"{run_dir} already holds a run (use --resume to continue it, or another --output)")
     seed_everything(cfg.seed)
     seen = list(data.spec.seen)
     model = models.build(cfg.preset, backproj_classes=len(seen), **cfg.model_overrides).to(device)
@@ -82,9 +99,7 @@ def prepare_run(cfg: TrainConfig, data: SegmentationDataset, device_text: str, r
         )
     run = Run(cfg, ddp, device, dtype, model, net, optimizer, scheduler, scaler, seen, run_dir, iters)
     if resume:
-        run.start = restore(run)
-    if ddp.main:
-        write_config(run)
+        run.start = run.saved = restore(run)
     return run
 
 
@@ -119,7 +134,8 @@ def write_config(run: Run) -> None:
         "world_size": run.ddp.world,
         "model_config": run.model.cfg.to_dict(),
     }
-    (run.run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+    with atomic_output(run.run_dir / "config.json") as tmp:
+        tmp.write_text(json.dumps(resolved, indent=2, default=str))
 
 
 def make_loader(run: Run, data: SegmentationDataset) -> DataLoader:
@@ -214,6 +230,7 @@ def checkpoint_and_validate(run: Run, done: int, log: MetricsLog, val_data: Segm
     if done % cfg.ckpt_every == 0 or done == run.iters:
         if run.ddp.main:
             save_run(run.model, run.optimizer, run.scheduler, done, cfg, run.seen, run.run_dir)
+        run.saved = done
         if run.ddp.world > 1:
             dist.barrier()
     if cfg.val_every and val_data is not None and done % cfg.val_every == 0 and run.ddp.main:
@@ -232,12 +249,25 @@ def train(
     resume: bool = False,
     val_data: SegmentationDataset | None = None,
     quiet: bool = False,
+    inputs: Sequence[Path] = (),
 ) -> TrainResult:
-    """Train on the seen classes of ``data``; the run folder holds the checkpoint, training state and metrics."""
-    run = prepare_run(cfg, data, device_text, resume)
+    """Train on the seen classes of ``data``; the run folder holds the checkpoint, training state and metrics.
+    ``inputs``: files the run reads (e.g. its --config), which no run file may replace."""
+    ddp, device = init_distributed(device_text)
+    if cfg.batch_size % ddp.world:
+        raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {ddp.world} processes")
+    run_dir = open_run_folder(cfg, resume, inputs) if ddp.main else Path(cfg.output)
+    with exclusive([run_dir]) if ddp.main else contextlib.nullcontext():  # one run per folder, locked before work
+        return run_locked(prepare_run(cfg, data, ddp, device, resume), data, val_data, quiet)
+
+
+def run_locked(run: Run, data: SegmentationDataset, val_data: SegmentationDataset | None, quiet: bool) -> TrainResult:
+    if run.ddp.main:
+        write_config(run)
     batches = iter(make_loader(run, data))
     log = MetricsLog(run, quiet)
     t0, first_loss, last_loss = time.perf_counter(), float("nan"), float("nan")
+    it = run.start
     try:
         for it in range(run.start, run.iters):
             images, masks = next(batches)
@@ -246,6 +276,9 @@ def train(
             first_loss = last_loss if it == run.start else first_loss
             log.step(it + 1, terms)
             checkpoint_and_validate(run, it + 1, log, val_data)
+    except Interrupted as exc:
+        saved = f"iteration {run.saved}" if run.saved else "none yet"
+        raise exc.with_detail(f"at iteration {it}; last checkpoint: {saved}; rerun with --resume to continue") from None
     finally:
         log.close()
     seconds = time.perf_counter() - t0
