@@ -110,6 +110,33 @@ def superblock_width(grid: Grid, num_classes: int, budget: int, probabilities: b
     return int(max(BLOCK, min(columns, grid.width)))
 
 
+def memory_bound(
+    grid: Grid, num_classes: int, opts: SegmentOptions, bands: int, itemsize: int, threads: int, width: int
+) -> dict[str, int]:
+    """The pipeline's own memory, term by term, for superblocks of ``width`` owned columns (what the README's formula
+    states; the benchmark compares it with the measured peak). Device terms live on the GPU when the model does."""
+    t, k, b = grid.tile, num_classes, opts.batch_size
+    strip = min(width + 2 * t, grid.width)
+    planes = 1 + k * (opts.probabilities is not None)  # uint8 labels, and probabilities when kept
+    return {
+        "blender (device)": blender_bytes(grid, k, strip),
+        "model output, logits + probabilities (device)": 2 * 4 * b * k * t * t,
+        "batch images, staged + float (device)": b * t * t * (bands * itemsize + 3 * 4),
+        "rows read ahead (host)": (threads + 2) * t * strip * (bands * itemsize + 1),
+        "finished rows + one write chunk (host)": 2 * (opts.chunk_rows + grid.stride) * width * planes,
+        "GDAL block cache (host, at most)": gdal_cache_bytes(),
+    }
+
+
+def gdal_cache_bytes() -> int:
+    """GDAL_CACHEMAX as bytes (a number is MB, as GDAL reads it; aeroseg sets 256 unless the user did)."""
+    text = os.environ.get("GDAL_CACHEMAX", "256").strip().upper()
+    for unit, factor in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if text.endswith(unit) and text[: -len(unit)].strip().isdigit():
+            return int(text[: -len(unit)]) * factor
+    return int(text) << 20 if text.isdigit() else 256 << 20
+
+
 class RowSink:
     """Finished rows to the writer: on a background thread (with a bounded queue) or inline."""
 
