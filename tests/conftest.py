@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,8 +109,14 @@ def single_process(*args: str, timeout: int = 600) -> subprocess.CompletedProces
 
 
 def torchrun(*args: str, port: int, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``torchrun --nproc-per-node 2 -m aeroseg_cli ARGS`` on CPU (gloo), one thread per process."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    """``torchrun --nproc-per-node 2 -m aeroseg_cli ARGS`` on CPU (gloo), one thread per process; torchrun's own
+    temporary folders (``torchelastic_*``) go into a folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="aeroseg-torchrun-") as tmp:
+        return _torchrun(args, port, timeout, tmp)
+
+
+def _torchrun(args, port: int, timeout: int, tmp: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "TMPDIR": tmp}
     cmd = [
         sys.executable,
         "-m",

@@ -11,6 +11,8 @@ import rasterio
 
 from tests.conftest import single_process, smooth_scene, torchrun, write_scene
 
+pytestmark = pytest.mark.slow  # torchrun: two interpreters per run
+
 COMMON = ["-c", "water,land,road", "--tile", "128", "-q", "--device", "cpu"]
 
 

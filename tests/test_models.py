@@ -274,6 +274,7 @@ def test_unknown_preset_and_field_are_refused() -> None:
         models.build("tiny", guidance="dino")
 
 
+@pytest.mark.slow
 def test_paper_preset_parameter_counts_and_cpu_forward() -> None:
     """CLIP ViT-B/16 149.6 M and the SAM ViT-L image encoder 308.3 M (segment-anything's "308M"; 304.1 M without
     its 64x64 absolute position embedding); one forward on CPU with SAM at 256."""

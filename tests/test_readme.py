@@ -10,6 +10,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import rasterio
 
 from tests.conftest import ROOT, run_cli
@@ -22,6 +23,7 @@ def readme_command(marker: str) -> str:
     return block.group(1).strip()
 
 
+@pytest.mark.slow
 def test_readme_main_command_runs_as_written(tmp_path: Path) -> None:
     """Everything after the install steps runs verbatim, with this interpreter's aeroseg, in a scratch folder."""
     steps = [s.strip() for s in readme_command("main-command").split("&&")]

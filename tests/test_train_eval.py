@@ -279,6 +279,7 @@ def test_train_cli_errors(tmp_path: Path) -> None:
     assert r.code == 2 and "unknown setting" in r.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_gloo_two_processes_match_one(tmp_path: Path) -> None:
     """DDP with 2 CPU processes (per-rank batch 1) gives the weights of one process with batch 2."""
     root = _folder(tmp_path / "ds", n=4)
