@@ -107,8 +107,8 @@ class RowBlender:
         if end <= self.a1:
             return
         new, ov = slice(self.a1 - self.a0, end - self.a0), self.grid.overlap
-        self.active[:, :, new] = 0
-        self.active_valid[:, new] = False
+        self.active[:, ov:, new] = 0
+        self.active_valid[ov:, new] = False
         if ov:
             self.active[:, :ov, new] = self.carry[:, :, self.a1 : end]
             self.active_valid[:ov, new] = self.carry_valid[:, self.a1 : end]

@@ -72,7 +72,8 @@ class Predictor:
         size = batch_size if self.max_batch is None else min(batch_size, self.max_batch)
         while True:
             try:
-                return torch.cat([self._padded(images[i : i + size], size) for i in range(0, len(images), size)])
+                parts = [self._padded(images[i : i + size], size) for i in range(0, len(images), size)]
+                return parts[0] if len(parts) == 1 else torch.cat(parts)
             except torch.cuda.OutOfMemoryError:
                 if size == 1:
                     raise
