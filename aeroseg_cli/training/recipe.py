@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import models
@@ -49,7 +50,7 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 0
     val_limit: int = 0  # 0: the whole validation split
-    max_category_area: float = 0.75
+    max_category_area: float = 1.0  # CAT-Seg/OVRS SINGLE_CATEGORY_MAX_AREA: 1.0 = no category-area constraint
     save_dtype: str = "float32"  # or "float16": half-size checkpoint (the training state stays fp32)
     model_overrides: dict = field(default_factory=dict)
 
@@ -89,28 +90,22 @@ def resize_shortest(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.
 
 
 def train_augment(
-    image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator, max_category_area: float = 0.75
+    image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator, max_category_area: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize shortest edge, random crop with a category-area constraint, colour jitter, flip, pad (128 / ignore)."""
+    """Resize shortest edge, random crop (category-area constraint below 1.0), ColorAugSSD jitter, flip, pad."""
+    from aeroseg_cli.training.coloraug import color_aug_ssd
+
     image, mask = resize_shortest(image, mask, crop)
     h, w = mask.shape
-    y = x = 0
-    for _ in range(10):  # detectron2's RandomCrop_CategoryAreaConstraint
-        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+    y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+    for _ in range(10 if max_category_area < 1.0 else 0):  # detectron2's RandomCrop_CategoryAreaConstraint
         labels, counts = np.unique(mask[y : y + crop, x : x + crop], return_counts=True)
         counts = counts[labels != IGNORE]
         if len(counts) > 1 and counts.max() < max_category_area * counts.sum():
             break
-    image, mask = image[y : y + crop, x : x + crop].astype(np.float32), mask[y : y + crop, x : x + crop]
-    # colour jitter: brightness, contrast, saturation (SSD-style)
-    if rng.random() < 0.5:
-        image = image + rng.uniform(-32, 32)
-    if rng.random() < 0.5:
-        image = (image - image.mean()) * rng.uniform(0.5, 1.5) + image.mean()
-    if rng.random() < 0.5:
-        grey = image.mean(axis=-1, keepdims=True)
-        image = grey + (image - grey) * rng.uniform(0.5, 1.5)
-    image = np.clip(image, 0, 255)
+        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+    image, mask = image[y : y + crop, x : x + crop], mask[y : y + crop, x : x + crop]
+    image = color_aug_ssd(image, rng).astype(np.float32)  # detectron2's ColorAugSSDTransform (CAT-Seg, OVRS)
     if rng.random() < 0.5:
         image, mask = image[:, ::-1], mask[:, ::-1]
     ph, pw = crop - image.shape[0], crop - image.shape[1]
@@ -167,25 +162,35 @@ class SeededStream(Sampler):
 
 # -- optimisation -----------------------------------------------------------------------------------------------------
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    """CLIP q/v at the backbone lr (no decay: their frozen k rows must not decay); the rest at lr, no decay on norms,
-    biases and embeddings/tokens (ndim <= 1); frozen parameters (SAM) left out."""
+    """CAT-Seg's optimizer groups: weight decay on every trainable tensor except those of normalisation layers and
+    embeddings (detectron2 WEIGHT_DECAY_NORM = WEIGHT_DECAY_EMBED = 0); CLIP at the backbone lr. CLIP's q/v live in
+    packed q/k/v tensors whose k rows are frozen by a zero gradient, so they get no decay (decay would move the k
+    rows; at lr 2e-6 x wd 1e-4 CAT-Seg's decay of q/v changes them by < 2e-6 relative over a whole run). Frozen
+    parameters (SAM) are left out."""
+    exempt_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm, nn.Embedding)
+    exempt = {id(p) for m in model.modules() if isinstance(m, exempt_types) for p in m.parameters(recurse=False)}
     clip = {id(p) for p in model.clip.trainable_parameters()}
-    decay, no_decay, backbone = [], [], []
+    qv_masked = model.clip.qv_only
+    groups: dict[str, list] = {"decay": [], "no_decay": [], "clip_qv": [], "clip_decay": [], "clip_no_decay": []}
     for p in model.parameters():
         if not p.requires_grad:
             continue
         if id(p) in clip:
-            backbone.append(p)
-        elif p.ndim <= 1 or p.shape[0] == 1:
-            no_decay.append(p)
+            groups["clip_qv" if qv_masked else "clip_no_decay" if id(p) in exempt else "clip_decay"].append(p)
         else:
-            decay.append(p)
-    groups = [
-        {"params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "decay"},
-        {"params": no_decay, "lr": cfg.lr, "weight_decay": 0.0, "name": "no_decay"},
-        {"params": backbone, "lr": cfg.backbone_lr, "weight_decay": 0.0, "name": "clip_qv"},
+            groups["no_decay" if id(p) in exempt else "decay"].append(p)
+    settings = {
+        "decay": (cfg.lr, cfg.weight_decay),
+        "no_decay": (cfg.lr, 0.0),
+        "clip_qv": (cfg.backbone_lr, 0.0),
+        "clip_decay": (cfg.backbone_lr, cfg.weight_decay),
+        "clip_no_decay": (cfg.backbone_lr, 0.0),
+    }
+    return [
+        {"params": ps, "lr": settings[n][0], "weight_decay": settings[n][1], "name": n}
+        for n, ps in groups.items()
+        if ps
     ]
-    return [g for g in groups if g["params"]]
 
 
 def cosine(iters: int):
@@ -373,7 +378,8 @@ def train(
 
 
 def save_run(model, optimizer, scheduler, iteration: int, cfg: TrainConfig, seen: list[str], run_dir: Path) -> None:
-    """The AerOSeg checkpoint (weights + config + seen class names) and the full training state, both atomic."""
+    """The AerOSeg checkpoint (lean: new layers, fine-tuned CLIP q/v rows and references to the official CLIP/SAM
+    files; config; seen class names) and the full training state, both atomic."""
     with atomic_output(run_dir / "checkpoint.pt") as tmp:
         models.save_checkpoint(
             tmp,
