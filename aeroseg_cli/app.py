@@ -37,11 +37,11 @@ def _root(
 
 def _register() -> None:
     """Add every subcommand to the app (commands never import the app, so there is no import cycle)."""
-    from aeroseg_cli.commands import evaluate, preview, segment, train, vectorize, weights
+    from aeroseg_cli.commands import evaluate, export, preview, segment, train, vectorize, weights
 
     if app.registered_commands:
         return
-    for fn in (segment.segment, vectorize.vectorize, train.train, evaluate.evaluate, preview.preview):
+    for fn in (segment.segment, vectorize.vectorize, train.train, evaluate.evaluate, preview.preview, export.export):
         app.command()(fn)
     app.add_typer(weights.weights_app, name="weights")
 
