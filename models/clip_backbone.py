@@ -16,6 +16,7 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
 from .config import AerOSegConfig, CLIPConfig
+from .correlation import autocast_on
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -239,7 +240,7 @@ class CLIPBackbone(nn.Module):
             return self._encode_prompts(names)
         weight = self.model.token_embedding.weight
         kind = weight.device.type
-        amp = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+        amp = torch.get_autocast_dtype(kind) if autocast_on(kind) else None
         key = (tuple(names), weight.device, weight.dtype, amp, self._weights_version())
         if key not in self._text_cache:
             with torch.no_grad():

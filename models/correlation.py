@@ -8,13 +8,18 @@ import torch
 from torch import nn
 
 
+def autocast_on(device_type: str) -> bool:
+    """Whether autocast is active for ``device_type`` (False for devices without autocast, e.g. meta)."""
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
 def fp32_region(enabled: bool, device_type: str) -> contextlib.AbstractContextManager:
     """Autocast switched off inside (when ``enabled`` and autocast is on): the ops run in their inputs' dtype.
 
     Class scores differ by about 0.01 while bf16 keeps about 3 significant digits, so the cost volume, its embedding
     and the final logits are computed in fp32 (as the references, which run CLIP in fp32); backbones stay in bf16.
     """
-    if enabled and torch.is_autocast_enabled(device_type):
+    if enabled and autocast_on(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
 

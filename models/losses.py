@@ -23,7 +23,7 @@ def bce_loss(
         raise ValueError(f"ignore_pixels must be one of {', '.join(IGNORE_PIXELS)}, got {ignore_pixels!r}")
     k = logits.shape[1]
     valid = target != ignore_index
-    if (target[valid] >= k).any():
+    if ((target >= k) & valid).any():
         raise ValueError(f"target holds class ids >= {k} (the number of classes given)")
     onehot = F.one_hot(torch.where(valid, target, 0).long(), k).permute(0, 3, 1, 2).float()
     mask = valid.unsqueeze(1).expand_as(onehot)
