@@ -40,11 +40,12 @@ def _root(
 
 def _register() -> None:
     """Add every subcommand to the app (commands never import the app, so there is no import cycle)."""
-    from aeroseg_cli.commands import check, evaluate, preview, segment, train, vectorize, weights
+    from aeroseg_cli.commands import check, evaluate, export, preview, segment, train, vectorize, weights
 
     if app.registered_commands:
         return
-    for fn in (segment.segment, vectorize.vectorize, train.train, evaluate.evaluate, preview.preview, check.check):
+    commands = (segment.segment, vectorize.vectorize, train.train, evaluate.evaluate, preview.preview, check.check)
+    for fn in (*commands, export.export):
         app.command()(fn)
     app.add_typer(weights.weights_app, name="weights")
 

@@ -2,6 +2,7 @@
 (shapes only: nothing is computed, so the full-size presets count in seconds on any machine).
 
     python benchmarks/flops.py [--classes 10] [--presets ...] [--sam-input 1024]
+    python benchmarks/flops.py --train [--classes 9] [--batch 4]   # one training iteration, forward + backward
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMPONENTS = {
         "spatial_blocks",
         "class_blocks",
         "spatial_guidance",
+        "guidance_upsample",
         "text_guidance",
         "decoder_guidance1",
         "decoder_guidance2",
@@ -41,9 +43,9 @@ def count(preset: str, classes: int, sam_input: int | None, text: bool) -> dict[
     crop = model.cfg.crop_size
     names = [f"class {i}" for i in range(classes)]
     x = torch.rand(1, 3, crop, crop, device="meta")
-    if not text:  # inference: text embeddings are computed once per run, not per window
+    if not text and hasattr(model, "clip"):  # inference: text embeddings are computed once per run, not per window
         with torch.no_grad():
-            model.clip._text_cache[(tuple(names), torch.device("meta"))] = model.clip._encode_prompts(names)
+            model.clip.text_features(names)  # cached in evaluation mode
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(x, names)
@@ -61,13 +63,37 @@ def count(preset: str, classes: int, sam_input: int | None, text: bool) -> dict[
     return per
 
 
+def count_train(preset: str, classes: int, batch: int) -> float:
+    """FLOPs of one training iteration (forward and backward, text tower included: it learns)."""
+    overrides = {"clip_weights": None, "sam_weights": None, "backproj_classes": classes}
+    with torch.device("meta"):
+        model = models.build(preset, **overrides).train()
+    crop = model.cfg.crop_size
+    x = torch.rand(batch, 3, crop, crop, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = model(x, [f"class {i}" for i in range(classes)])
+        # a stand-in for the losses (their own cost is negligible; data-dependent checks cannot run on meta)
+        loss = out.logits.float().sigmoid().mean() + (out.backproj - out.backproj_target).square().mean()
+        loss.backward()
+    return sum(counter.get_flop_counts()["Global"].values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--sam-input", type=int, default=None, help="override SAM's input size (default: the preset's)")
     ap.add_argument("--with-text", action="store_true", help="count the text tower in every window")
-    ap.add_argument("--presets", nargs="+", default=[p for p in models.PRESETS])
+    ap.add_argument("--presets", nargs="+", default=[p for p in models.PRESETS if p != "probe"])
+    ap.add_argument("--train", action="store_true", help="count one training iteration instead (forward + backward)")
+    ap.add_argument("--batch", type=int, default=4, help="training batch (with --train)")
     args = ap.parse_args()
+    if args.train:
+        for preset in args.presets:
+            total = count_train(preset, args.classes, args.batch)
+            setting = f"{args.classes} classes, batch {args.batch}"
+            print(f"{preset:<24} {total / 1e12:8.2f} TFLOP per training iteration ({setting})")
+        return
     cols = [*COMPONENTS, "other", "total"]
     print(f"\nGFLOP per window ({args.classes} classes; text tower {'included' if args.with_text else 'cached'})")
     print(f"{'preset':<24}" + "".join(f"{c[:24]:>26}" for c in cols))

@@ -10,10 +10,11 @@ from torch import nn
 
 from .backprojection import SemanticBackProjection
 from .class_refinement import ClassRefinement
-from .clip_backbone import CLIP_MEAN, CLIP_STD, CLIPBackbone
+from .clip_backbone import CLIP_MEAN, CLIP_STD, CLIPBackbone, normalize
 from .config import AerOSegConfig
-from .correlation import CorrelationEmbedding, cost_volume
+from .correlation import CorrelationEmbedding, cost_volume, fp32_region
 from .decoder import Decoder
+from .guidance import GuidanceProjection, LearnedUpsample, resize, stage_taps
 from .sam_guidance import SAM_MEAN, SAM_STD, SAMGuidance
 from .spatial_refinement import SpatialRefinement
 
@@ -26,25 +27,19 @@ class AerOSegOutput:
 
     logits: torch.Tensor  # (B, K, H, W)
     backproj: torch.Tensor | None  # (B, C_target, h, w)
-    backproj_target: torch.Tensor | None  # (B, C_target, h', w'), detached
+    backproj_target: torch.Tensor | None  # (B, C_target, h, w), detached, resized to the reconstruction's grid
+    ignore_pixels: str = "negative"  # how the segmentation loss treats 255 pixels (the model config's switch)
 
 
-def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    m = torch.tensor(mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images - m) / s
+@dataclass
+class GuidanceMaps:
+    """Projected guidance: spatial (B, Cg, h, w), decoder stages (B, gd1, 2h, 2w) and (B, gd2, 4h, 4w); the
+    back-projection's SAM target (B, 256, S, S) when SAM guides."""
 
-
-class GuidanceProjection(nn.Sequential):
-    """Resize a guidance map and project it: Conv3x3 + ReLU."""
-
-    def __init__(self, in_ch: int, out_ch: int) -> None:
-        super().__init__(nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True))
-
-    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:  # type: ignore[override]
-        if x.shape[-2:] != size:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return super().forward(x)
+    spatial: torch.Tensor | None = None
+    stage1: torch.Tensor | None = None
+    stage2: torch.Tensor | None = None
+    sam_neck: torch.Tensor | None = None
 
 
 class AerOSeg(nn.Module):
@@ -64,23 +59,20 @@ class AerOSeg(nn.Module):
         rp = (4 if cfg.rotations else 1) * len(cfg.templates)
         self.correlation = CorrelationEmbedding(rp, c)
         self.sam: SAMGuidance | None = None
-        if cfg.guidance == "sam":
-            self.sam = SAMGuidance(cfg.sam, finetune=cfg.finetune_guidance, sdpa=cfg.sdpa)
-            src_dims = self.sam.out_dims  # (neck, early tap, late tap)
-        elif cfg.guidance == "clip":
-            src_dims = (cfg.clip.embed_dim, cfg.clip.vision_width, cfg.clip.vision_width)
         g_on = cfg.guidance != "none"
         gd1, gd2 = cfg.decoder_guidance_dims if g_on else (0, 0)
         if g_on:
-            self.spatial_guidance = GuidanceProjection(src_dims[0], cg)
-            self.decoder_guidance1 = GuidanceProjection(src_dims[2], gd1)  # late tap (block 16) at 2x
-            self.decoder_guidance2 = GuidanceProjection(src_dims[1], gd2)  # early tap (block 8) at 4x
+            self._build_guidance(cfg)
         self.text_guidance = nn.Sequential(nn.Linear(cfg.clip.embed_dim, cg), nn.ReLU(inplace=True))
         self.spatial_blocks = nn.ModuleList()
         self.class_blocks = nn.ModuleList()
         for _ in range(cfg.num_refinement_blocks):
-            self.spatial_blocks.append(SpatialRefinement(c, cg if g_on else 0, cfg.num_heads, cfg.window_size))
-            self.class_blocks.append(ClassRefinement(c, cg, cfg.num_heads, cfg.max_classes, cfg.class_pool_train))
+            self.spatial_blocks.append(
+                SpatialRefinement(c, cg if g_on else 0, cfg.num_heads, cfg.window_size, cfg.refinement)
+            )
+            self.class_blocks.append(
+                ClassRefinement(c, cg, cfg.num_heads, cfg.max_classes, cfg.class_pool_train, cfg.refinement)
+            )
         self.backproj: SemanticBackProjection | None = None
         if cfg.backproj and cfg.backproj_classes > 0:
             target_dim = {"sam": cfg.sam.out_chans, "clip": cfg.clip.embed_dim, "rgb": 3}[cfg.backproj_target]
@@ -89,90 +81,111 @@ class AerOSeg(nn.Module):
             self.backproj = SemanticBackProjection(cfg.backproj_classes, c, cfg.backproj_hidden, target_dim)
         self.decoder = Decoder(c, cfg.decoder_dims, (gd1, gd2))
 
+    def _build_guidance(self, cfg: AerOSegConfig) -> None:
+        """Guidance encoder (SAM) and the projections of its maps (names kept from format-1 checkpoints).
+
+        Both taps come from the same encoder, so they have the same width whichever stage each one feeds."""
+        if cfg.guidance == "sam":
+            self.sam = SAMGuidance(cfg.sam, finetune=cfg.finetune_guidance, sdpa=cfg.sdpa)
+            spatial_dim, stage_dims = self.sam.out_dims[0], self.sam.out_dims[1:]
+        else:  # CLIP guidance (the CAT-Seg baseline): final features and blocks L/3, 2L/3
+            spatial_dim, stage_dims = cfg.clip.embed_dim, (cfg.clip.vision_width, cfg.clip.vision_width)
+            if cfg.clip_guidance == "catseg":
+                self.guidance_upsample = LearnedUpsample(cfg.clip.vision_width, cfg.clip_guidance_upsample_dims)
+                stage_dims = cfg.clip_guidance_upsample_dims
+        self.spatial_guidance = GuidanceProjection(spatial_dim, cfg.guidance_dim)
+        self.decoder_guidance1 = GuidanceProjection(stage_dims[0], cfg.decoder_guidance_dims[0])  # first stage, 2x
+        self.decoder_guidance2 = GuidanceProjection(stage_dims[1], cfg.decoder_guidance_dims[1])  # second stage, 4x
+
     @staticmethod
     def probabilities(logits: torch.Tensor) -> torch.Tensor:
-        """Per-class probabilities of this model's logits (independent sigmoids, as trained with BCE)."""
+        """Per-class probabilities of this model's logits (independent sigmoids, as trained with BCE), in fp32."""
         return torch.sigmoid(logits.float())
 
-    def _guidance(self, images: torch.Tensor, clip_dense: torch.Tensor, clip_taps: list[torch.Tensor]):
-        """Guidance source maps (spatial, early, late) and the SAM neck (for back-projection), or Nones."""
+    def _guidance(
+        self, images: torch.Tensor, clip_maps: list[torch.Tensor], dense: torch.Tensor, grid: tuple[int, int]
+    ) -> GuidanceMaps:
+        """Project the guidance sources: SAM's neck and block taps, or CLIP's final features and block taps."""
+        cfg, (h, w) = self.cfg, grid
+        aa = cfg.guidance_antialias
         if self.sam is not None:
-            size = self.cfg.sam_input_size
-            x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+            x = resize(images, (cfg.sam_input_size, cfg.sam_input_size), aa)
             neck, early, late = self.sam(normalize(x, SAM_MEAN, SAM_STD))
-            return neck, early, late
-        if self.cfg.guidance == "clip":
-            return clip_dense[:, 0], clip_taps[0], clip_taps[1]
-        return None, None, None
+            spatial, sam_neck = neck, neck
+        elif cfg.guidance == "clip":
+            raw, early, late = clip_maps
+            spatial, sam_neck = (raw if cfg.clip_guidance == "catseg" else dense[:, 0]), None
+        else:
+            return GuidanceMaps()
+        first, second = stage_taps(cfg.decoder_guidance_order, early, late)
+        if cfg.guidance == "clip" and cfg.clip_guidance == "catseg":
+            first, second = self.guidance_upsample(first, second)
+        return GuidanceMaps(
+            self.spatial_guidance(spatial, (h, w), aa),
+            self.decoder_guidance1(first, (2 * h, 2 * w), aa),
+            self.decoder_guidance2(second, (4 * h, 4 * w), aa),
+            sam_neck,
+        )
+
+    def _select_classes(self, corr: torch.Tensor, text: torch.Tensor):
+        """Above ``max_classes``, keep those with the highest correlation: (corr, text, kept indices or None)."""
+        if corr.shape[2] <= self.cfg.max_classes:
+            return corr, text, None
+        score = corr.detach().amax(dim=(0, 1, 3, 4))
+        selected = score.topk(self.cfg.max_classes).indices.sort().values
+        return corr[:, :, selected], text[selected], selected
+
+    def _text_guidance(self, text: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(K, P, D) prompt embeddings -> (1, K, Cg): prompt mean (re-normalised, as CAT-Seg), Linear + ReLU."""
+        mean = text.mean(dim=1)
+        if self.cfg.refinement == "catseg":
+            mean = F.normalize(mean.float(), dim=-1)
+        return self.text_guidance(mean.to(dtype)).unsqueeze(0)
 
     def forward(self, images: torch.Tensor, class_names: list[str]):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
         if not class_names:
             raise ValueError("at least one class name is needed")
+        cfg = self.cfg
+        if self.training and cfg.backproj and self.backproj is None:
+            raise ValueError(
+                "back-projection is on (backproj=True) but the model was built without backproj_classes: build it "
+                "with backproj_classes=<number of training classes>, or with backproj=False"
+            )
         b, _, height, width = images.shape
         text = self.clip.text_features(list(class_names))  # (K, P, D)
-        dense, taps = self.clip.image_features(
-            normalize(images, CLIP_MEAN, CLIP_STD), with_guidance=self.cfg.guidance == "clip"
+        dense, clip_maps = self.clip.image_features(
+            normalize(images, CLIP_MEAN, CLIP_STD), with_guidance=cfg.guidance == "clip"
         )  # (B, R, D, h, w)
         h, w = dense.shape[-2:]
-        corr = cost_volume(dense, text)  # (B, R*P, K, h, w)
-        k_all = corr.shape[2]
-        selected = None
-        if k_all > self.cfg.max_classes:
-            score = corr.detach().amax(dim=(0, 1, 3, 4))
-            selected = score.topk(self.cfg.max_classes).indices.sort().values
-            corr, text = corr[:, :, selected], text[selected]
-        x = self.correlation(corr)  # (B, K, C, h, w)
-
-        src_s, src_early, src_late = self._guidance(images, dense, taps)
-        g_spatial = g1 = g2 = None
-        if src_s is not None:
-            g_spatial = self.spatial_guidance(src_s, (h, w))
-            g1 = self.decoder_guidance1(src_late, (2 * h, 2 * w))
-            g2 = self.decoder_guidance2(src_early, (4 * h, 4 * w))
-        g_text = self.text_guidance(text.mean(dim=1).to(x.dtype)).unsqueeze(0)  # (1, K, Cg)
-
+        with fp32_region(cfg.fp32_correlation, images.device.type):
+            corr = cost_volume(dense, text, cfg.fp32_correlation)  # (B, R*P, K, h, w)
+            k_all = corr.shape[2]
+            corr, text, selected = self._select_classes(corr, text)
+            x = self.correlation(corr)  # (B, K, C, h, w)
+        g = self._guidance(images, clip_maps, dense, (h, w))
+        g_text = self._text_guidance(text, x.dtype)  # (1, K, Cg)
         for spatial, klass in zip(self.spatial_blocks, self.class_blocks, strict=True):
-            x = spatial(x, g_spatial)
+            x = spatial(x, g.spatial)
             x = klass(x, g_text)
-
-        logits = self.decoder(x, g1, g2)
-        logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        logits = self.decoder(x, g.stage1, g.stage2)
+        with fp32_region(cfg.fp32_correlation, images.device.type):
+            logits = logits.float() if cfg.fp32_correlation else logits
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         if selected is not None:
             full = logits.new_full((b, k_all, height, width), UNSELECTED_LOGIT)
             full[:, selected] = logits
             logits = full
         if not self.training:
             return logits
-        recon = target = None
-        if self.backproj is not None and self.cfg.backproj:
-            recon = self.backproj(x)
-            target = {"sam": src_s if self.sam is not None else None, "clip": dense[:, 0], "rgb": images}[
-                self.cfg.backproj_target
-            ]
-            target = target.detach()
-        return AerOSegOutput(logits, recon, target)
+        return AerOSegOutput(logits, *self._backprojection(x, images, dense, g), cfg.ignore_pixels)
 
-
-class ZeroShotCLIP(nn.Module):
-    """Training-free: the rotated, prompt-ensembled CLIP correlation alone, upsampled to the input.
-
-    Same call as ``AerOSeg``; logits are CLIP's scaled cosine similarities (softmax over classes).
-    """
-
-    def __init__(self, cfg: AerOSegConfig) -> None:
-        super().__init__()
-        cfg.validate()
-        self.cfg = cfg
-        self.clip = CLIPBackbone(cfg)
-
-    @staticmethod
-    def probabilities(logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits.float(), dim=1)
-
-    def forward(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
-        text = self.clip.text_features(list(class_names))
-        dense, _ = self.clip.image_features(normalize(images, CLIP_MEAN, CLIP_STD))
-        corr = cost_volume(dense, text).mean(dim=1) * self.clip.model.logit_scale.exp()
-        return F.interpolate(corr, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    def _backprojection(self, x: torch.Tensor, images: torch.Tensor, dense: torch.Tensor, g: GuidanceMaps):
+        """(reconstruction (B, C_t, h, w), detached target resized to (h, w)) or (None, None)."""
+        if self.backproj is None or not self.cfg.backproj:
+            return None, None
+        recon = self.backproj(x)
+        target = {"sam": g.sam_neck, "clip": dense[:, 0], "rgb": images}[self.cfg.backproj_target]
+        target = resize(target.detach(), tuple(recon.shape[-2:]), self.cfg.guidance_antialias)
+        return recon, target

@@ -16,9 +16,17 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
 from .config import AerOSegConfig, CLIPConfig
+from .correlation import autocast_on
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> (images - mean) / std per channel."""
+    m = torch.tensor(mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images - m) / s
 
 
 def build_open_clip(cfg: CLIPConfig, image_size: int) -> CLIP:
@@ -79,8 +87,9 @@ class CLIPBackbone(nn.Module):
     """Dense CLIP image embeddings and prompt-ensembled class embeddings.
 
     ``image_features(x)``: x (B, 3, H, W) CLIP-normalised -> dense (B, R, D, H/p, W/p), L2-normalised, R = 4 with
-    rotations (rotated back) else 1; plus intermediate token maps of the unrotated pass for CLIP guidance.
+    rotations (rotated back) else 1; plus, for CLIP guidance, maps of the unrotated pass.
     ``text_features(names)``: K class names -> (K, P, D), L2-normalised, P prompt templates.
+    With ``cfg.fp32_correlation`` both are normalised and returned in fp32 even under autocast.
     """
 
     def __init__(self, cfg: AerOSegConfig) -> None:
@@ -94,6 +103,7 @@ class CLIPBackbone(nn.Module):
         # CLIP guidance taps (CAT-Seg uses blocks 4 and 8 of 12): one third and two thirds of the depth.
         self.guidance_taps = (max(1, layers // 3), min(layers - 1, max(1, 2 * layers // 3)))
         self._text_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._text_cache.clear())
         self._set_trainable(cfg.finetune_clip_qv)
         if cfg.train_clip_all:
             for p in self.model.parameters():
@@ -114,6 +124,11 @@ class CLIPBackbone(nn.Module):
 
     def _mask_key_rows(self, mask: QVGradientMask):
         return lambda grad: mask(grad) if self._qv_masked else grad
+
+    @property
+    def qv_only(self) -> bool:
+        """True when only the q and v rows of the packed q/k/v weights learn (the k rows get a zero gradient)."""
+        return self._qv_masked
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """CLIP weights that learn: the packed q/k/v weights (k rows masked) or, with train_clip_all, all of them."""
@@ -169,13 +184,21 @@ class CLIPBackbone(nn.Module):
         x = visual.ln_post(x[:, 1:]) @ visual.proj
         return x.permute(0, 2, 1).reshape(n, -1, h, w), tapped
 
+    def _unit(self, dense: torch.Tensor) -> torch.Tensor:
+        """L2-normalise over channels (dim 1), in fp32 when the correlation is computed in fp32."""
+        return F.normalize(dense.float() if self.cfg.fp32_correlation else dense, dim=1)
+
     def image_features(self, x: torch.Tensor, with_guidance: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x (B, 3, H, W) CLIP-normalised, square when rotating -> ((B, R, D, h, w) normalised, taps)."""
+        """x (B, 3, H, W) CLIP-normalised, square when rotating -> ((B, R, D, h, w) normalised, guidance maps).
+
+        Guidance maps (unrotated pass, ``with_guidance`` only): [final features before normalisation (B, D, h, w),
+        tokens after block L/3 (B, C, h, w), after block 2L/3 (B, C, h, w)]; else [].
+        """
         b = x.shape[0]
         taps = self.guidance_taps if with_guidance else ()
         if not self.rotations:
             dense, tapped = self._encode_dense(x, taps)
-            return F.normalize(dense, dim=1).unsqueeze(1), tapped
+            return self._unit(dense).unsqueeze(1), ([dense, *tapped] if with_guidance else [])
         if x.shape[-1] != x.shape[-2]:
             raise ValueError(f"rotations need a square input, got {tuple(x.shape[-2:])}")
         if self.cfg.batch_rotations:
@@ -184,8 +207,8 @@ class CLIPBackbone(nn.Module):
             parts = [self._encode_dense(torch.rot90(x, k, dims=(-2, -1)), taps) for k in range(4)]
             dense = torch.cat([p[0] for p in parts])
             tapped = [torch.cat([p[1][i] for p in parts]) for i in range(len(taps))]
-        dense = rotate_back(F.normalize(dense, dim=1), b)
-        return dense, [t[:b] for t in tapped]  # guidance from the unrotated pass
+        maps = [dense[:b], *(t[:b] for t in tapped)] if with_guidance else []  # guidance from the unrotated pass
+        return rotate_back(self._unit(dense), b), maps
 
     # -- text --------------------------------------------------------------------------------------------------
     def _encode_prompts(self, names: list[str]) -> torch.Tensor:
@@ -195,18 +218,30 @@ class CLIPBackbone(nn.Module):
         texts = [t.format(s) for s in flat for t in self.templates]
         device = self.model.token_embedding.weight.device
         tokens = self.tokenizer(texts, context_length=self.cfg.clip.context_length).to(device)
-        emb = self.model.encode_text(tokens, normalize=True).reshape(len(flat), len(self.templates), -1)
+        emb = self.model.encode_text(tokens)
+        emb = F.normalize(emb.float() if self.cfg.fp32_correlation else emb, dim=-1)
+        emb = emb.reshape(len(flat), len(self.templates), -1)
         out, start = [], 0
         for g in groups:
             out.append(F.normalize(emb[start : start + len(g)].mean(0), dim=-1))
             start += len(g)
         return torch.stack(out)
 
+    def _weights_version(self) -> int:
+        """Grows with every in-place change of a CLIP weight (optimizer steps, ``load_state_dict``, edits)."""
+        return sum(p._version for p in self.model.parameters())
+
     def text_features(self, names: list[str]) -> torch.Tensor:
-        """(K, P, D) class embeddings; cached while the text tower cannot change (evaluation)."""
+        """(K, P, D) class embeddings; cached while the text tower cannot change (evaluation).
+
+        The cache is dropped by ``train()`` and ``load_state_dict``, and keyed by device, dtype and a weights
+        version, so embeddings of other weights are never returned."""
         if self.text_trainable:
             return self._encode_prompts(names)
-        key = (tuple(names), self.model.token_embedding.weight.device)
+        weight = self.model.token_embedding.weight
+        kind = weight.device.type
+        amp = torch.get_autocast_dtype(kind) if autocast_on(kind) else None
+        key = (tuple(names), weight.device, weight.dtype, amp, self._weights_version())
         if key not in self._text_cache:
             with torch.no_grad():
                 self._text_cache[key] = self._encode_prompts(names)

@@ -1,7 +1,10 @@
 """Model configuration and the named presets.
 
 Every ablation switch of the paper (Tables 3-6) is a field here, so an experiment is a preset plus overrides:
-``models.build("aeroseg-vitb16-samvitl", backproj_target="rgb")``.
+``models.build("aeroseg-vitb16-samvitl", backproj_target="rgb")``. Every fidelity switch (a place where this project
+once departed from the reference code) is a field too: its default is the reference's behaviour and ``LEGACY_V1``
+holds the first version's, which a format-1 checkpoint's config (written before the field existed) is read with.
+No torch import here: ``from models import config`` stays fast.
 """
 
 from __future__ import annotations
@@ -62,11 +65,21 @@ CLIP_VARIANTS: dict[str, CLIPConfig] = {
 }
 
 
+LEGACY_V1: dict[str, Any] = {
+    "ignore_pixels": "exclude",
+    "decoder_guidance_order": "late_coarse",
+    "clip_guidance": "v1",
+    "refinement": "v1",
+    "guidance_antialias": False,
+    "fp32_correlation": False,
+}
+
+
 @dataclass
 class AerOSegConfig:
     """Everything needed to rebuild a model; stored verbatim in checkpoints (plain JSON-able values only)."""
 
-    arch: str = "aeroseg"  # "aeroseg" (the network) or "zeroshot" (training-free CLIP correlation)
+    arch: str = "aeroseg"  # "aeroseg" (the network), "zeroshot" (training-free CLIP correlation) or "probe"
     crop_size: int = 384  # the model's input size; CLIP's position embedding is sized for it
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     clip_weights: str | None = "openai"  # "openai" (official, from the weights cache), a file path, or None (random)
@@ -98,19 +111,31 @@ class AerOSegConfig:
     # decoder
     decoder_dims: tuple[int, int] = (64, 32)
     decoder_guidance_dims: tuple[int, int] = (32, 16)
+    clip_guidance_upsample_dims: tuple[int, int] = (256, 128)  # CLIP guidance: ConvTranspose widths (CAT-Seg)
+    # fidelity switches: the defaults are the reference code's (CAT-Seg / OVRS); LEGACY_V1 holds this project's first
+    ignore_pixels: str = "negative"  # loss on 255 pixels: "negative" for every seen class (CAT-Seg), or "exclude"
+    decoder_guidance_order: str = "early_coarse"  # early tap -> first, coarser decoder stage (CAT-Seg); "late_coarse"
+    clip_guidance: str = "catseg"  # guidance="clip": "catseg" (learned ConvTranspose, raw CLIP features) or "v1"
+    refinement: str = "catseg"  # class/spatial refinement details as CAT-Seg ("catseg") or as this project's v1
+    guidance_antialias: bool = True  # shrink SAM's maps (64x64 -> 24x24, 48x48) with an antialiasing filter
+    fp32_correlation: bool = True  # cost volume, its embedding and the logits in fp32 even under autocast
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AerOSegConfig:
+    def from_dict(cls, d: dict[str, Any], format_version: int = 2) -> AerOSegConfig:
+        """The config stored in a checkpoint; a format-1 file lacks the fidelity fields and gets their v1 values."""
         d = dict(d)
+        if format_version < 2:
+            for key, value in LEGACY_V1.items():
+                d.setdefault(key, value)
         clip = CLIPConfig(**d.pop("clip", {}))
         sam_d = dict(d.pop("sam", {}))
         if "global_attn_indexes" in sam_d:
             sam_d["global_attn_indexes"] = tuple(sam_d["global_attn_indexes"])
         sam = SAMConfig(**sam_d)
-        for key in ("decoder_dims", "decoder_guidance_dims"):
+        for key in ("decoder_dims", "decoder_guidance_dims", "clip_guidance_upsample_dims"):
             if key in d:
                 d[key] = tuple(d[key])
         known = {f.name for f in dataclasses.fields(cls)}
@@ -121,10 +146,14 @@ class AerOSegConfig:
 
     def validate(self) -> None:
         choices = {
-            "arch": ("aeroseg", "zeroshot"),
+            "arch": ("aeroseg", "zeroshot", "probe"),
             "prompts": ("remote_sensing", "generic"),
             "guidance": ("sam", "clip", "none"),
             "backproj_target": ("sam", "clip", "rgb"),
+            "ignore_pixels": ("negative", "exclude"),
+            "decoder_guidance_order": ("early_coarse", "late_coarse"),
+            "clip_guidance": ("catseg", "v1"),
+            "refinement": ("catseg", "v1"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -142,7 +171,7 @@ class AerOSegConfig:
 
 
 def _tiny() -> AerOSegConfig:
-    """Same architecture, small widths: a CPU forward+backward in well under a second (tests, development)."""
+    """Same architecture, small widths: a CPU forward+backward in well under a second (tests, development; "test")."""
     return AerOSegConfig(
         crop_size=384,
         clip=CLIPConfig("custom", 32, 64, 2, 2, 16, 32, 1, 2),
@@ -156,11 +185,14 @@ def _tiny() -> AerOSegConfig:
         backproj_hidden=64,
         decoder_dims=(16, 16),
         decoder_guidance_dims=(8, 8),
+        clip_guidance_upsample_dims=(32, 16),
     )
 
 
 def _demo() -> AerOSegConfig:
-    """A little bigger than tiny: the model the project trains itself on CPU for the offline quickstart."""
+    """A little bigger than tiny: the model the project trains itself on CPU for the offline quickstart.
+
+    Built from the preset name it is random ("untrained"); the trained one is ``sample_data/demo_model.pt``."""
     return AerOSegConfig(
         crop_size=256,
         clip=CLIPConfig("custom", 64, 128, 4, 4, 16, 32, 2, 2),
@@ -179,7 +211,15 @@ def _demo() -> AerOSegConfig:
     )  # frozen SAM features still guide; fine-tuning SAM at the head's learning rate stalled learning in our runs
 
 
+def _probe() -> AerOSegConfig:
+    """The AerOSeg interface at almost no compute (``models.probe.ProbeModel``): for measuring the host pipeline."""
+    return AerOSegConfig(arch="probe", clip_weights=None, guidance="none", sam_weights=None, backproj=False)
+
+
 def _preset(name: str) -> AerOSegConfig:
+    """The paper's network (``aeroseg-vitb16-samvitl``) and its CLIP/SAM variants, the paper's Baseline (CLIP
+    guidance, generic prompt, no back-projection) and the training-free zero-shot CLIP correlation; plus the small
+    ``tiny``/``demo`` architectures and the ``probe``. ``PRESET_STATUS`` says which are usable untrained."""
     if name == "aeroseg-vitb16-samvitl":
         return AerOSegConfig()
     if name == "aeroseg-vitl14-samvitl":
@@ -194,6 +234,8 @@ def _preset(name: str) -> AerOSegConfig:
         return _tiny()
     if name == "demo":
         return _demo()
+    if name == "probe":
+        return _probe()
     raise KeyError(name)
 
 
@@ -205,7 +247,32 @@ PRESETS: tuple[str, ...] = (
     "zeroshot-vitb16",
     "tiny",
     "demo",
+    "probe",
 )
+
+# What a model built from the preset name alone (not from a checkpoint) is good for:
+#   "untrained"     the network's new layers are random until trained (aeroseg-*, baseline-vitb16; "demo" as a
+#                   preset name is the random demo architecture, the trained one is sample_data/demo_model.pt);
+#                   a CLI should refuse to segment or evaluate with it.
+#   "training-free" useful as built: zeroshot-vitb16 (pretrained CLIP correlation, open vocabulary).
+#   "test"          random or synthetic, for tests and measurements only: tiny, probe.
+PRESET_STATUS: dict[str, str] = {
+    "aeroseg-vitb16-samvitl": "untrained",
+    "aeroseg-vitl14-samvitl": "untrained",
+    "aeroseg-vitb16-samvitb": "untrained",
+    "baseline-vitb16": "untrained",
+    "zeroshot-vitb16": "training-free",
+    "tiny": "test",
+    "demo": "untrained",
+    "probe": "test",
+}
+
+
+def preset_status(name: str) -> str:
+    """``"untrained" | "training-free" | "test"`` for a preset name (see ``PRESET_STATUS``); ValueError if unknown."""
+    if name not in PRESET_STATUS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESET_STATUS[name]
 
 
 def preset_config(name: str, **overrides: Any) -> AerOSegConfig:

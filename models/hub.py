@@ -1,7 +1,8 @@
 """Official pretrained weights: where they come from, their SHA-256, where they live, how they load.
 
 The cache is ``$AEROSEG_HOME`` (default ``~/.cache/aeroseg``). Every file is checked against its published SHA-256
-on download and again before it is loaded, so a truncated or replaced file is never used.
+on download and again before it is loaded, so a truncated or replaced file is never used. torch is imported only by
+the functions that read tensors, so ``from models import hub`` (``aeroseg weights list``) starts fast.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+    from .config import AerOSegConfig
+
+REGISTRY_NAMES = ("openai", "official")  # config values that mean "the registry file of this backbone"
 
 
 class WeightsError(RuntimeError):
@@ -117,18 +123,47 @@ def sam_weights_name(sam_name: str) -> str:
     return f"sam-{sam_name.replace('_', '-')}"
 
 
-def resolve(name: str) -> Path:
-    """The verified local file of registry weights ``name``; a clear error naming the command that gets it."""
+def required_weights(cfg: AerOSegConfig) -> list[str]:
+    """Registry names of the official files ``models.build(cfg)`` reads (user file paths are not listed)."""
+    names = []
+    if cfg.arch in ("aeroseg", "zeroshot") and cfg.clip_weights in REGISTRY_NAMES:
+        names.append(clip_weights_name(cfg.clip.name))
+    if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights in REGISTRY_NAMES:
+        names.append(sam_weights_name(cfg.sam.name))
+    return names
+
+
+def _problem(name: str) -> str | None:
+    """Why registry file ``name`` cannot be used (missing, unverified), or None when it is present and verified."""
     spec = spec_for(name)
     path = cached_path(spec)
     if not path.is_file():
-        raise WeightsError(f"{spec.description} weights not found at {path}; run `aeroseg weights download {name}`")
+        return f"{name} ({spec.size_mb} MB) not found at {path}"
     if sha256_file(path) != spec.sha256:
+        return f"{name} ({spec.size_mb} MB) at {path} does not match the published SHA-256"
+    return None
+
+
+def resolve_all(names: list[str], extra_problems: list[str] | tuple[str, ...] = ()) -> dict[str, Path]:
+    """The verified local files of registry weights ``names``, each checked once.
+
+    Every missing or unverified file (plus ``extra_problems``, e.g. a user's weight path that does not exist) is
+    reported together in one ``WeightsError`` line with the one command that fetches all the registry files.
+    """
+    problems = [(n, p) for n in names if (p := _problem(n)) is not None]
+    if problems or extra_problems:
+        bad = [n for n, _ in problems]
+        fix = f"; run `aeroseg weights download {' '.join(bad)}`" if bad else ""
+        offline = " (offline: fetch them elsewhere and run `aeroseg weights import NAME FILE`)" if bad else ""
         raise WeightsError(
-            f"{path} does not match the published SHA-256 of {name}; delete it and run "
-            f"`aeroseg weights download {name}`"
+            "weights not available: " + "; ".join([*(p for _, p in problems), *extra_problems]) + fix + offline
         )
-    return path
+    return {n: cached_path(spec_for(n)) for n in names}
+
+
+def resolve(name: str) -> Path:
+    """The verified local file of registry weights ``name``; a clear error naming the command that gets it."""
+    return resolve_all([name])[name]
 
 
 def fetch(
@@ -193,6 +228,8 @@ def read_state_dict(path: Path, trusted_torchscript: bool = False) -> dict[str, 
     TorchScript archives (the official OpenAI CLIP files) are read with ``torch.jit.load`` only when
     ``trusted_torchscript`` says their SHA-256 was just verified against the published one.
     """
+    import torch
+
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -219,7 +256,7 @@ def read_state_dict(path: Path, trusted_torchscript: bool = False) -> dict[str, 
 
 def load_weights_file(name_or_path: str, registry_name: str) -> dict[str, torch.Tensor]:
     """State dict for a config's weights field: the registry file (verified) or a user's file path."""
-    if name_or_path in ("openai", "official"):
+    if name_or_path in REGISTRY_NAMES:
         return read_state_dict(resolve(registry_name), trusted_torchscript=True)
     path = Path(name_or_path).expanduser()
     if not path.is_file():

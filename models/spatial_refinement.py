@@ -1,6 +1,7 @@
 """Spatial refinement: Swin window attention over each class's correlation map, guided by SAM features.
 
-Query and key see the correlation and the guidance; the value sees the correlation only (CAT-Seg).
+Query and key see the correlation and the guidance; the value sees the correlation only (CAT-Seg). CAT-Seg
+normalises the guidance once for both Swin blocks (``variant="catseg"``); this project's v1 had one LayerNorm per block.
 """
 
 from __future__ import annotations
@@ -85,22 +86,24 @@ class GuidedWindowAttention(nn.Module):
 class SwinBlock(nn.Module):
     """Pre-norm Swin block (W-MSA or SW-MSA) with guidance, no relative position bias, MLP ratio 4."""
 
-    def __init__(self, dim: int, guidance_dim: int, num_heads: int, window: int, shift: int) -> None:
+    def __init__(
+        self, dim: int, guidance_dim: int, num_heads: int, window: int, shift: int, guidance_norm: bool = False
+    ) -> None:
         super().__init__()
         self.window, self.shift = window, shift
         self.norm1 = nn.LayerNorm(dim)
-        self.norm_g = nn.LayerNorm(guidance_dim) if guidance_dim else None
+        self.norm_g = nn.LayerNorm(guidance_dim) if guidance_dim and guidance_norm else None
         self.attn = GuidedWindowAttention(dim, guidance_dim, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
-        """x (N, h, w, C), g (N, h, w, Cg) or None -> (N, h, w, C)."""
+        """x (N, h, w, C), g (N, h, w, Cg) or None (normalised by this block only if it has ``norm_g``)."""
         n, h, w, _ = x.shape
         window = min(self.window, h, w)
         shift = self.shift if window == self.window else 0
         y = self.norm1(x)
-        gn = self.norm_g(g) if g is not None else None
+        gn = self.norm_g(g) if g is not None and self.norm_g is not None else g
         hp, wp = -(-h // window) * window, -(-w // window) * window
         if (hp, wp) != (h, w):
             y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
@@ -123,12 +126,14 @@ class SpatialRefinement(nn.Module):
     x (B, K, C, h, w), guidance (B, Cg, h, w) or None -> (B, K, C, h, w). Classes share weights (order-equivariant).
     """
 
-    def __init__(self, dim: int, guidance_dim: int, num_heads: int, window: int) -> None:
+    def __init__(self, dim: int, guidance_dim: int, num_heads: int, window: int, variant: str = "catseg") -> None:
         super().__init__()
+        per_block = variant == "v1"
+        self.norm_g = nn.LayerNorm(guidance_dim) if guidance_dim and not per_block else None
         self.blocks = nn.ModuleList(
             [
-                SwinBlock(dim, guidance_dim, num_heads, window, 0),
-                SwinBlock(dim, guidance_dim, num_heads, window, window // 2),
+                SwinBlock(dim, guidance_dim, num_heads, window, 0, guidance_norm=per_block),
+                SwinBlock(dim, guidance_dim, num_heads, window, window // 2, guidance_norm=per_block),
             ]
         )
 
@@ -137,7 +142,8 @@ class SpatialRefinement(nn.Module):
         y = x.reshape(b * k, c, h, w).permute(0, 2, 3, 1)
         g = None
         if guidance is not None:
-            g = guidance.permute(0, 2, 3, 1).repeat_interleave(k, dim=0)
+            g = guidance.permute(0, 2, 3, 1)
+            g = (self.norm_g(g) if self.norm_g is not None else g).repeat_interleave(k, dim=0)
         for block in self.blocks:
             y = block(y, g)
         return y.permute(0, 3, 1, 2).reshape(b, k, c, h, w)

@@ -42,7 +42,9 @@ def imported(name: str, path: Path, known: set[str]) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            subs = [f"{base}.{a.name}" for a in node.names]
+            # `from pkg import sub` needs only the submodule; `from pkg import name` needs pkg's __init__
+            targets = [t for t in subs if t in known] + ([base] if any(t not in known for t in subs) else [])
         for target in targets:
             while target and target not in known:  # `import a.b.c` depends on the deepest project module named
                 target = target.rpartition(".")[0]
@@ -80,6 +82,18 @@ def import_graph() -> dict[str, set[str]]:
     mods = modules()
     known = set(mods)
     return {name: imported(name, path, known) for name, path in mods.items()}
+
+
+def test_import_edges_distinguish_submodules_from_package_attributes(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("def build(): ...\n")
+    (pkg / "a.py").write_text("from . import b\nfrom pkg import build\n")
+    (pkg / "b.py").write_text("")
+    known = {"pkg", "pkg.a", "pkg.b"}
+    assert imported("pkg.a", pkg / "a.py", known) == {"pkg.b", "pkg"}
+    (pkg / "a.py").write_text("from . import b\n")
+    assert imported("pkg.a", pkg / "a.py", known) == {"pkg.b"}
 
 
 def test_find_cycle_detects_a_cycle_and_accepts_a_tree() -> None:

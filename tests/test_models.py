@@ -65,7 +65,7 @@ def test_model_output_shapes_eval_and_train() -> None:
     assert isinstance(out, AerOSegOutput)
     assert out.logits.shape == (2, 3, 384, 384)
     assert out.backproj.shape == (2, 32, 24, 24)  # SAM neck width of the tiny preset
-    assert out.backproj_target.shape == (2, 32, 16, 16)
+    assert out.backproj_target.shape == (2, 32, 24, 24)  # the SAM neck (16x16 at SAM input 256) on the same grid
 
 
 def test_non_square_grid_sizes_work() -> None:
@@ -223,16 +223,35 @@ def test_backprojection_target_is_detached_even_when_sam_is_finetuned() -> None:
     assert model.backproj.mlp[0].weight.grad is not None
 
 
-def test_bce_loss_ignores_255_pixels() -> None:
+def test_bce_loss_exclude_ignores_255_pixels() -> None:
     logits = torch.randn(1, 2, 4, 4)
     target = torch.randint(0, 2, (1, 4, 4))
     ignored = target.clone()
     ignored[0, :2] = 255
     changed = logits.clone()
     changed[0, :, :2] = 1e4  # huge logits on ignored pixels must not matter
-    assert torch.isclose(models.bce_loss(changed, ignored), models.bce_loss(logits, ignored))
+    ex = {"ignore_pixels": "exclude"}
+    assert torch.isclose(models.bce_loss(changed, ignored, **ex), models.bce_loss(logits, ignored, **ex))
     manual = F.binary_cross_entropy_with_logits(logits[0, :, 2:], F.one_hot(target[0, 2:], 2).permute(2, 0, 1).float())
-    assert torch.isclose(models.bce_loss(logits, ignored), manual)
+    assert torch.isclose(models.bce_loss(logits, ignored, **ex), manual)
+
+
+def test_bce_loss_default_makes_255_pixels_negatives_for_every_class() -> None:
+    """CAT-Seg's training branch: zeros everywhere, one-hot where labelled, BCE mean over every pixel and class."""
+    logits = torch.randn(2, 3, 5, 5, requires_grad=True)
+    target = torch.randint(0, 3, (2, 5, 5))
+    target[:, :2] = 255
+    reference = torch.zeros(2, 5, 5, 3)
+    valid = target != 255
+    reference[valid] = F.one_hot(target[valid], 3).float()
+    expected = F.binary_cross_entropy_with_logits(logits.permute(0, 2, 3, 1), reference)
+    loss = models.bce_loss(logits, target)
+    assert torch.isclose(loss, expected)
+    loss.backward()
+    assert (logits.grad[:, :, :2] > 0).all()  # every class is pushed down on the 255 pixels
+    logits.grad = None
+    models.bce_loss(logits, target, ignore_pixels="exclude").backward()
+    assert (logits.grad[:, :, :2] == 0).all()
 
 
 # -- ablation switches and presets -------------------------------------------------------------------------------

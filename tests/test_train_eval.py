@@ -250,7 +250,8 @@ def test_tiny_learns_on_a_fixed_subset_and_beats_a_constant(tmp_path: Path) -> N
     root = _folder(tmp_path / "ds", n=4, size=96, classes=("a", "b", "c"))
     data = load_dataset("folder", root, "train")
     res = train(
-        _cfg(root, tmp_path / "run", iters=40, ckpt_every=40, lr=2e-3, backbone_lr=2e-3, clip_grad=0.0),
+        # 150: the BCE sits at the class prior for about 60 iterations before it falls (every model variant)
+        _cfg(root, tmp_path / "run", iters=150, ckpt_every=150, lr=2e-3, backbone_lr=2e-3, clip_grad=0.0),
         data,
         "cpu",
         quiet=True,

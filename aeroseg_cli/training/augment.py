@@ -22,28 +22,22 @@ def resize_shortest(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.
 
 
 def train_augment(
-    image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator, max_category_area: float = 0.75
+    image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator, max_category_area: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize shortest edge, random crop with a category-area constraint, colour jitter, flip, pad (128 / ignore)."""
+    """Resize shortest edge, random crop (category-area constraint below 1.0), ColorAugSSD jitter, flip, pad."""
+    from aeroseg_cli.training.coloraug import color_aug_ssd
+
     image, mask = resize_shortest(image, mask, crop)
     h, w = mask.shape
-    y = x = 0
-    for _ in range(10):  # detectron2's RandomCrop_CategoryAreaConstraint
-        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+    y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+    for _ in range(10 if max_category_area < 1.0 else 0):  # detectron2's RandomCrop_CategoryAreaConstraint
         labels, counts = np.unique(mask[y : y + crop, x : x + crop], return_counts=True)
         counts = counts[labels != IGNORE]
         if len(counts) > 1 and counts.max() < max_category_area * counts.sum():
             break
-    image, mask = image[y : y + crop, x : x + crop].astype(np.float32), mask[y : y + crop, x : x + crop]
-    # colour jitter: brightness, contrast, saturation (SSD-style)
-    if rng.random() < 0.5:
-        image = image + rng.uniform(-32, 32)
-    if rng.random() < 0.5:
-        image = (image - image.mean()) * rng.uniform(0.5, 1.5) + image.mean()
-    if rng.random() < 0.5:
-        grey = image.mean(axis=-1, keepdims=True)
-        image = grey + (image - grey) * rng.uniform(0.5, 1.5)
-    image = np.clip(image, 0, 255)
+        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+    image, mask = image[y : y + crop, x : x + crop], mask[y : y + crop, x : x + crop]
+    image = color_aug_ssd(image, rng).astype(np.float32)  # detectron2's ColorAugSSDTransform (CAT-Seg, OVRS)
     if rng.random() < 0.5:
         image, mask = image[:, ::-1], mask[:, ::-1]
     ph, pw = crop - image.shape[0], crop - image.shape[1]

@@ -27,7 +27,7 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 0
     val_limit: int = 0  # 0: the whole validation split
-    max_category_area: float = 0.75
+    max_category_area: float = 1.0  # CAT-Seg/OVRS SINGLE_CATEGORY_MAX_AREA: 1.0 = no category-area constraint
     save_dtype: str = "float32"  # or "float16": half-size checkpoint (the training state stays fp32)
     model_overrides: dict = field(default_factory=dict)
 

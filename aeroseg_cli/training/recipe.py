@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 import models
 from aeroseg_cli.files.atomic import atomic_output
@@ -16,25 +17,35 @@ from aeroseg_cli.training.config import TrainConfig
 
 
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    """CLIP q/v at the backbone lr (no decay: their frozen k rows must not decay); the rest at lr, no decay on norms,
-    biases and embeddings/tokens (ndim <= 1); frozen parameters (SAM) left out."""
+    """CAT-Seg's optimizer groups: weight decay on every trainable tensor except those of normalisation layers and
+    embeddings (detectron2 WEIGHT_DECAY_NORM = WEIGHT_DECAY_EMBED = 0); CLIP at the backbone lr. CLIP's q/v live in
+    packed q/k/v tensors whose k rows are frozen by a zero gradient, so they get no decay (decay would move the k
+    rows; at lr 2e-6 x wd 1e-4 CAT-Seg's decay of q/v changes them by < 2e-6 relative over a whole run). Frozen
+    parameters (SAM) are left out."""
+    exempt_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm, nn.Embedding)
+    exempt = {id(p) for m in model.modules() if isinstance(m, exempt_types) for p in m.parameters(recurse=False)}
     clip = {id(p) for p in model.clip.trainable_parameters()}
-    decay, no_decay, backbone = [], [], []
+    qv_masked = model.clip.qv_only
+    groups: dict[str, list] = {"decay": [], "no_decay": [], "clip_qv": [], "clip_decay": [], "clip_no_decay": []}
     for p in model.parameters():
         if not p.requires_grad:
             continue
         if id(p) in clip:
-            backbone.append(p)
-        elif p.ndim <= 1 or p.shape[0] == 1:
-            no_decay.append(p)
+            groups["clip_qv" if qv_masked else "clip_no_decay" if id(p) in exempt else "clip_decay"].append(p)
         else:
-            decay.append(p)
-    groups = [
-        {"params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "decay"},
-        {"params": no_decay, "lr": cfg.lr, "weight_decay": 0.0, "name": "no_decay"},
-        {"params": backbone, "lr": cfg.backbone_lr, "weight_decay": 0.0, "name": "clip_qv"},
+            groups["no_decay" if id(p) in exempt else "decay"].append(p)
+    settings = {
+        "decay": (cfg.lr, cfg.weight_decay),
+        "no_decay": (cfg.lr, 0.0),
+        "clip_qv": (cfg.backbone_lr, 0.0),
+        "clip_decay": (cfg.backbone_lr, cfg.weight_decay),
+        "clip_no_decay": (cfg.backbone_lr, 0.0),
+    }
+    return [
+        {"params": ps, "lr": settings[n][0], "weight_decay": settings[n][1], "name": n}
+        for n, ps in groups.items()
+        if ps
     ]
-    return [g for g in groups if g["params"]]
 
 
 def cosine(iters: int):
@@ -58,7 +69,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_run(model, optimizer, scheduler, iteration: int, cfg: TrainConfig, seen: list[str], run_dir: Path) -> None:
-    """The AerOSeg checkpoint (weights + config + seen class names) and the full training state, both atomic."""
+    """The AerOSeg checkpoint (lean: new layers, fine-tuned CLIP q/v rows and references to the official CLIP/SAM
+    files; config; seen class names) and the full training state, both atomic."""
     with atomic_output(run_dir / "checkpoint.pt") as tmp:
         models.save_checkpoint(
             tmp,

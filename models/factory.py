@@ -1,0 +1,146 @@
+"""``build``: a model from a preset or config, with the pretrained backbones its config names.
+
+Every weight file a config needs is checked before anything is read or allocated, and all problems are reported in
+one ``WeightsError`` (with the one command that fetches every missing registry file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import hub
+from .config import AerOSegConfig, preset_config
+from .hub import WeightsError
+
+# where each backbone's weights live in the model's state dict
+PREFIX = {"clip": "clip.model.", "sam": "sam.encoder."}
+
+
+@dataclass
+class Pretrained:
+    """One pretrained weights file a config names: role ("clip"/"sam"), registry name or None, its tensors."""
+
+    role: str
+    registry_name: str | None  # None for a user's own file path
+    state: dict[str, torch.Tensor]
+
+
+def _check_shapes(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise WeightsError(f"{what} weights lack {len(missing)} tensors (first: {missing[0]}); wrong model variant?")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise WeightsError(
+                f"{what} weights: {k} has shape {tuple(state[k].shape)}, the model needs {tuple(v.shape)}; "
+                "wrong model variant?"
+            )
+
+
+def clip_file_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A CLIP file's tensors under open_clip's names (DDP ``module.`` prefixes dropped)."""
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def sam_file_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A SAM file's image-encoder tensors: from a full SAM checkpoint (official layout) or an encoder-only one."""
+    if any(k.startswith("image_encoder.") for k in state):
+        return {k.removeprefix("image_encoder."): v for k, v in state.items() if k.startswith("image_encoder.")}
+    return state
+
+
+def load_clip_weights(backbone_model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load an open_clip/OpenAI CLIP state dict, resizing the position embedding to the model's grid (bicubic)."""
+    import open_clip
+
+    own = backbone_model.state_dict()
+    state = {k: v for k, v in clip_file_state(state).items() if k in own}
+    open_clip.model.resize_pos_embed(state, backbone_model)
+    _check_shapes(backbone_model, state, "CLIP")
+    backbone_model.load_state_dict(state, strict=True)
+
+
+def load_sam_weights(encoder: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load SAM image-encoder weights from a full SAM checkpoint (official layout) or an encoder-only one."""
+    state = sam_file_state(state)
+    _check_shapes(encoder, state, "SAM")
+    encoder.load_state_dict({k: state[k] for k in encoder.state_dict()}, strict=True)
+
+
+def _sources(cfg: AerOSegConfig) -> dict[str, tuple[str, str]]:
+    """role -> (config value: registry alias or file path, registry name) for every weights file ``cfg`` reads."""
+    out = {}
+    if cfg.arch in ("aeroseg", "zeroshot") and cfg.clip_weights:
+        out["clip"] = (cfg.clip_weights, hub.clip_weights_name(cfg.clip.name))
+    if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights:
+        out["sam"] = (cfg.sam_weights, hub.sam_weights_name(cfg.sam.name))
+    return out
+
+
+def read_pretrained(cfg: AerOSegConfig) -> list[Pretrained]:
+    """Check every weights file ``cfg`` names (one error for all problems), then read them."""
+    sources = _sources(cfg)
+    user_missing = [
+        f"weights file {Path(v).expanduser()} not found"
+        for v, _ in sources.values()
+        if v not in hub.REGISTRY_NAMES and not Path(v).expanduser().is_file()
+    ]
+    paths = hub.resolve_all(hub.required_weights(cfg), user_missing)
+    out = []
+    for role, (value, name) in sources.items():
+        if value in hub.REGISTRY_NAMES:
+            out.append(Pretrained(role, name, hub.read_state_dict(paths[name], trusted_torchscript=True)))
+        else:
+            out.append(Pretrained(role, None, hub.read_state_dict(Path(value).expanduser())))
+    return out
+
+
+def load_pretrained(model: nn.Module, pretrained: list[Pretrained]) -> None:
+    """Load each pretrained file into its backbone of ``model``."""
+    for p in pretrained:
+        if p.role == "clip":
+            load_clip_weights(model.clip.model, p.state)
+        else:
+            load_sam_weights(model.sam.encoder, p.state)
+
+
+def construct(cfg: AerOSegConfig) -> nn.Module:
+    """The network of ``cfg`` with random weights (nothing is read): AerOSeg, ZeroShotCLIP or ProbeModel."""
+    cfg.validate()
+    if cfg.arch == "probe":
+        from .probe import ProbeModel
+
+        return ProbeModel(cfg)
+    if cfg.arch == "zeroshot":
+        from .zeroshot import ZeroShotCLIP
+
+        return ZeroShotCLIP(cfg)
+    from .aeroseg import AerOSeg
+
+    return AerOSeg(cfg)
+
+
+def build(preset: str | AerOSegConfig, **overrides: Any) -> nn.Module:
+    """Build a model from a preset name (or a config), loading the pretrained backbones its config names.
+
+    ``build("tiny")`` is random-initialised; ``build("aeroseg-vitb16-samvitl")`` needs the official CLIP and SAM
+    weights in the cache (``aeroseg weights download``); ``clip_weights=None, sam_weights=None`` skips them. Every
+    file is checked first: one ``WeightsError`` names all that are missing, before a large model is allocated.
+    """
+    if isinstance(preset, AerOSegConfig):
+        cfg = preset
+        for key, value in overrides.items():
+            setattr(cfg, key, value)
+        cfg.validate()
+    else:
+        cfg = preset_config(preset, **overrides)
+    pretrained = read_pretrained(cfg)
+    model = construct(cfg)
+    load_pretrained(model, pretrained)
+    return model

@@ -1,0 +1,55 @@
+"""Guidance maps: the encoder features that steer spatial refinement and the two decoder stages.
+
+Sources are SAM's neck and two block taps (AerOSeg) or CLIP's final features and two block taps (CAT-Seg baseline).
+Which tap feeds which decoder stage, and how maps are brought to each stage's size, are config switches.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
+    """Bilinear resize of (B, C, H, W) to ``size``; with ``antialias``, shrinking low-pass filters first."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias and shrink)
+
+
+class GuidanceProjection(nn.Sequential):
+    """Resize a guidance map and project it: (B, C_in, H, W) -> (B, C_out, *size), Conv3x3 + ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__(nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True))
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, size: tuple[int, int], antialias: bool = False
+    ) -> torch.Tensor:
+        return super().forward(resize(x, size, antialias))
+
+
+def stage_taps(order: str, early: torch.Tensor, late: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The taps for (first, coarser decoder stage, second stage).
+
+    ``early_coarse`` (CAT-Seg, OVRS: ``layers[0]`` -> ``upsample1`` -> first stage) or ``late_coarse`` (this
+    project's v1, kept for its checkpoints).
+    """
+    return (early, late) if order == "early_coarse" else (late, early)
+
+
+class LearnedUpsample(nn.Module):
+    """CAT-Seg's CLIP guidance upsampling: ConvTranspose2d k2/s2 and k4/s4 of two (B, C, h, w) block taps.
+
+    (first (B, C, h, w), second (B, C, h, w)) -> ((B, dims[0], 2h, 2w), (B, dims[1], 4h, 4w)).
+    """
+
+    def __init__(self, channels: int, dims: tuple[int, int]) -> None:
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(channels, dims[0], kernel_size=2, stride=2)
+        self.up2 = nn.ConvTranspose2d(channels, dims[1], kernel_size=4, stride=4)
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.up1(first), self.up2(second)
