@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import aeroseg_cli  # noqa: F401 - its environment defaults (GDAL cache, torch huge pages) before torch loads
 from benchmarks._synthetic import rgb_scene
 
 

@@ -1,12 +1,12 @@
 """The ``probe`` preset: AerOSeg's interface at almost no compute, for measuring the host-side pipeline.
 
 images (B, 3, T, T) in [0, 1] and K class names in, scores (B, K, T, T) out, like ``AerOSeg``. Each class scores a
-pixel by how far its colour lies along the class's colour direction: 0.5 + w . (rgb - 0.5) + b, one batched
-(K, 3) x (B, 3, T*T) product, so the cost is about one write of the output, the floor of any model's. The scores are
-already probabilities (|w| <= 0.3 per channel, |b| <= 0.02: always inside (0.03, 0.97)), so ``probabilities`` returns
-them as they are: a full-resolution sigmoid would cost more than the rest of the pipeline on a CPU and is not what
-the probe is for. A class's weights come from the SHA-256 of its name, so
-the model is the same in every process, run and machine, and it is equivariant to class order by construction.
+pixel by how far its colour lies along the class's colour direction, 0.5 + w . (rgb - 0.5) + b: three fused
+multiply-adds, so the cost is about one write of the output, the floor of any model's. The scores are already
+probabilities (|w| <= 0.3 per channel, |b| <= 0.02: always inside (0.03, 0.97)), so ``probabilities`` returns them
+as they are: a full-resolution sigmoid would cost more than the rest of the pipeline on a CPU and is not what the
+probe is for. A class's weights come from the SHA-256 of its name, so the model is the same in every process, run
+and machine, and it is equivariant to class order by construction.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class ProbeModel(nn.Module):
         weight = torch.tensor([w for w, _ in pairs], dtype=torch.float32, device=images.device)  # (K, 3)
         bias = torch.tensor([b for _, b in pairs], dtype=torch.float32, device=images.device)  # (K,)
         bias = 0.5 + bias - 0.5 * weight.sum(dim=1)  # 0.5 + w . (rgb - 0.5) + b as w . rgb + bias
-        b, _, height, width = images.shape
-        scores = torch.matmul(weight, images.float().reshape(b, 3, height * width))  # (B, K, T*T)
-        return scores.add_(bias[:, None]).reshape(b, len(class_names), height, width)
+        x, k = images.float(), len(class_names)
+        scores = torch.mul(x[:, 0:1], weight[:, 0].view(1, k, 1, 1))  # (B, K, T, T)
+        scores.addcmul_(x[:, 1:2], weight[:, 1].view(1, k, 1, 1)).addcmul_(x[:, 2:3], weight[:, 2].view(1, k, 1, 1))
+        return scores.add_(bias.view(1, k, 1, 1))

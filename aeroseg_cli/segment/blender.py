@@ -89,6 +89,8 @@ class RowBlender:
         self._extend(window.col - self.block.c0 + self.grid.tile)
         if probs is not None:
             self._accumulate(window, probs, valid)
+        else:
+            self._clear_fresh()
         nxt = window.col_index + 1
         done = self.grid.cols[nxt] - self.block.c0 if nxt < self.block.i1 else self.block.width
         self._finish_columns(done)
@@ -102,27 +104,51 @@ class RowBlender:
         self.row, self.a0, self.a1 = j, 0, 0
 
     def _extend(self, end: int) -> None:
-        """Grow the active window to strip column ``end``: its top ``overlap`` rows start from the carry."""
+        """Grow the active window to strip column ``end``: its top ``overlap`` rows start from the carry; the rest is
+        left for ``_accumulate`` to assign (or ``_clear_fresh`` to zero), which saves a zeroing pass."""
         end = min(end, self.block.width)
+        self.fresh = max(0, end - self.a1)  # columns at the right end no window has touched yet in this row
         if end <= self.a1:
             return
         new, ov = slice(self.a1 - self.a0, end - self.a0), self.grid.overlap
-        self.active[:, ov:, new] = 0
-        self.active_valid[ov:, new] = False
         if ov:
             self.active[:, :ov, new] = self.carry[:, :, self.a1 : end]
             self.active_valid[:ov, new] = self.carry_valid[:, self.a1 : end]
         self.a1 = end
 
+    def _clear_fresh(self, rows: int = 0) -> None:
+        """Zero the fresh columns below ``overlap + rows`` (rows a window's contribution did not assign)."""
+        if self.fresh:
+            top, cols = self.grid.overlap + rows, slice(self.a1 - self.a0 - self.fresh, self.a1 - self.a0)
+            self.active[:, top:, cols] = 0
+            self.active_valid[top:, cols] = False
+
     def _accumulate(self, window: Window, probs: torch.Tensor, valid: torch.Tensor) -> None:
-        g = self.grid
+        """Add the window's weighted probabilities; where no window has been yet (fresh columns below the carried
+        rows) assign them instead, which equals adding to zero bit for bit."""
+        g, ov, k = self.grid, self.grid.overlap, self.k
         h = min(g.tile, g.height - window.row)
-        x = window.col - self.block.c0 - self.a0
-        w = min(g.tile, self.block.width - (window.col - self.block.c0))
-        weight = self._weight(window)[:h, :w] * valid[:h, :w]
-        self.active[: self.k, :h, x : x + w].addcmul_(probs[:, :h, :w], weight)
-        self.active[self.k, :h, x : x + w].add_(weight)
-        self.active_valid[:h, x : x + w] |= valid[:h, :w]
+        w = min(g.tile, self.block.width - (window.col - self.block.c0))  # x = 0: the active window starts here
+        all_valid = bool(valid[:h, :w].all())
+        weight = self._weight(window)[:h, :w] if all_valid else self._weight(window)[:h, :w] * valid[:h, :w]
+        old = w - self.fresh  # columns [0, old) hold sums already; [old, w) are fresh below the carried rows
+        top = min(ov, h)
+        acc, probs = self.active, probs[:, :h, :w]
+        acc[:k, :top, :w].addcmul_(probs[:, :top], weight[:top])
+        acc[k, :top, :w].add_(weight[:top])
+        if old > 0:
+            acc[:k, top:h, :old].addcmul_(probs[:, top:, :old], weight[top:, :old])
+            acc[k, top:h, :old].add_(weight[top:, :old])
+        if w > old:
+            torch.mul(probs[:, top:, old:], weight[top:, old:], out=acc[:k, top:h, old:w])
+            acc[k, top:h, old:w] = weight[top:, old:]
+        if all_valid:
+            self.active_valid[:h, :w] = True
+        else:
+            self.active_valid[:h, :old] |= valid[:h, :old]
+            self.active_valid[top:h, old:w] = valid[top:h, old:w]
+            self.active_valid[:top, old:w] |= valid[:top, old:w]
+        self._clear_fresh(h - ov if h > ov else 0)
 
     def _finish_columns(self, done: int) -> None:
         """Columns [a0, done) are complete for this window row: label their final rows, carry the rest down."""

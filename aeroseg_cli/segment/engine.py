@@ -21,6 +21,7 @@ import torch
 from affine import Affine
 
 from aeroseg_cli.files.errors import CLIError, Interrupted
+from aeroseg_cli.runtime.host import keep_freed_memory
 from aeroseg_cli.segment.blender import FinishedRows, RowBlender, blender_bytes
 from aeroseg_cli.segment.feeder import Batch, Feeder
 from aeroseg_cli.segment.reader import SceneInfo
@@ -243,6 +244,7 @@ def segment_scene(
     touches the band runs, so its pixels are exactly those of a whole-scene run.
     """
     start = time.perf_counter()
+    keep_freed_memory()
     grid = Grid.from_overlap(info.height, info.width, opts.tile, opts.overlap)
     r0, r1 = row_range or (0, info.height)
     budget = memory_budget(opts, predictor.device)
