@@ -114,7 +114,7 @@ def progress_display(
 
 
 @contextmanager
-def status(text: str, quiet: bool = False, delay: float = 2.0) -> Iterator[None]:
+def status(text: str, quiet: bool = False, delay: float = 5.0) -> Iterator[None]:
     """A spinner on a terminal while something slow happens (loading a model); in a log, one line, and only when it
     takes longer than ``delay`` seconds (quick loads leave the log, and a usage error's one line, alone)."""
     if quiet:

@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=32)
     args = ap.parse_args()
     device = torch.device(args.device)
-    model, _, label = load_model(args.model)
+    loaded = load_model(args.model)
+    model, label = loaded.model, loaded.label
     model = model.to(device).eval()
     names = args.classes.split(",")
     x = torch.from_numpy(windows(args.scenes, model.cfg.crop_size, args.limit)).to(device)

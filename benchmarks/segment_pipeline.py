@@ -32,7 +32,7 @@ def efficiency(model_spec: str, tile: int, batch: int, size: int, workdir: Path,
     from aeroseg_cli.segment.tiler import Grid
 
     scene = rgb_scene(workdir / "eff.tif", size, size)
-    net, _, _ = load_model(model_spec)
+    net = load_model(model_spec).model
     names = ["building", "road", "tree", "water"]
     predictor = Predictor(net, names, torch.device("cpu"))
     info = inspect_scene(scene, None, None, None, False)

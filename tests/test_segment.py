@@ -297,7 +297,9 @@ def test_bad_input(scene: Path, tmp_path: Path, shared_geotiff: Path, monkeypatc
     )
     _bad(tmp_path, "segment", scene, "-c", "a", "-o", out, "--model", "no-such-preset", code=2, match="preset")
     monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
-    _bad(tmp_path, "segment", scene, "-c", "a", "-o", out, code=1, match="download clip-vit-b-16 sam-vit-l`")
+    _bad(tmp_path, "segment", scene, "-c", "a", "-o", out, code=2, match="is untrained")  # the default preset
+    _bad(tmp_path, "segment", scene, "-c", "a", "-o", out, "--model", "zeroshot-vitb16", code=1,
+         match="aeroseg weights download clip-vit-b-16")  # fmt: skip
     if not torch.cuda.is_available():
         _bad(tmp_path, "segment", scene, "-c", "a", *base, "--device", "cuda", code=1, match="CUDA is not available")
     out.write_bytes(b"keep me")

@@ -324,3 +324,15 @@ def test_torchrun_gloo_two_processes_match_one(tmp_path: Path) -> None:
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+
+
+def test_train_with_missing_official_weights_names_every_file_at_once(tmp_path: Path, monkeypatch) -> None:
+    """The paper preset needs CLIP ViT-B/16 and SAM ViT-L: both are named in one line, with sizes and one command."""
+    root = _folder(tmp_path / "ds")
+    monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "empty-cache"))
+    r = run_cli("train", "--dataset", "folder", "--data-root", root, "--output", tmp_path / "run", "--device", "cpu")
+    assert r.code == 1, r.stderr
+    line = r.stderr.strip()
+    assert line.count("\n") == 0 and "clip-vit-b-16" in line and "sam-vit-l" in line and "MB" in line
+    assert "aeroseg weights download clip-vit-b-16 sam-vit-l" in line
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -72,6 +72,7 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
     from rich.progress import Progress
 
     from aeroseg_cli.datasets.readers import load_dataset
+    from aeroseg_cli.runtime.modelcheck import check_preset, check_vocabulary
     from aeroseg_cli.runtime.modelio import load_model, resolve_device, resolve_precision
     from aeroseg_cli.training.evaluation import evaluate_dataset
 
@@ -80,7 +81,10 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
     data = load_dataset(dataset, data_root, split)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
-    net, _, label_ = load_model(model)
+    check_preset(model, "evaluate")
+    loaded = load_model(model)
+    check_vocabulary(loaded, list(data.spec.classes))
+    net, label_ = loaded.model, loaded.label
     net = net.to(dev).eval()
     from rich.console import Console
 

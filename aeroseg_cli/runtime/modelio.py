@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,26 +14,35 @@ from aeroseg_cli.files.errors import CLIError, UsageError
 from models.hub import WeightsError
 
 
-def load_model(spec: str) -> tuple[nn.Module, list[str] | None, str]:
-    """-> (model in eval mode, the checkpoint's class names or None, a label for tags and summaries)."""
+@dataclass
+class LoadedModel:
+    """A model ready for inference and what the CLI must know about it."""
+
+    model: nn.Module
+    classes: list[str] | None  # a checkpoint's class names (its default classes), None for a preset
+    label: str  # for tags and summaries
+    vocabulary: object | None = None  # models.Vocabulary of a checkpoint; None for presets
+
+
+def load_model(spec: str) -> LoadedModel:
+    """A checkpoint file or a preset name -> the model in eval mode with its classes, label and vocabulary."""
     path = Path(spec).expanduser()
-    looks_like_path = path.suffix in (".pt", ".pth", ".ckpt", ".safetensors") or "/" in spec
     if path.is_file():
         try:
             model, ckpt = models.load_checkpoint(path)
         except WeightsError as exc:
             raise CLIError(str(exc)) from None
-        return model, ckpt["class_names"], f"{path.name} ({model.cfg.arch})"
-    if looks_like_path:
+        return LoadedModel(model, ckpt["class_names"], f"{path.name} ({model.cfg.arch})", ckpt.get("vocabulary"))
+    if path.suffix in (".pt", ".pth", ".ckpt", ".safetensors") or "/" in spec:
         raise UsageError(f"--model {spec}: no such checkpoint file")
     if spec not in models.PRESETS:
         raise UsageError(f"--model {spec!r} is neither a checkpoint file nor a preset ({', '.join(models.PRESETS)})")
     try:
-        torch.manual_seed(0)  # random-initialised presets (tiny, demo) are the same model in every process and run
+        torch.manual_seed(0)  # random-initialised presets (tiny, probe) are the same model in every process and run
         model = models.build(spec)
     except WeightsError as exc:
         raise CLIError(str(exc)) from None
-    return model.eval(), None, spec
+    return LoadedModel(model.eval(), None, spec)
 
 
 def resolve_device(text: str) -> torch.device:

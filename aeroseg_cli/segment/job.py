@@ -172,8 +172,11 @@ def planned_outputs(plan_outputs: list[Path], req: SegmentRequest) -> list[Outpu
 
 def plan(req: SegmentRequest) -> Plan:
     """Every check that needs no model: options, scenes, outputs against inputs. Nothing is written."""
+    from aeroseg_cli.runtime.modelcheck import check_preset
+
     t0 = time.perf_counter()
     check_options(req)
+    check_preset(req.model)
     max_memory = parse_size(req.max_memory)
     from aeroseg_cli.segment.reader import inspect_scene, parse_bands, parse_scale
 

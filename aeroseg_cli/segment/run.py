@@ -31,6 +31,7 @@ class Loaded:
 def load(plan: Plan) -> Loaded:
     """Device, precision and model (a status line while it loads); the classes and tile checked against it."""
     from aeroseg_cli.runtime.ddp import init_distributed
+    from aeroseg_cli.runtime.modelcheck import check_vocabulary
     from aeroseg_cli.runtime.modelio import load_model, resolve_precision
     from aeroseg_cli.segment.predictor import Predictor
     from aeroseg_cli.segment.tiler import Grid
@@ -40,11 +41,13 @@ def load(plan: Plan) -> Loaded:
     dtype = resolve_precision(req.precision, device)
     t0 = time.perf_counter()
     with status(f"loading model {req.model} ...", req.quiet or not ddp.main):
-        net, ckpt_classes, label = load_model(req.model)
+        loaded_model = load_model(req.model)
     plan.timings["model_load"] = time.perf_counter() - t0
-    if plan.names is None and not ckpt_classes:
+    net, label = loaded_model.model, loaded_model.label
+    if plan.names is None and not loaded_model.classes:
         raise UsageError('name the classes to find: --classes "ship,harbor" or --classes-file FILE')
-    names = plan.names or check_class_names(list(ckpt_classes))
+    names = plan.names or check_class_names(list(loaded_model.classes))
+    check_vocabulary(loaded_model, names)
     tile = req.tile or net.cfg.crop_size
     if tile % net.cfg.clip.patch_size:
         raise UsageError(f"--tile must be a multiple of {net.cfg.clip.patch_size} for this model, got {tile}")
