@@ -68,12 +68,18 @@ class _Lines:
         self.start = self.last = time.monotonic()
         self.printed = False
         self.pending: str | None = None
+        self.first: int | None = None  # where this display started counting (a resumed run does not start at 0)
 
     def update(self, done: int, total: int, **fields) -> None:
         now = time.monotonic()
+        self.first = done if self.first is None else self.first
         pct = f" ({100 * done / total:.0f} %)" if total else ""
         extra = f", {_fields(fields)}" if fields else ""
-        self.pending = f"{self.label}: {done:,}/{total:,} {self.unit}{pct}{extra}, {now - self.start:.0f} s"
+        elapsed = now - self.start
+        eta = ""
+        if total and done > self.first and done < total:
+            eta = f", about {elapsed / (done - self.first) * (total - done):.0f} s left"
+        self.pending = f"{self.label}: {done:,}/{total:,} {self.unit}{pct}{extra}, {elapsed:.0f} s{eta}"
         if now - self.last >= self.interval:
             self._emit(now)
 

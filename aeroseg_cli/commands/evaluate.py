@@ -69,9 +69,8 @@ def evaluate(
 
 
 def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
-    from rich.progress import Progress
-
     from aeroseg_cli.datasets.readers import load_dataset
+    from aeroseg_cli.progress import progress_display
     from aeroseg_cli.runtime.modelcheck import check_preset, check_vocabulary
     from aeroseg_cli.runtime.modelio import load_model, resolve_device, resolve_precision
     from aeroseg_cli.training.evaluation import evaluate_dataset
@@ -86,14 +85,8 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
     check_vocabulary(loaded, list(data.spec.classes))
     net, label_ = loaded.model, loaded.label
     net = net.to(dev).eval()
-    from rich.console import Console
-
-    console = Console(stderr=True, quiet=quiet)
-    with Progress(console=console, disable=quiet or not console.is_terminal) as bar:
-        task = bar.add_task(f"evaluating {dataset}/{split}", total=None)
-        result = evaluate_dataset(
-            net, data, dev, dtype, limit=limit, progress=lambda i, n: bar.update(task, completed=i, total=n)
-        )
+    with progress_display(f"evaluating {dataset}/{split}", unit="images", quiet=quiet) as update:
+        result = evaluate_dataset(net, data, dev, dtype, limit=limit, progress=update)
     summary = {
         **result.summary(),
         "dataset": dataset,

@@ -180,24 +180,18 @@ def train_step(run: Run, images: torch.Tensor, masks: torch.Tensor, it: int) -> 
 
 
 class MetricsLog:
-    """``metrics.jsonl`` (rank 0 only) and the progress bar: iteration, loss terms, lr, ETA."""
+    """``metrics.jsonl`` (rank 0 only) and the progress display: iteration, loss terms, lr, ETA (a bar on a
+    terminal, a plain line every few seconds in a log, nothing with -q)."""
 
     def __init__(self, run: Run, quiet: bool) -> None:
-        import sys
-
-        from tqdm import tqdm
+        from aeroseg_cli.progress import progress_display
 
         self.run = run
         self.file = (run.run_dir / "metrics.jsonl").open("a") if run.ddp.main else None
-        tty = sys.stderr.isatty()
-        self.bar = tqdm(
-            total=run.iters,
-            initial=run.start,
-            disable=quiet or not run.ddp.main,
-            dynamic_ncols=True,
-            unit="it",
-            mininterval=0.5 if tty else 30,
-        )
+        self._display = contextlib.ExitStack()
+        label = f"training {run.model.cfg.arch}"
+        self.update = self._display.enter_context(progress_display(label, unit="it", quiet=quiet or not run.ddp.main))
+        self.update(run.start, run.iters)
         self.window_t, self.window_it = time.perf_counter(), run.start
 
     def step(self, done: int, terms: dict[str, torch.Tensor]) -> None:
@@ -205,8 +199,7 @@ class MetricsLog:
             return
         values = {k: float(v) for k, v in terms.items()}
         lr = self.run.scheduler.get_last_lr()[0]
-        self.bar.update(1)
-        self.bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()} | {"lr": f"{lr:.2e}"}, refresh=False)
+        self.update(done, self.run.iters, **{k: f"{v:.4f}" for k, v in values.items()}, lr=f"{lr:.2e}")
         if done % self.run.cfg.log_every == 0 or done == self.run.iters:
             now = time.perf_counter()
             rate = (done - self.window_it) / (now - self.window_t)
@@ -219,7 +212,7 @@ class MetricsLog:
             self.file.flush()
 
     def close(self) -> None:
-        self.bar.close()
+        self._display.close()
         if self.file is not None:
             self.file.close()
 
