@@ -19,7 +19,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from . import lean
+from . import hub, lean
 from .config import AerOSegConfig
 from .factory import construct, load_pretrained
 from .hub import WeightsError
@@ -103,8 +103,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().split("\n")[0][:200]
-        raise WeightsError(f"{path} is not a safe AerOSeg checkpoint ({type(exc).__name__}: {first})") from None
+        raise WeightsError(f"{path} is not a safe AerOSeg checkpoint ({hub.load_failure(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise WeightsError(f"{path} is not an AerOSeg checkpoint (no '{FORMAT}' header)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:

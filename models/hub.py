@@ -222,6 +222,20 @@ def _is_torchscript(path: Path) -> bool:
         return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
 
 
+def load_failure(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in our words: PyTorch's own message suggests loading it
+    unsafely, which nobody should be told to do for a file they did not make."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        return (
+            "it holds pickled Python objects, which could run code when loaded; aeroseg reads only tensors and plain "
+            "data, never such files"
+        )
+    first = str(exc).strip().split("\n")[0][:200]
+    return f"{type(exc).__name__}: {first}"
+
+
 def read_state_dict(path: Path, trusted_torchscript: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file or a plain state dict (``torch.load(weights_only=True)``).
 
@@ -245,8 +259,7 @@ def read_state_dict(path: Path, trusted_torchscript: bool = False) -> dict[str, 
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused, not a torch file, truncated
-        first = str(exc).strip().split("\n")[0][:200]
-        raise WeightsError(f"cannot read {path} as a weights file ({type(exc).__name__}: {first})") from None
+        raise WeightsError(f"cannot read {path} as a weights file ({load_failure(exc)})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

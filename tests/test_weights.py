@@ -131,8 +131,9 @@ class Payload:
 def test_pickled_object_checkpoint_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"format": "aeroseg-checkpoint", "payload": Payload()}, path)
-    with pytest.raises(hub.WeightsError, match="not a safe AerOSeg checkpoint"):
+    with pytest.raises(hub.WeightsError, match="not a safe AerOSeg checkpoint") as refused:
         read_checkpoint(path)
+    assert "weights_only" not in str(refused.value) and "pickled Python objects" in str(refused.value)
     raw = tmp_path / "evil.pkl"
     raw.write_bytes(pickle.dumps(Payload()))
     with pytest.raises(hub.WeightsError):
