@@ -74,6 +74,8 @@ def open_run_folder(cfg: TrainConfig, resume: bool, inputs: Sequence[Path]) -> P
     check_outputs(outputs, [data_root, *inputs], overwrite=True, new_folder=run_dir)
     if not resume and (run_dir / "checkpoint.pt").exists():
         raise UsageError(f"{run_dir} already holds a run (use --resume to continue it, or another --output)")
+    if resume and not (run_dir / "train_state.pt").is_file():  # before the folder is made
+        raise UsageError(f"--resume: no training state in {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
