@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .config import AerOSegConfig
-from .hub import WeightsError
+from .hub import WeightsError, load_tensors
 
 FORMAT = "aeroseg-checkpoint"
 FORMAT_VERSION = 1
@@ -61,11 +61,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().split("\n")[0][:200]
-        raise WeightsError(f"{path} is not a safe AerOSeg checkpoint ({type(exc).__name__}: {first})") from None
+    ckpt = load_tensors(path, f"{path} is not a safe AerOSeg checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise WeightsError(f"{path} is not an AerOSeg checkpoint (no '{FORMAT}' header)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
