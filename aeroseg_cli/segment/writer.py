@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
@@ -103,10 +104,11 @@ def silence_libtiff() -> None:
             ctypes.CDLL(name).TIFFSetErrorHandler(None)
 
 
-def diagnose(path: Path, cause: str) -> str:
-    """The OS reason behind a failed write, in the words users know ("No space left on device")."""
+def diagnose(path: Path, cause: str, needs: int = 0) -> str:
+    """The OS reason behind a failed write, in the words users know ("No space left on device"). ``needs``: the
+    least the file must hold, for a copy that GDAL deleted when it failed (its size is gone with it)."""
     soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    size = path.stat().st_size if path.exists() else 0
+    size = max(path.stat().st_size if path.exists() else 0, needs)
     if soft != resource.RLIM_INFINITY and size >= soft - (1 << 16):
         return f"{os.strerror(errno.EFBIG)} (this process may write files of at most {soft} bytes)"
     free = shutil.disk_usage(path.parent).free
@@ -206,7 +208,7 @@ class LabelWriter:
             for p in (self.partial, self.prob_partial):
                 if p is not None:
                     self._verify_header(p)
-        except (RasterioIOError, OSError) as exc:
+        except (RasterioIOError, CPLE_BaseError, OSError) as exc:
             raise WriteError(f"creating {self.output} failed: {diagnose(self.partial, str(exc))}") from None
         self._save_progress()
 
@@ -275,7 +277,7 @@ class LabelWriter:
             with rasterio.open(path) as src:
                 ok = np.array_equal(src.read(window=window), data)
             cause = "the written block did not read back"
-        except RasterioIOError as exc:
+        except (RasterioIOError, CPLE_BaseError) as exc:
             ok, cause = False, str(exc.__cause__ or exc)
         if not ok:
             raise WriteError(
@@ -303,17 +305,19 @@ class LabelWriter:
         if not self.cog:
             os.replace(partial, target)
             return target
-        try:
-            with atomic_output(target, suffix=".cog.tif") as tmp:
+        with atomic_output(target, suffix=".cog.tif") as tmp:
+            try:
                 rasterio.shutil.copy(partial, tmp, driver="COG", compress="zstd", predictor="YES", blocksize=BLOCK,
                                      overview_resampling="nearest", BIGTIFF="IF_SAFER")  # fmt: skip
                 verify_copy(partial, tmp)
-        except (RasterioIOError, OSError, WriteError) as exc:
-            reason = diagnose(target.parent / f".{target.name}.cog.tif", str(exc))
-            raise WriteError(
-                f"writing {target} as a COG failed: {reason}; the finished rows are kept: free space and rerun with "
-                "--resume"
-            ) from None
+            except (RasterioIOError, CPLE_BaseError, OSError, WriteError) as exc:
+                reason = diagnose(tmp, str(exc), needs=partial.stat().st_size * 4 // 3)  # tiles and overviews
+                for leftover in tmp.parent.glob(f"{tmp.name}.*"):  # GDAL's .ovr.tmp and .aux.xml beside it
+                    leftover.unlink(missing_ok=True)
+                raise WriteError(
+                    f"writing {target} as a COG failed: {reason}; the finished rows are kept: free space and rerun "
+                    "with --resume"
+                ) from None
         partial.unlink()
         return target
 
