@@ -221,8 +221,8 @@ def make_partial(scene: Path, out: Path) -> None:
     """An interrupted run's partial: a real SIGINT raised in this process once the first chunk is on disk."""
     flush = LabelWriter._flush
 
-    def flush_then_interrupt(self) -> None:
-        flush(self)
+    def flush_then_interrupt(self, *args, **kwargs) -> None:
+        flush(self, *args, **kwargs)
         if any(rows > 0 for *_, rows in self.done.values()):
             signal.raise_signal(signal.SIGINT)
 
