@@ -249,10 +249,15 @@ class LabelWriter:
         self._pending.append(rows)
         done = self.done[rows.col0][2]
         pending = sum(r.labels.shape[0] for r in self._pending)
-        if pending >= self.chunk_rows or done + pending >= self.spec.row_offset + self.spec.height:
+        if done + pending >= self.spec.row_offset + self.spec.height:
             self._flush()
+        elif pending >= self.chunk_rows:
+            self._flush(whole_tiles=True)
 
-    def _flush(self) -> None:
+    def _flush(self, whole_tiles: bool = False) -> None:
+        """Write the pending rows as one verified chunk. ``whole_tiles``: only down to the last complete tile row,
+        the rest kept for the next chunk. Every tile is then written once and whole, so a chunk that fails (a full
+        disk) damages only its own tiles, never finished rows, and the resumed run rewrites them without reading."""
         if not self._pending:
             return
         first = self._pending[0]
@@ -260,13 +265,19 @@ class LabelWriter:
         if first.row0 != entry[2]:
             raise RuntimeError(f"rows arrive out of order ({first.row0} after {entry[2]})")
         labels = np.concatenate([r.labels for r in self._pending], axis=0)
-        window = Window(entry[0], first.row0 - self.spec.row_offset, entry[1] - entry[0], labels.shape[0])
-        self._write_verified(self.partial, labels[None], window)
-        if self.prob_partial:
-            probs = np.concatenate([r.probabilities for r in self._pending], axis=1)
-            self._write_verified(self.prob_partial, probs, window)
-        self._pending = []
-        entry[2] = first.row0 + labels.shape[0]
+        probs = np.concatenate([r.probabilities for r in self._pending], axis=1) if self.prob_partial else None
+        top, n = first.row0 - self.spec.row_offset, labels.shape[0]
+        if whole_tiles:
+            n = (top + n) // BLOCK * BLOCK - top
+            if n <= 0:
+                return
+        window = Window(entry[0], top, entry[1] - entry[0], n)
+        self._write_verified(self.partial, labels[None, :n], window)
+        if probs is not None:
+            self._write_verified(self.prob_partial, probs[:, :n], window)
+        rest = FinishedRows(first.row0 + n, first.col0, labels[n:], None if probs is None else probs[:, n:])
+        self._pending = [rest] if len(rest.labels) else []
+        entry[2] = first.row0 + n
         self._save_progress()
 
     def _write_verified(self, path: Path, data: np.ndarray, window: Window) -> None:
