@@ -224,14 +224,23 @@ class LabelWriter:
         diff = settings_differences(state.get("settings", {}), self.settings)
         if diff:
             raise UsageError(f"--resume: {self.partial} was made with other settings ({'; '.join(diff)})")
+        done = {int(x0): [int(x0), int(x1), int(r)] for x0, x1, r in state["blocks"]}
         try:
             for p in (self.partial, self.prob_partial):
                 if p is not None:
                     self._verify_header(p)
-        except (RasterioIOError, WriteError):
-            return False  # damaged beyond its header: start over
-        self.done = {int(x0): [int(x0), int(x1), int(r)] for x0, x1, r in state["blocks"]}
+                    self._verify_rows(p, done)
+        except (RasterioIOError, CPLE_BaseError, WriteError):
+            return False  # damaged (a torn write, a bad disk): start over rather than publish a broken file
+        self.done = done
         return True
+
+    def _verify_rows(self, path: Path, done: dict[int, list[int]]) -> None:
+        """The rows the sidecar records as written read back, chunk by chunk (bounded memory)."""
+        with rasterio.open(path) as ds:
+            for x0, x1, row in done.values():
+                for r in range(0, row - self.spec.row_offset, self.chunk_rows):
+                    ds.read(window=Window(x0, r, x1 - x0, min(self.chunk_rows, row - self.spec.row_offset - r)))
 
     def _save_progress(self) -> None:
         state = {"version": SIDECAR_VERSION, "settings": self.settings, "blocks": list(self.done.values())}
