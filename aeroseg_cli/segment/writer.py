@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import colorsys
 import contextlib
-import errno
 import functools
 import json
 import os
-import resource
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +27,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from aeroseg_cli.files.atomic import atomic_output
-from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.errors import CLIError, UsageError, diagnose
 from aeroseg_cli.segment.blender import NODATA, FinishedRows
 from aeroseg_cli.segment.tiler import BLOCK
 
@@ -102,19 +99,6 @@ def silence_libtiff() -> None:
     if name:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(name).TIFFSetErrorHandler(None)
-
-
-def diagnose(path: Path, cause: str, needs: int = 0) -> str:
-    """The OS reason behind a failed write, in the words users know ("No space left on device"). ``needs``: the
-    least the file must hold, for a copy that GDAL deleted when it failed (its size is gone with it)."""
-    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    size = max(path.stat().st_size if path.exists() else 0, needs)
-    if soft != resource.RLIM_INFINITY and size >= soft - (1 << 16):
-        return f"{os.strerror(errno.EFBIG)} (this process may write files of at most {soft} bytes)"
-    free = shutil.disk_usage(path.parent).free
-    if free < (64 << 20):
-        return f"{os.strerror(errno.ENOSPC)} ({free >> 20} MiB free in {path.parent})"
-    return cause
 
 
 def settings_differences(saved: dict, now: dict) -> list[str]:
