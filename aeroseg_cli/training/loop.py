@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 import models
 from aeroseg_cli.datasets.readers import SegmentationDataset
+from aeroseg_cli.files import signals
 from aeroseg_cli.files.atomic import atomic_output
 from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
 from aeroseg_cli.files.safety import Output, check_outputs, exclusive, same_file
@@ -230,9 +231,10 @@ def checkpoint_and_validate(run: Run, done: int, log: MetricsLog, val_data: Segm
     """Save the run every ``ckpt_every`` iterations and at the end; validate every ``val_every`` (rank 0)."""
     cfg = run.cfg
     if done % cfg.ckpt_every == 0 or done == run.iters:
-        if run.ddp.main:
-            save_run(run.model, run.optimizer, run.scheduler, done, cfg, run.seen, run.run_dir)
-        run.saved = done
+        with signals.deferred():  # a Ctrl-C while saving lands after it: checkpoint and state stay a pair
+            if run.ddp.main:
+                save_run(run.model, run.optimizer, run.scheduler, done, cfg, run.seen, run.run_dir)
+            run.saved = done
         if run.ddp.world > 1:
             dist.barrier()
     if cfg.val_every and val_data is not None and done % cfg.val_every == 0 and run.ddp.main:
