@@ -19,10 +19,10 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from . import hub, lean
+from . import lean
 from .config import AerOSegConfig
 from .factory import construct, load_pretrained
-from .hub import WeightsError
+from .hub import WeightsError, load_tensors
 from .vocabulary import Vocabulary
 
 FORMAT = "aeroseg-checkpoint"
@@ -100,10 +100,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path} is not a safe AerOSeg checkpoint ({hub.load_failure(exc)})") from None
+    ckpt = load_tensors(path, f"{path} is not a safe AerOSeg checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise WeightsError(f"{path} is not an AerOSeg checkpoint (no '{FORMAT}' header)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:

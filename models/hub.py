@@ -222,18 +222,26 @@ def _is_torchscript(path: Path) -> bool:
         return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
 
 
-def load_failure(exc: Exception) -> str:
-    """Why ``torch.load(weights_only=True)`` refused a file, in our words: PyTorch's own message suggests loading it
-    unsafely, which nobody should be told to do for a file they did not make."""
+def load_tensors(path: Path, refused: str):
+    """``torch.load(weights_only=True)`` of ``path``; a file it cannot or will not read raises ``WeightsError``
+    ("{refused} (why)") in one plain line. Never torch's own advice to retry with ``weights_only=False`` (which runs
+    whatever code the file holds), nor its terminal escape codes or pickle-protocol warning."""
     import pickle
+    import re
+    import warnings
 
-    if isinstance(exc, pickle.UnpicklingError):
-        return (
-            "it holds pickled Python objects, which could run code when loaded; aeroseg reads only tensors and plain "
-            "data, never such files"
-        )
-    first = str(exc).strip().split("\n")[0][:200]
-    return f"{type(exc).__name__}: {first}"
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        why = "it holds pickled Python objects, which are never loaded: only tensors and plain containers are"
+    except Exception as exc:  # not a torch file, truncated
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().split("\n")[0][:200]
+        why = f"{type(exc).__name__}: {first}"
+    raise WeightsError(f"{refused} ({why})")
 
 
 def read_state_dict(path: Path, trusted_torchscript: bool = False) -> dict[str, torch.Tensor]:
@@ -256,10 +264,7 @@ def read_state_dict(path: Path, trusted_torchscript: bool = False) -> dict[str, 
                 "way. Convert it to a state dict or safetensors file"
             )
         return {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refused, not a torch file, truncated
-        raise WeightsError(f"cannot read {path} as a weights file ({load_failure(exc)})") from None
+    obj = load_tensors(path, f"cannot read {path} as a weights file")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

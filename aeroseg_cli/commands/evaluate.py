@@ -54,6 +54,11 @@ def evaluate(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """All classes (seen + unseen) given to the model; IoU per class, mIoU, s-/u-/h-mIoU, pixel accuracy."""
+    if json_out is not None and str(json_out) != "-":  # before any work: the report never replaces an input
+        from aeroseg_cli.files.safety import Output, check_outputs
+
+        inputs = [p for p in (pred, label, Path(model) if model else None) if p is not None and p.is_file()]
+        check_outputs([Output(json_out, "metrics file")], inputs, overwrite=True)
     if pred is not None or label is not None:
         summary, unseen_list, title = _raster_pair(pred, label, classes, unseen)
     else:
@@ -65,7 +70,10 @@ def evaluate(
         if str(json_out) == "-":
             typer.echo(text)
         else:
-            json_out.write_text(text + "\n")
+            from aeroseg_cli.files.atomic import atomic_output
+
+            with atomic_output(json_out) as tmp:
+                tmp.write_text(text + "\n")
 
 
 def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):

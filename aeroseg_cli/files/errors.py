@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import resource
+import shutil
 import signal
+from pathlib import Path
 
 
 class CLIError(Exception):
@@ -38,3 +43,16 @@ class Interrupted(KeyboardInterrupt):
     def __str__(self) -> str:
         name = "interrupted" if self.signum == signal.SIGINT else f"stopped by {signal.Signals(self.signum).name}"
         return f"{name} {self.detail}".strip()
+
+
+def diagnose(path: Path, cause: str, needs: int = 0) -> str:
+    """The OS reason behind a failed write, in the words users know ("No space left on device"). ``needs``: the
+    least the file must hold, for a copy that GDAL deleted when it failed (its size is gone with it)."""
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    size = max(path.stat().st_size if path.exists() else 0, needs)
+    if soft != resource.RLIM_INFINITY and size >= soft - (1 << 16):
+        return f"{os.strerror(errno.EFBIG)} (this process may write files of at most {soft} bytes)"
+    free = shutil.disk_usage(path.parent).free
+    if free < (64 << 20):
+        return f"{os.strerror(errno.ENOSPC)} ({free >> 20} MiB free in {path.parent})"
+    return cause

@@ -226,12 +226,31 @@ class ReadError(CLIError):
 
 
 def decimated(src, bands: list[int], max_side: int) -> tuple[np.ndarray, np.ndarray]:
-    """A nearest-neighbour overview read (served from overviews when present) and its validity mask."""
+    """A nearest-neighbour overview read (served from overviews when present) and its validity mask. A damaged
+    block is left out of the sample (its windows fail, or become nodata with --on-error skip, when they are read)."""
     factor = max(1, math.ceil(max(src.width, src.height) / max_side))
     shape = (len(bands), max(1, src.height // factor), max(1, src.width // factor))
-    data = src.read(bands, out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
-    mask = src.dataset_mask(out_shape=shape[1:], resampling=Resampling.nearest) > 0
+    try:
+        data = src.read(bands, out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
+        mask = src.dataset_mask(out_shape=shape[1:], resampling=Resampling.nearest) > 0
+    except RasterioIOError:
+        data, mask = _decimated_around_damage(src, bands, shape)
     return data, mask & np.isfinite(data).all(axis=0)
+
+
+def _decimated_around_damage(src, bands: list[int], shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``decimated`` piece by piece (64 x 64 sample pixels each); pieces that cannot be read stay masked out."""
+    data, mask = np.zeros(shape, np.float64), np.zeros(shape[1:], bool)
+    fy, fx = src.height / shape[1], src.width / shape[2]
+    for r0 in range(0, shape[1], 64):
+        for c0 in range(0, shape[2], 64):
+            r1, c1 = min(r0 + 64, shape[1]), min(c0 + 64, shape[2])
+            window = Window(c0 * fx, r0 * fy, (c1 - c0) * fx, (r1 - r0) * fy)
+            with contextlib.suppress(RasterioIOError):
+                piece = src.read(bands, window=window, out_shape=(len(bands), r1 - r0, c1 - c0))
+                valid = src.dataset_mask(window=window, out_shape=(r1 - r0, c1 - c0)) > 0
+                data[:, r0:r1, c0:c1], mask[r0:r1, c0:c1] = piece, valid
+    return data, mask
 
 
 def scene_statistics(name: str, data: np.ndarray, mask: np.ndarray) -> Radiometry:

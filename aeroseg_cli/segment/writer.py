@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import colorsys
 import contextlib
-import errno
 import functools
 import json
 import os
-import resource
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +22,12 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from aeroseg_cli.files.atomic import atomic_output
-from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.errors import CLIError, UsageError, diagnose
 from aeroseg_cli.segment.blender import NODATA, FinishedRows
 from aeroseg_cli.segment.tiler import BLOCK
 
@@ -101,18 +99,6 @@ def silence_libtiff() -> None:
     if name:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(name).TIFFSetErrorHandler(None)
-
-
-def diagnose(path: Path, cause: str) -> str:
-    """The OS reason behind a failed write, in the words users know ("No space left on device")."""
-    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    size = path.stat().st_size if path.exists() else 0
-    if soft != resource.RLIM_INFINITY and size >= soft - (1 << 16):
-        return f"{os.strerror(errno.EFBIG)} (this process may write files of at most {soft} bytes)"
-    free = shutil.disk_usage(path.parent).free
-    if free < (64 << 20):
-        return f"{os.strerror(errno.ENOSPC)} ({free >> 20} MiB free in {path.parent})"
-    return cause
 
 
 def settings_differences(saved: dict, now: dict) -> list[str]:
@@ -206,7 +192,7 @@ class LabelWriter:
             for p in (self.partial, self.prob_partial):
                 if p is not None:
                     self._verify_header(p)
-        except (RasterioIOError, OSError) as exc:
+        except (RasterioIOError, CPLE_BaseError, OSError) as exc:
             raise WriteError(f"creating {self.output} failed: {diagnose(self.partial, str(exc))}") from None
         self._save_progress()
 
@@ -222,14 +208,23 @@ class LabelWriter:
         diff = settings_differences(state.get("settings", {}), self.settings)
         if diff:
             raise UsageError(f"--resume: {self.partial} was made with other settings ({'; '.join(diff)})")
+        done = {int(x0): [int(x0), int(x1), int(r)] for x0, x1, r in state["blocks"]}
         try:
             for p in (self.partial, self.prob_partial):
                 if p is not None:
                     self._verify_header(p)
-        except (RasterioIOError, WriteError):
-            return False  # damaged beyond its header: start over
-        self.done = {int(x0): [int(x0), int(x1), int(r)] for x0, x1, r in state["blocks"]}
+                    self._verify_rows(p, done)
+        except (RasterioIOError, CPLE_BaseError, WriteError):
+            return False  # damaged (a torn write, a bad disk): start over rather than publish a broken file
+        self.done = done
         return True
+
+    def _verify_rows(self, path: Path, done: dict[int, list[int]]) -> None:
+        """The rows the sidecar records as written read back, chunk by chunk (bounded memory)."""
+        with rasterio.open(path) as ds:
+            for x0, x1, row in done.values():
+                for r in range(0, row - self.spec.row_offset, self.chunk_rows):
+                    ds.read(window=Window(x0, r, x1 - x0, min(self.chunk_rows, row - self.spec.row_offset - r)))
 
     def _save_progress(self) -> None:
         state = {"version": SIDECAR_VERSION, "settings": self.settings, "blocks": list(self.done.values())}
@@ -247,10 +242,15 @@ class LabelWriter:
         self._pending.append(rows)
         done = self.done[rows.col0][2]
         pending = sum(r.labels.shape[0] for r in self._pending)
-        if pending >= self.chunk_rows or done + pending >= self.spec.row_offset + self.spec.height:
+        if done + pending >= self.spec.row_offset + self.spec.height:
             self._flush()
+        elif pending >= self.chunk_rows:
+            self._flush(whole_tiles=True)
 
-    def _flush(self) -> None:
+    def _flush(self, whole_tiles: bool = False) -> None:
+        """Write the pending rows as one verified chunk. ``whole_tiles``: only down to the last complete tile row,
+        the rest kept for the next chunk. Every tile is then written once and whole, so a chunk that fails (a full
+        disk) damages only its own tiles, never finished rows, and the resumed run rewrites them without reading."""
         if not self._pending:
             return
         first = self._pending[0]
@@ -258,13 +258,19 @@ class LabelWriter:
         if first.row0 != entry[2]:
             raise RuntimeError(f"rows arrive out of order ({first.row0} after {entry[2]})")
         labels = np.concatenate([r.labels for r in self._pending], axis=0)
-        window = Window(entry[0], first.row0 - self.spec.row_offset, entry[1] - entry[0], labels.shape[0])
-        self._write_verified(self.partial, labels[None], window)
-        if self.prob_partial:
-            probs = np.concatenate([r.probabilities for r in self._pending], axis=1)
-            self._write_verified(self.prob_partial, probs, window)
-        self._pending = []
-        entry[2] = first.row0 + labels.shape[0]
+        probs = np.concatenate([r.probabilities for r in self._pending], axis=1) if self.prob_partial else None
+        top, n = first.row0 - self.spec.row_offset, labels.shape[0]
+        if whole_tiles:
+            n = (top + n) // BLOCK * BLOCK - top
+            if n <= 0:
+                return
+        window = Window(entry[0], top, entry[1] - entry[0], n)
+        self._write_verified(self.partial, labels[None, :n], window)
+        if probs is not None:
+            self._write_verified(self.prob_partial, probs[:, :n], window)
+        rest = FinishedRows(first.row0 + n, first.col0, labels[n:], None if probs is None else probs[:, n:])
+        self._pending = [rest] if len(rest.labels) else []
+        entry[2] = first.row0 + n
         self._save_progress()
 
     def _write_verified(self, path: Path, data: np.ndarray, window: Window) -> None:
@@ -275,7 +281,7 @@ class LabelWriter:
             with rasterio.open(path) as src:
                 ok = np.array_equal(src.read(window=window), data)
             cause = "the written block did not read back"
-        except RasterioIOError as exc:
+        except (RasterioIOError, CPLE_BaseError) as exc:
             ok, cause = False, str(exc.__cause__ or exc)
         if not ok:
             raise WriteError(
@@ -303,17 +309,19 @@ class LabelWriter:
         if not self.cog:
             os.replace(partial, target)
             return target
-        try:
-            with atomic_output(target, suffix=".cog.tif") as tmp:
+        with atomic_output(target, suffix=".cog.tif") as tmp:
+            try:
                 rasterio.shutil.copy(partial, tmp, driver="COG", compress="zstd", predictor="YES", blocksize=BLOCK,
                                      overview_resampling="nearest", BIGTIFF="IF_SAFER")  # fmt: skip
                 verify_copy(partial, tmp)
-        except (RasterioIOError, OSError, WriteError) as exc:
-            reason = diagnose(target.parent / f".{target.name}.cog.tif", str(exc))
-            raise WriteError(
-                f"writing {target} as a COG failed: {reason}; the finished rows are kept: free space and rerun with "
-                "--resume"
-            ) from None
+            except (RasterioIOError, CPLE_BaseError, OSError, WriteError) as exc:
+                reason = diagnose(tmp, str(exc), needs=partial.stat().st_size * 4 // 3)  # tiles and overviews
+                for leftover in tmp.parent.glob(f"{tmp.name}.*"):  # GDAL's .ovr.tmp and .aux.xml beside it
+                    leftover.unlink(missing_ok=True)
+                raise WriteError(
+                    f"writing {target} as a COG failed: {reason}; the finished rows are kept: free space and rerun "
+                    "with --resume"
+                ) from None
         partial.unlink()
         return target
 

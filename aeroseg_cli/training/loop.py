@@ -14,7 +14,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 import models
+from models.hub import load_tensors
 from aeroseg_cli.datasets.readers import SegmentationDataset
+from aeroseg_cli.files import signals
 from aeroseg_cli.files.atomic import atomic_output
 from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
 from aeroseg_cli.files.safety import Output, check_outputs, exclusive, same_file
@@ -74,6 +76,8 @@ def open_run_folder(cfg: TrainConfig, resume: bool, inputs: Sequence[Path]) -> P
     check_outputs(outputs, [data_root, *inputs], overwrite=True, new_folder=run_dir)
     if not resume and (run_dir / "checkpoint.pt").exists():
         raise UsageError(f"{run_dir} already holds a run (use --resume to continue it, or another --output)")
+    if resume and not (run_dir / "train_state.pt").is_file():  # before the folder is made
+        raise UsageError(f"--resume: no training state in {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -118,7 +122,7 @@ def restore(run: Run) -> int:
     state_path = run.run_dir / "train_state.pt"
     if not state_path.is_file():
         raise UsageError(f"--resume: no training state in {run.run_dir}")
-    st = torch.load(state_path, map_location="cpu", weights_only=True)
+    st = load_tensors(state_path, f"--resume: cannot read the training state {state_path}")
     run.model.load_state_dict(st["model"])
     run.optimizer.load_state_dict(st["optimizer"])
     run.scheduler.load_state_dict(st["scheduler"])
@@ -221,9 +225,10 @@ def checkpoint_and_validate(run: Run, done: int, log: MetricsLog, val_data: Segm
     """Save the run every ``ckpt_every`` iterations and at the end; validate every ``val_every`` (rank 0)."""
     cfg = run.cfg
     if done % cfg.ckpt_every == 0 or done == run.iters:
-        if run.ddp.main:
-            save_run(run.model, run.optimizer, run.scheduler, done, cfg, run.seen, run.run_dir)
-        run.saved = done
+        with signals.deferred():  # a Ctrl-C while saving lands after it: checkpoint and state stay a pair
+            if run.ddp.main:
+                save_run(run.model, run.optimizer, run.scheduler, done, cfg, run.seen, run.run_dir)
+            run.saved = done
         if run.ddp.world > 1:
             dist.barrier()
     if cfg.val_every and val_data is not None and done % cfg.val_every == 0 and run.ddp.main:

@@ -1,0 +1,623 @@
+"""Issue #11, "never lose or corrupt a user's data": bad inputs to every writing command, table-driven.
+
+Each case builds its files in a fresh workspace, runs ``aeroseg`` in-process and is checked by the harness
+(``tests/reliability_harness.py``): every input byte-identical (SHA-256 and mtime), the exit code as expected and
+never 0 for a failure, stderr exactly one ``aeroseg: error: ...`` line with no traceback or library warning, nothing
+at the output path unless the case succeeds, no temporary or partial file left, an existing output untouched.
+The faults that need real processes (signals, file-size limits, concurrency, damaged tiles) are in
+``test_reliability_faults.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from tests.conftest import smooth_scene, write_scene
+from tests.reliability_harness import (
+    Expect,
+    Setup,
+    Snapshot,
+    Workspace,
+    check_outcome,
+    held_lock,
+    run_in_process,
+)
+
+TINY = ["--model", "tiny", "--tile", "128", "-q"]
+
+
+class Payload:
+    """A pickled object that would run code if unpickled."""
+
+    def __reduce__(self):
+        return (print, ("arbitrary code ran",))
+
+
+# -- the table ----------------------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    id: str
+    command: str
+    what: str
+    outcome: str  # for the README table
+    build: Callable[[Workspace], list | Setup]
+    expect: Expect
+
+
+CASES: list[Case] = []
+
+
+def case(command: str, what: str, outcome: str, **expect) -> Callable:
+    def register(fn: Callable[[Workspace], list | Setup]) -> Callable:
+        CASES.append(Case(fn.__name__, command, what, outcome, fn, Expect(**expect)))
+        return fn
+
+    return register
+
+
+SAME = "is the input"  # what check_outputs says when an output would replace an input
+
+# segment ---------------------------------------------------------------------------------------------------------
+
+
+@case("segment", "`-o` is the scene (`--overwrite`)", "exit 2, scene untouched", code=2, match=[SAME])
+def segment_output_is_input(ws):
+    s = ws.scene()
+    return ["segment", s, "-c", "a,b", "-o", s, "--overwrite", *TINY]
+
+
+@case("segment", "`-o` is a symlink to the scene", "exit 2, scene untouched", code=2, match=[SAME])
+def segment_output_symlink_to_input(ws):
+    s = ws.scene()
+    return ["segment", s, "-c", "a,b", "-o", ws.link(s, "link.tif"), "--overwrite", *TINY]
+
+
+@case("segment", "`-o` is a hard link to the scene", "exit 2, scene untouched", code=2, match=[SAME])
+def segment_output_hardlink_to_input(ws):
+    s = ws.scene()
+    return ["segment", s, "-c", "a,b", "-o", ws.hardlink(s, "hard.tif"), "--overwrite", *TINY]
+
+
+@case("segment", "`--probabilities` is the scene", "exit 2, scene untouched", code=2, match=[SAME])
+def segment_probabilities_is_input(ws):
+    s = ws.scene()
+    return ["segment", s, "-c", "a,b", "-o", ws / "o.tif", "--probabilities", s, "--overwrite", *TINY]
+
+
+@case("segment", "`--probabilities` is a hard link to the scene", "exit 2", code=2, match=[SAME])
+def segment_probabilities_hardlink_to_input(ws):
+    s = ws.scene()
+    p = ws.hardlink(s, "p.tif")
+    return ["segment", s, "-c", "a,b", "-o", ws / "o.tif", "--probabilities", p, "--overwrite", *TINY]
+
+
+@case("segment", "`--probabilities` equal to `-o`", "exit 2 before any work, nothing written", code=2,
+      match=["the output and the probabilities raster are the same file"])  # fmt: skip
+def segment_probabilities_equals_output(ws):
+    s = ws.scene()
+    return ["segment", s, "-c", "a,b", "-o", ws / "o.tif", "--probabilities", ws / "o.tif", *TINY]
+
+
+@case("segment", "`--probabilities` is the `--model` checkpoint", "exit 2, checkpoint untouched", code=2,
+      match=[SAME])  # fmt: skip
+def segment_probabilities_is_model(ws):
+    s, m = ws.scene(), ws.checkpoint()
+    return ["segment", s, "-c", "a,b", "-o", ws / "o.tif", "--probabilities", m, "--overwrite", "--model", m, "-q"]
+
+
+@case("segment", "`-o` is the `--classes-file`", "exit 2, class list untouched", code=2, match=[SAME])
+def segment_output_is_classes_file(ws):
+    s, names = ws.scene(), ws.write("names.tif", "a\nb\n")
+    return ["segment", s, "--classes-file", names, "-o", names, "--overwrite", *TINY]
+
+
+@case("segment", "existing `-o` without `--overwrite`", "exit 2, the old file byte-identical", code=2,
+      match=["exists (use --overwrite"])  # fmt: skip
+def segment_existing_output(ws):
+    s, out = ws.scene(), ws.write("o.tif", b"an earlier result")
+    return ["segment", s, "-c", "a,b", "-o", out, *TINY]
+
+
+@case("segment", "finished output with `--resume`, no `--overwrite`", "exit 2 before any work, output untouched",
+      code=2, match=["exists (use --overwrite"])  # fmt: skip
+def segment_resume_onto_finished_output(ws):
+    s, out = ws.scene(), ws.write("o.tif", b"a finished result")
+    return ["segment", s, "-c", "a,b", "-o", out, "--resume", *TINY]
+
+
+@case("segment", "`--tile 0`", "exit 2", code=2, match=["--tile must be at least"])
+def segment_tile_zero(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--model", "tiny", "--tile", "0"]
+
+
+@case("segment", "`--overlap 1.5`", "exit 2", code=2, match=["--overlap"])
+def segment_bad_overlap(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--overlap", "1.5", *TINY]
+
+
+@case("segment", "`-o x.png` for one scene", "exit 2, no `x.png/` folder made", code=2, match=["GeoTIFF"],
+      absent=["x.png"])  # fmt: skip
+def segment_png_output(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "x.png", *TINY]
+
+
+@case("segment", "folder `-o` for two scenes, unknown `--model`", "exit 2, the folder not created", code=2,
+      match=["neither a checkpoint file nor a preset"], absent=["new"])  # fmt: skip
+def segment_new_folder_bad_model(ws):
+    return ["segment", ws.scene("a.tif"), ws.scene("b.tif"), "-c", "a,b", "-o", ws / "new", "--model", "nope"]
+
+
+@case("segment", "folder `-o` for two scenes, `--tile` not a multiple of the patch", "exit 2, folder not created",
+      code=2, match=["--tile must be a multiple"], absent=["new"])  # fmt: skip
+def segment_new_folder_bad_tile(ws):
+    return ["segment", ws.scene("a.tif"), ws.scene("b.tif"), "-c", "a,b", "-o", ws / "new" / "sub",
+            "--model", "tiny", "--tile", "100", "-q"]  # fmt: skip
+
+
+@case("segment", "two scenes, `-o` an existing plain file", "exit 2, the file untouched", code=2,
+      match=["output folder"])  # fmt: skip
+def segment_two_scenes_output_is_file(ws):
+    out = ws.write("out", b"not a folder")
+    return ["segment", ws.scene("a.tif"), ws.scene("b.tif"), "-c", "a,b", "-o", out, *TINY]
+
+
+@case("segment", "binary `--classes-file`", "exit 2", code=2, match=["not a text file"])
+def segment_binary_classes_file(ws):
+    names = ws.write("names.txt", bytes(range(256)))
+    return ["segment", ws.scene(), "--classes-file", names, "-o", ws / "o.tif", *TINY]
+
+
+@case("segment", "scene does not exist", "exit 2", code=2, match=["no such file"])
+def segment_missing_scene(ws):
+    return ["segment", ws / "missing.tif", "-c", "a", "-o", ws / "o.tif", *TINY]
+
+
+@case("segment", "scene is not a raster", "exit 2", code=2, match=["not a raster"])
+def segment_not_a_raster(ws):
+    return ["segment", ws.write("in.tif", "text, not a raster"), "-c", "a", "-o", ws / "o.tif", *TINY]
+
+
+@case("segment", "ungeoreferenced scene with `--vector`, no `--allow-ungeoreferenced`", "exit 2, nothing written",
+      code=2, match=["--allow-ungeoreferenced"])  # fmt: skip
+def segment_ungeoreferenced_refused(ws):
+    return ["segment", ws.png(), "-c", "a,b", "--vector", ws / "X.gpkg", *TINY]
+
+
+def _check_pixel_polygons(ws) -> Callable:
+    def verify(_result) -> None:
+        import geopandas as gpd
+
+        polygons = gpd.read_file(ws / "X.gpkg")
+        assert len(polygons) > 0 and polygons.crs is None
+        assert polygons.total_bounds[2] <= 170 and polygons.total_bounds[3] <= 150  # pixel coordinates
+
+    return verify
+
+
+@case("segment", "`X.png --allow-ungeoreferenced --vector X.gpkg`", "exit 0: labels and polygons in pixel units",
+      code=0, lines=None, created=["X.labels.tif", "X.labels.tif.aux.xml", "X.gpkg"])  # fmt: skip
+def segment_ungeoreferenced_vector(ws):
+    args = ["segment", ws.png(), "-c", "a,b", "--allow-ungeoreferenced", "--vector", ws / "X.gpkg", *TINY]
+    return Setup(args, verify=_check_pixel_polygons(ws))
+
+
+@case("segment", "`--vector` folder does not exist", "exit 2 before any work, no labels written", code=2,
+      match=["does not exist"])  # fmt: skip
+def segment_vector_folder_missing(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--vector", ws / "no" / "v.gpkg", *TINY]
+
+
+def _nan_is_nodata(ws) -> Callable:
+    def verify(_result) -> None:
+        with rasterio.open(ws / "o.tif") as ds:
+            labels = ds.read(1)
+        assert (labels[:60] == 255).all() and (labels[60:] != 255).all()
+
+    return verify
+
+
+@case("segment", "NaN pixels, no nodata declared", "exit 0, NaN pixels are nodata (255)", code=0, lines=None,
+      created=["o.tif", "o.tif.aux.xml"])  # fmt: skip
+def segment_nan_without_nodata(ws):
+    data = smooth_scene(160, 160).astype(np.float32)
+    data[:, :60] = np.nan
+    s = write_scene(ws / "nan.tif", data, nodata=None)
+    return Setup(["segment", s, "-c", "a,b", "-o", ws / "o.tif", *TINY], verify=_nan_is_nodata(ws))
+
+
+@case("segment", "`/vsizip//abs/path/x.zip/scene.tif` scene", "exit 0 offline", code=0, lines=None,
+      created=["z.tif", "z.tif.aux.xml"])  # fmt: skip
+def segment_vsizip(ws):
+    with zipfile.ZipFile(ws / "x.zip", "w") as z:
+        z.write(ws.scene("inner.tif"), "scene.tif")
+    (ws / "inner.tif").unlink()
+    return ["segment", f"/vsizip/{ws / 'x.zip'}/scene.tif", "-c", "a,b", "-o", ws / "z.tif", *TINY]
+
+
+@case("segment", "unreachable `/vsicurl/http://127.0.0.1:9/x.tif`", "exit 2: cannot open the remote raster",
+      code=2, match=["cannot open this remote or virtual raster"])  # fmt: skip
+def segment_vsicurl_unreachable(ws):
+    return ["segment", "/vsicurl/http://127.0.0.1:9/x.tif", "-c", "a,b", "-o", ws / "o.tif", *TINY]
+
+
+@case("segment", "`--model` a pickle that runs code", "exit 1: refused, never advises `weights_only=False`",
+      code=1, match=["evil.pth"], forbid=["weights_only", "\x1b["])  # fmt: skip
+def segment_pickled_model(ws):
+    evil = ws.write("evil.pth", pickle.dumps(Payload()))
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--model", evil, "-q"]
+
+
+@case("segment", "`--model` an AerOSeg-looking checkpoint holding a pickled object", "exit 1: refused", code=1,
+      match=["evil.pt"], forbid=["weights_only", "\x1b["])  # fmt: skip
+def segment_pickled_object_in_checkpoint(ws):
+    import torch
+
+    torch.save({"format": "aeroseg-checkpoint", "payload": Payload()}, ws / "evil.pt")
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--model", ws / "evil.pt", "-q"]
+
+
+@case("segment", "`-o` being written by another process", "exit 1 naming that process, nothing written", code=1,
+      match=["being written by another aeroseg run (process {held})"])  # fmt: skip
+def segment_output_locked(ws):
+    return Setup(
+        ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", *TINY], context=lambda: held_lock(ws / "o.tif")
+    )
+
+
+@case("segment", "`--vector` being written by another process", "exit 1, no labels written either", code=1,
+      match=["(process {held})"])  # fmt: skip
+def segment_vector_locked(ws):
+    args = ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--vector", ws / "v.gpkg", *TINY]
+    return Setup(args, context=lambda: held_lock(ws / "v.gpkg"))
+
+
+# vectorize -------------------------------------------------------------------------------------------------------
+
+
+@case("vectorize", "`L.tif -o L.tif --format gpkg --overwrite`", "exit 2, labels untouched", code=2,
+      match=["L.tif"])  # fmt: skip
+def vectorize_output_is_input_gpkg(ws):
+    return ["vectorize", ws.labels(), "-o", ws / "L.tif", "--format", "gpkg", "--overwrite", "-q"]
+
+
+@case("vectorize", "`L.tif -o L.tif --format geojson --overwrite`", "exit 2, labels untouched", code=2,
+      match=[SAME])  # fmt: skip
+def vectorize_output_is_input_geojson(ws):
+    return ["vectorize", ws.labels(), "-o", ws / "L.tif", "--format", "geojson", "--overwrite", "-q"]
+
+
+@case("vectorize", "`-o` a symlink to the labels", "exit 2", code=2, match=[SAME])
+def vectorize_output_symlink_to_input(ws):
+    labels = ws.labels()
+    return ["vectorize", labels, "-o", ws.link(labels, "v.geojson"), "--overwrite", "-q"]
+
+
+@case("vectorize", "`-o` a hard link to the labels", "exit 2", code=2, match=[SAME])
+def vectorize_output_hardlink_to_input(ws):
+    labels = ws.labels()
+    return ["vectorize", labels, "-o", ws.hardlink(labels, "v.geojson"), "--overwrite", "-q"]
+
+
+@case("vectorize", "a shapefile sibling (`out.dbf`) is the input", "exit 2, input untouched", code=2, match=[SAME])
+def vectorize_shapefile_sibling_is_input(ws):
+    labels = ws.labels("out.dbf")  # GDAL opens by content, whatever the name
+    return ["vectorize", labels, "-o", ws / "out.shp", "--overwrite", "-q"]
+
+
+@case("vectorize", "`-o` is the `--probabilities` raster", "exit 2", code=2, match=[SAME])
+def vectorize_output_is_probabilities(ws):
+    probs = write_scene(ws / "P.tif", np.full((3, 64, 64), 100, np.uint8), transform=from_origin(600000, 5000000, 2, 2))
+    return ["vectorize", ws.labels(), "--probabilities", probs, "-o", probs, "--format", "geojson", "--overwrite"]
+
+
+@case("vectorize", "`--format geojson -o x.gpkg`", "exit 2", code=2, match=["contradicts the extension"])
+def vectorize_format_contradicts_extension(ws):
+    return ["vectorize", ws.labels(), "-o", ws / "x.gpkg", "--format", "geojson"]
+
+
+@case("vectorize", "existing `-o` without `--overwrite`", "exit 2, the old file byte-identical", code=2,
+      match=["exists (use --overwrite"])  # fmt: skip
+def vectorize_existing_output(ws):
+    return ["vectorize", ws.labels(), "-o", ws.write("v.gpkg", b"earlier polygons")]
+
+
+@case("vectorize", "float raster (not labels)", "exit 2", code=2, match=["expected a label raster"])
+def vectorize_float_raster(ws):
+    floats = write_scene(ws / "f.tif", np.random.default_rng(0).random((1, 20, 20)).astype(np.float32))
+    return ["vectorize", floats, "-o", ws / "f.gpkg"]
+
+
+@case("vectorize", "ungeoreferenced labels, no `--allow-ungeoreferenced`", "exit 2", code=2,
+      match=["--allow-ungeoreferenced"])  # fmt: skip
+def vectorize_ungeoreferenced_refused(ws):
+    return ["vectorize", ws.labels(georeferenced=False), "-o", ws / "v.gpkg"]
+
+
+@case("vectorize", "ungeoreferenced labels with `--allow-ungeoreferenced`", "exit 0, no pyogrio CRS warning",
+      code=0, lines=None, created=["v.gpkg"])  # fmt: skip
+def vectorize_ungeoreferenced_allowed(ws):
+    return ["vectorize", ws.labels(georeferenced=False), "-o", ws / "v.gpkg", "--allow-ungeoreferenced", "-q"]
+
+
+@case("vectorize", "`--probabilities` on another grid", "exit 2, nothing written", code=2,
+      match=["is not on the grid"])  # fmt: skip
+def vectorize_probabilities_other_grid(ws):
+    probs = write_scene(ws / "P.tif", np.full((3, 32, 32), 100, np.uint8))
+    return ["vectorize", ws.labels(), "--probabilities", probs, "-o", ws / "v.gpkg"]
+
+
+@case("vectorize", "output folder does not exist", "exit 2", code=2, match=["does not exist"])
+def vectorize_missing_folder(ws):
+    return ["vectorize", ws.labels(), "-o", ws / "no" / "v.gpkg"]
+
+
+@case("vectorize", "`-o` being written by another process", "exit 1 naming it", code=1, match=["(process {held})"])
+def vectorize_output_locked(ws):
+    return Setup(["vectorize", ws.labels(), "-o", ws / "v.gpkg"], context=lambda: held_lock(ws / "v.gpkg"))
+
+
+# evaluate --------------------------------------------------------------------------------------------------------
+
+
+def _pair(ws, label_ids: np.ndarray | None = None, label_shape=(8, 8)) -> tuple[Path, Path]:
+    pred = write_scene(ws / "pred.tif", np.tile(np.array([0, 1], np.uint8), (8, 4))[None], nodata=255)
+    gt = label_ids if label_ids is not None else np.tile(np.array([0, 0, 1, 1], np.uint8), (label_shape[0], 2))
+    return pred, write_scene(ws / "label.tif", gt[None].astype(np.uint8), nodata=255)
+
+
+@case("evaluate", "label ids >= the number of classes", "exit 2 naming the ids and their share", code=2,
+      match=["class ids 5, 7", "25.0 % of the labelled ones"])  # fmt: skip
+def evaluate_label_ids_out_of_range(ws):
+    ids = np.tile(np.array([0, 1, 5, 7], np.uint8), (8, 2))  # 16 of 64 pixels are 5, 16 are 7: 50 % beyond
+    ids[:, 6:] = 1
+    pred, label = _pair(ws, ids)
+    return ["evaluate", "--pred", pred, "--label", label, "--classes", "x,y", "-q"]
+
+
+@case("evaluate", "prediction and label on different grids", "exit 2 saying which is which", code=2,
+      match=["the prediction pred.tif and the label label.tif are not on the same grid", "prediction 8x8",
+             "label 8x9"])  # fmt: skip
+def evaluate_grid_mismatch(ws):
+    pred, label = _pair(ws, label_shape=(9, 8))
+    return ["evaluate", "--pred", pred, "--label", label, "--classes", "x,y", "-q"]
+
+
+@case("evaluate", "`--json` is the prediction raster", "exit 2, prediction untouched", code=2, match=[SAME])
+def evaluate_json_is_prediction(ws):
+    pred, label = _pair(ws)
+    return ["evaluate", "--pred", pred, "--label", label, "--classes", "x,y", "-q", "--json", pred]
+
+
+@case("evaluate", "`--json` a symlink to the label raster", "exit 2, label untouched", code=2, match=[SAME])
+def evaluate_json_symlink_to_label(ws):
+    pred, label = _pair(ws)
+    return ["evaluate", "--pred", pred, "--label", label, "--classes", "x,y", "-q", "--json", ws.link(label, "m.json")]
+
+
+@case("evaluate", "`--json` is the `--model` checkpoint (dataset mode)", "exit 2 before any work, checkpoint "
+      "untouched", code=2, match=[SAME])  # fmt: skip
+def evaluate_json_is_model(ws):
+    m = ws.checkpoint()
+    return ["evaluate", "--dataset", "folder", "--data-root", ws.dataset(), "--model", m, "--split", "train",
+            "--device", "cpu", "-q", "--json", m]  # fmt: skip
+
+
+@case("evaluate", "`--json` into a missing folder", "exit 2, nothing written", code=2, match=["does not exist"])
+def evaluate_json_missing_folder(ws):
+    pred, label = _pair(ws)
+    return ["evaluate", "--pred", pred, "--label", label, "--classes", "x,y", "-q", "--json", ws / "no" / "m.json"]
+
+
+@case("evaluate", "`--pred` without `--label`", "exit 2", code=2, match=["--pred and --label go together"])
+def evaluate_pred_without_label(ws):
+    return ["evaluate", "--pred", _pair(ws)[0], "--classes", "x,y"]
+
+
+# train -----------------------------------------------------------------------------------------------------------
+
+
+def _train(ws, *extra) -> list:
+    return ["train", "--dataset", "folder", "--data-root", ws.dataset(), "--preset", "tiny", "--iters", "1",
+            "--batch-size", "2", "--num-workers", "0", "--device", "cpu", "-q", *extra]  # fmt: skip
+
+
+@case("train", "malformed TOML `--config`", "exit 2, one plain line", code=2, match=["malformed TOML"])
+def train_malformed_toml(ws):
+    return _train(ws, "--config", ws.write("c.toml", "iters = = 3\n"), "--output", ws / "run")
+
+
+@case("train", "malformed YAML `--config`", "exit 2", code=2, match=["malformed YAML"])
+def train_malformed_yaml(ws):
+    return _train(ws, "--config", ws.write("c.yaml", "lr: [1,\n"), "--output", ws / "run")
+
+
+@case("train", 'wrong-type config value (`lr = "fast"`)', "exit 2", code=2, match=["setting lr must be a number"])
+def train_wrong_type(ws):
+    return _train(ws, "--config", ws.write("c.toml", 'lr = "fast"\n'), "--output", ws / "run")
+
+
+@case("train", "unknown `model_overrides` key", "exit 2", code=2, match=["no_such_knob"])
+def train_unknown_override(ws):
+    return _train(ws, "--config", ws.write("c.toml", "[model_overrides]\nno_such_knob = 1\n"), "--output", ws / "run")
+
+
+@case("train", "binary `--config`", "exit 2", code=2, match=["not a text file"])
+def train_binary_config(ws):
+    return _train(ws, "--config", ws.write("c.toml", bytes(range(256))), "--output", ws / "run")
+
+
+@case("train", "`--output` is a file", "exit 2, the file untouched", code=2, match=["is a file"])
+def train_output_is_file(ws):
+    return _train(ws, "--output", ws.write("run", b"a file"))
+
+
+@case("train", "`--output` inside the dataset", "exit 2, nothing created in the dataset", code=2,
+      match=["inside the dataset folder"])  # fmt: skip
+def train_output_inside_dataset(ws):
+    return _train(ws, "--output", ws / "ds" / "runs" / "x")
+
+
+@case("train", "`--output` a symlink to the dataset", "exit 2", code=2, match=["inside the dataset folder"])
+def train_output_symlink_to_dataset(ws):
+    args = _train(ws)
+    return [*args, "--output", ws.link(ws / "ds", "run")]
+
+
+@case("train", "existing run without `--resume`", "exit 2, the run's files byte-identical", code=2,
+      match=["already holds a run"])  # fmt: skip
+def train_existing_run(ws):
+    ws.write("run/checkpoint.pt", b"weights of an earlier run")
+    ws.write("run/metrics.jsonl", '{"iter": 1}\n')
+    return _train(ws, "--output", ws / "run")
+
+
+@case("train", "`--resume` with no training state", "exit 2, no run folder created", code=2,
+      match=["no training state"], absent=["run"])  # fmt: skip
+def train_resume_without_state(ws):
+    return _train(ws, "--output", ws / "run", "--resume")
+
+
+@case("train", "run folder being written by another process", "exit 1 naming it, its files untouched", code=1,
+      match=["(process {held})"])  # fmt: skip
+def train_run_folder_locked(ws):
+    ws.write("run/config.json", "{}\n")
+    return Setup(_train(ws, "--output", ws / "run"), context=lambda: held_lock(ws / "run"))
+
+
+# weights ---------------------------------------------------------------------------------------------------------
+
+
+CACHE = ["home/weights"]  # the (empty) cache folder may be made; no file may appear in it
+
+
+def _home(ws) -> dict[str, str]:
+    return {"AEROSEG_HOME": str(ws / "home")}
+
+
+@case("weights", "`import NAME DIR`", "exit 2: it is a folder", code=2, match=["is a folder; give the weights file"])
+def weights_import_folder(ws):
+    (ws / "dl").mkdir()
+    return Setup(["weights", "import", "sam-vit-b", ws / "dl"], env=_home(ws))
+
+
+@case("weights", "`import` a file that is not the official one", "exit 1, nothing in the cache", code=1,
+      match=["refused"], may_create=CACHE)  # fmt: skip
+def weights_import_wrong_file(ws):
+    return Setup(["weights", "import", "sam-vit-b", ws.write("sam.pth", b"not sam")], env=_home(ws))
+
+
+@case("weights", "`import` a damaged cached file onto itself (hard link)", "exit 1, the file untouched", code=1,
+      match=["refused"])  # fmt: skip
+def weights_import_cached_onto_itself(ws):
+    cached = ws.write("home/weights/sam_vit_b_01ec64.pth", b"damaged")
+    return Setup(["weights", "import", "sam-vit-b", ws.hardlink(cached, "copy.pth")], env=_home(ws))
+
+
+@case("weights", "`import` an unknown name", "exit 2", code=2, match=["unknown weights"])
+def weights_import_unknown(ws):
+    return Setup(["weights", "import", "sam-vit-x", ws.write("w.pth", b"x")], env=_home(ws))
+
+
+@case("weights", "`download` from an unreachable mirror", "exit 1, nothing in the cache", code=1,
+      match=["aeroseg weights import sam-vit-b"], may_create=CACHE)  # fmt: skip
+def weights_download_unreachable(ws):
+    return Setup(["weights", "download", "sam-vit-b", "-q", "--mirror", (ws / "nowhere").as_uri()], env=_home(ws))
+
+
+@case("weights", "`download` a file whose SHA-256 does not match", "exit 1, nothing in the cache", code=1,
+      match=["checksum mismatch"], may_create=CACHE)  # fmt: skip
+def weights_download_mismatch(ws):
+    ws.write("mirror/sam_vit_b_01ec64.pth", b"not the official file")
+    return Setup(["weights", "download", "sam-vit-b", "-q", "--mirror", (ws / "mirror").as_uri()], env=_home(ws))
+
+
+@case("weights", "`verify` a damaged cached file", "exit 1, the file untouched", code=1,
+      match=["failed verification"])  # fmt: skip
+def weights_verify_damaged(ws):
+    ws.write("home/weights/sam_vit_l_0b3195.pth", b"damaged")
+    return Setup(["weights", "verify"], env=_home(ws))
+
+
+# preview ---------------------------------------------------------------------------------------------------------
+
+
+@case("preview", "`-o` is the scene (`--overwrite`)", "exit 2, scene untouched", code=2, match=[SAME])
+def preview_output_is_scene(ws):
+    x = ws.png()
+    return ["preview", x, ws.labels(), "-o", x, "--overwrite"]
+
+
+@case("preview", "`-o` a symlink to the scene", "exit 2", code=2, match=[SAME])
+def preview_output_symlink_to_scene(ws):
+    x = ws.png()
+    return ["preview", x, ws.labels(), "-o", ws.link(x, "p.png"), "--overwrite"]
+
+
+@case("preview", "`-o` a hard link to the scene", "exit 2", code=2, match=[SAME])
+def preview_output_hardlink_to_scene(ws):
+    x = ws.png()
+    return ["preview", x, ws.labels(), "-o", ws.hardlink(x, "p.png"), "--overwrite"]
+
+
+@case("preview", "`-o x.jpg`", "exit 2", code=2, match=["the preview is a PNG"])
+def preview_not_png(ws):
+    return ["preview", ws.png(), ws.labels(), "-o", ws / "x.jpg"]
+
+
+@case("preview", "existing `-o` without `--overwrite`", "exit 2, the old file byte-identical", code=2,
+      match=["exists (use --overwrite"])  # fmt: skip
+def preview_existing_output(ws):
+    return ["preview", ws.png(), ws.labels(), "-o", ws.write("p.png", b"an earlier picture")]
+
+
+@case("preview", "labels not a raster", "exit 2, nothing written", code=2, match=["not a raster"])
+def preview_labels_not_raster(ws):
+    return ["preview", ws.png(), ws.write("L.tif", "text"), "-o", ws / "p.png"]
+
+
+@case("preview", "`-o` being written by another process", "exit 1 naming it", code=1, match=["(process {held})"])
+def preview_output_locked(ws):
+    return Setup(["preview", ws.png(), ws.labels(), "-o", ws / "p.png"], context=lambda: held_lock(ws / "p.png"))
+
+
+# check -----------------------------------------------------------------------------------------------------------
+
+
+@case("check", "scene does not exist", "exit 2", code=2, match=["no such file"])
+def check_missing(ws):
+    return ["check", ws / "missing.tif"]
+
+
+# -- the test -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+def test_bad_input_changes_nothing(c: Case, tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    setup = c.build(ws)
+    setup = setup if isinstance(setup, Setup) else Setup(setup)
+    with setup.context() if setup.context else contextlib.nullcontext() as held:
+        before = Snapshot.take(tmp_path, setup.extra_inputs)  # with the other process's lock file, if any
+        result = run_in_process(setup.args, setup.env)
+        after = Snapshot.take(tmp_path, setup.extra_inputs)  # that lock file must be untouched
+    expect = c.expect
+    if held is not None:
+        expect = Expect(**{**expect.__dict__, "match": [m.format(held=held) for m in expect.match]})
+    check_outcome(result, before, after, expect)
+    if setup.verify is not None:
+        setup.verify(result)
+
+
+def test_the_table_covers_every_command() -> None:
+    assert {c.command for c in CASES} == {"segment", "vectorize", "train", "evaluate", "weights", "preview", "check"}
+    assert len({c.id for c in CASES}) == len(CASES)
