@@ -14,7 +14,6 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 import models
-from models.hub import load_tensors
 from aeroseg_cli.datasets.readers import SegmentationDataset
 from aeroseg_cli.files import signals
 from aeroseg_cli.files.atomic import atomic_output
@@ -25,6 +24,7 @@ from aeroseg_cli.runtime.modelio import autocast
 from aeroseg_cli.training.config import TrainConfig
 from aeroseg_cli.training.recipe import cosine, param_groups, save_run, set_rng_state
 from aeroseg_cli.training.sampling import SeededStream, TrainSamples
+from models.hub import load_tensors
 
 
 @dataclass
