@@ -37,13 +37,14 @@ def _root(
 
 def _register() -> None:
     """Add every subcommand to the app (commands never import the app, so there is no import cycle)."""
-    from aeroseg_cli.commands import evaluate, preview, segment, train, vectorize, weights
+    from aeroseg_cli.commands import datasets, evaluate, preview, segment, train, vectorize, weights
 
     if app.registered_commands:
         return
     for fn in (segment.segment, vectorize.vectorize, train.train, evaluate.evaluate, preview.preview):
         app.command()(fn)
     app.add_typer(weights.weights_app, name="weights")
+    app.add_typer(datasets.datasets_app, name="datasets")
 
 
 def _fail(message: str, code: int, debug: bool) -> None:

@@ -70,12 +70,14 @@ def evaluate(
 def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
     from rich.progress import Progress
 
+    from aeroseg_cli.datasets.check import quick_check
     from aeroseg_cli.datasets.readers import load_dataset
     from aeroseg_cli.runtime.modelio import load_model, resolve_device, resolve_precision
     from aeroseg_cli.training.evaluation import evaluate_dataset
 
     if not dataset or not data_root or not model:
         raise UsageError("give --dataset, --data-root and --model (or --pred and --label)")
+    quick_check(dataset, data_root, [split])
     data = load_dataset(dataset, data_root, split)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)

@@ -34,6 +34,7 @@ def train(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Train on the seen classes of a dataset (runs under torchrun for several GPUs or nodes)."""
+    from aeroseg_cli.datasets.check import quick_check
     from aeroseg_cli.datasets.readers import load_dataset
     from aeroseg_cli.training.recipe import TrainConfig
     from aeroseg_cli.training.recipe import train as run_training
@@ -63,6 +64,7 @@ def train(
     for name in ("iters", "batch_size", "ckpt_every", "log_every"):
         if getattr(cfg, name) < 0 or (name != "iters" and getattr(cfg, name) == 0):
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    quick_check(cfg.dataset, Path(cfg.data_root), ["train", "val"] if cfg.val_every else ["train"])
     data = load_dataset(cfg.dataset, Path(cfg.data_root), "train")
     val = load_dataset(cfg.dataset, Path(cfg.data_root), "val") if cfg.val_every else None
     if not data.spec.seen:
