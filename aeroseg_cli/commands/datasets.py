@@ -55,6 +55,13 @@ def _names(text: str | None) -> tuple[str, ...]:
     return tuple(x.strip() for x in (text or "").split(",") if x.strip())
 
 
+def _split_names(text: str) -> tuple[str, ...]:
+    names = _names(text)
+    if not names or set(names) - {"train", "val"}:
+        raise UsageError(f"--splits takes train and/or val, got {text!r}")
+    return names
+
+
 def _report(summary: dict, lines: list[str], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -72,6 +79,7 @@ def prepare_isaid(
     patch: int = typer.Option(896, "--patch", help="Patch side in pixels [896, as mmsegmentation's converter]."),
     stride: int = typer.Option(512, "--stride", help="Step between patches [512]; the last one ends at the edge."),
     skip: str = typer.Option(None, "--skip", help="Images to leave out, comma-separated (e.g. P1527,P1530)."),
+    splits: str = typer.Option("train,val", "--splits", help="Splits to prepare [train,val]."),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
@@ -80,7 +88,7 @@ def prepare_isaid(
     from aeroseg_cli.datasets.isaid import prepare_isaid as run
 
     with interruptible():
-        s = run(raw, output, patch, stride, skip=_names(skip), quiet=quiet)
+        s = run(raw, output, patch, stride, _split_names(splits), _names(skip), quiet)
     per_split = "; ".join(f"{k}: {v['images']} images, {v['patches']} patches" for k, v in s["splits"].items())
     lines = [
         f"isaid: {per_split} in {output} ({s['resumed_images']} images were finished by an earlier run)",

@@ -13,7 +13,9 @@ ignore, as in OVRS's detectron2 registration (ignore_label 255, class ids listed
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,15 +178,25 @@ def _save_png(array: np.ndarray, path: Path, level: int) -> None:
         Image.fromarray(array).save(tmp, format="PNG", compress_level=level)
 
 
-def convert(pair: Pair, out: Path, patch: int, stride: int, lut: np.ndarray, progress: Progress) -> dict:
-    """Cut one image and its mask into patches; returns the record of what was written (class pixel counts of the
-    whole source mask by output id)."""
+def publish(staging: Path, out: Path, split: str) -> None:
+    """Move one image's staged patches into place (renames on one file system: each appears whole)."""
+    for sub in ("imgs", "D2masks"):
+        target = out / split / sub
+        target.mkdir(parents=True, exist_ok=True)
+        for f in sorted((staging / sub).glob("*.png")):
+            os.replace(f, target / f.name)
+
+
+def convert(pair: Pair, staging: Path, patch: int, stride: int, lut: np.ndarray, progress: Progress) -> dict:
+    """Cut one image and its mask into patches under ``staging`` (published only once the whole image is done, so
+    a failure or an interruption never leaves part of an image among the patches); returns the record (class pixel
+    counts of the whole source mask by output id)."""
     import rasterio
 
     counts = np.zeros(256, np.int64)
     ys, xs = window_starts(pair.height, patch, stride), window_starts(pair.width, patch, stride)
     ph, pw = min(patch, pair.height), min(patch, pair.width)
-    imgs, masks = out / pair.split / "imgs", out / pair.split / "D2masks"
+    imgs, masks = staging / "imgs", staging / "D2masks"
     counted = 0  # rows of the source already in `counts`
     n = 0
     with rasterio.open(pair.image.gdal_path) as im, rasterio.open(pair.mask.gdal_path) as mk:
@@ -270,10 +282,13 @@ def prepare_isaid(
     ):
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         for pair in todo:
+            staging = state / "staging" / pair.split
+            shutil.rmtree(staging, ignore_errors=True)  # what a failed or killed run left
             try:
-                record = convert(pair, out, patch, stride, lut, progress)
+                record = convert(pair, staging, patch, stride, lut, progress)
             except (rasterio.errors.RasterioIOError, ValueError) as exc:
                 raise CLIError(f"{pair.split}/{pair.name}: cannot read {pair.image.where} or its mask: {exc}") from None
+            publish(staging, out, pair.split)
             jobstate.write_json(jobstate.marker(state, pair.split, pair.name), record)
             progress.advance(items=1)
     summary = {**summarise(state, pairs, settings, duplicates), "skipped": sorted(skip)}
