@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,12 +19,14 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from PIL import Image
+from rasterio.transform import from_origin
 
 from aeroseg_cli.datasets.patches import window_starts, windows
 from aeroseg_cli.datasets.readers import load_dataset
 from aeroseg_cli.datasets.specs import ISAID
-from tests.conftest import ROOT, run_cli
+from tests.conftest import DUBAI, ROOT, run_cli
 
 # iSAID's official colour table, written out here (not imported) so that a wrong table in the code fails the tests
 ISAID_TABLE = [
@@ -237,20 +240,9 @@ def signal_when_started(procs: dict, dirs: dict, timeout: float = 180) -> None:
 
 def test_isaid_interrupted_by_sigint_and_sigterm_then_rerun_gives_the_same_output(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    isaid_raw(raw, {"train": [(1500, 1400)] * 8}, zipped=("train",))
-    args = [
-        "datasets",
-        "prepare",
-        "isaid",
-        "--from",
-        str(raw),
-        "--splits",
-        "train",
-        "--patch",
-        "512",
-        "--stride",
-        "480",
-    ]
+    isaid_raw(raw, {"train": [(640, 600)] * 8}, zipped=("train",))
+    args = ["datasets", "prepare", "isaid", "--from", str(raw), "--splits", "train", "--patch", "256"]
+    args += ["--stride", "256"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = {}  # one real `python -m aeroseg_cli` run per signal, side by side
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -266,7 +258,7 @@ def test_isaid_interrupted_by_sigint_and_sigterm_then_rerun_gives_the_same_outpu
     r = run_cli(*args, "-o", tmp_path / "clean", "-q")
     assert r.code == 0 and r.stderr == ""  # -q: no progress at all
     clean = {p.relative_to(tmp_path / "clean"): p.read_bytes() for p in (tmp_path / "clean").rglob("*.png")}
-    assert len(clean) == 8 * 2 * len(windows(1500, 1400, 512, 480))
+    assert len(clean) == 8 * 2 * len(windows(640, 600, 256, 256))
     for sig in procs:
         out = tmp_path / sig.name
         r = run_cli(*args, "-o", out, "--json", "-q")
@@ -376,3 +368,166 @@ def test_dlrsd_label_formats_are_detected_and_bad_labels_refused(tmp_path: Path)
     assert r.code == 2 and "forest00.png: colour (0, 0, 0) on 576 pixels" in r.stderr
     r = run_cli("datasets", "prepare", "dlrsd", "--from", rgb, "-o", tmp_path / "x", "--split-file", split)
     assert r.code == 2 and "line 2: nowhere00 is not among the images" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------------- OpenEarthMap
+
+
+def geotiff(path: Path, data: np.ndarray, x0: float = 500_000.0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"driver": "GTiff", "height": data.shape[1], "width": data.shape[2], "count": data.shape[0]}
+    meta.update(dtype="uint8", crs="EPSG:32651", transform=from_origin(x0, 9_000_000.0, 0.5, 0.5))
+    with rasterio.open(path, "w", **meta) as dst:
+        dst.write(data)
+
+
+def oem_raw(root: Path, xbd: Path) -> dict:
+    """A release: aachen complete; palu xBD-sourced (labels only, images in xView2 PNGs listed in xbd_files.csv);
+    test.txt with an image and no label (test labels are not public)."""
+    labels = {}
+    for i, name in enumerate(["aachen_1.tif", "aachen_2.tif", "aachen_3.tif", "palu_1.tif", "palu_2.tif"]):
+        region = name.split("_")[0]
+        labels[name] = np.random.default_rng(i).integers(0, 9, (1, 32, 40)).astype(np.uint8)
+        geotiff(root / region / "labels" / name, labels[name], x0=500_000.0 + 100 * i)
+        if region == "aachen":
+            geotiff(root / region / "images" / name, rgb_coded(32, 40, i).transpose(2, 0, 1).copy())
+    geotiff(root / "aachen" / "images" / "aachen_4.tif", rgb_coded(32, 40, 9).transpose(2, 0, 1).copy())
+    (root / "train.txt").write_text("aachen_1.tif\naachen_2.tif\npalu_1.tif\n")
+    (root / "val.txt").write_text("aachen_3.tif\npalu_2.tif\n")
+    (root / "test.txt").write_text("aachen_4.tif\n")
+    pngs = {}
+    rows = []
+    for i, name in enumerate(["palu_1.tif", "palu_2.tif"], 1):
+        src = f"palu-tsunami_0000000{i}_pre_disaster.png"
+        rows.append(f"{src},{name}")
+        pngs[name] = rgb_coded(32, 40, i)
+        (xbd / "tier3" / "images").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pngs[name]).save(xbd / "tier3" / "images" / src)
+        Image.fromarray(pngs[name][::-1]).save(xbd / "tier3" / "images" / src.replace("pre", "post"))
+    (root / "xbd_files.csv").write_text("\n".join(rows) + "\n")
+    return pngs
+
+
+def snapshot(root: Path) -> dict:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_openearthmap_reports_missing_xbd_images_by_region_without_writing(tmp_path: Path) -> None:
+    raw = tmp_path / "OpenEarthMap_wo_xBD"
+    oem_raw(raw, tmp_path / "xbd")
+    before = snapshot(raw)
+    r = run_cli("datasets", "prepare", "openearthmap", "--from", raw)
+    assert r.code == 0, r.stderr
+    assert "train: 2 of 3 listed files usable" in r.stdout and "palu (2)" in r.stdout and "--xbd" in r.stdout
+    assert "compile_xbd.py" in r.stdout and snapshot(raw) == before  # checked in place: nothing written
+    r = run_cli("datasets", "check", "openearthmap", "--data-root", raw, "--json")
+    assert r.code == 0 and "1 listed image(s) are missing" in json.loads(r.stdout)["warnings"][0]
+    nested = run_cli("datasets", "prepare", "openearthmap", "--from", tmp_path)
+    assert nested.code == 2 and f"did you mean --from {raw}" in nested.stderr
+
+
+def test_openearthmap_xbd_images_compiled_into_a_mirror(tmp_path: Path) -> None:
+    raw, xbd, out = tmp_path / "raw", tmp_path / "xbd", tmp_path / "oem"
+    pngs = oem_raw(raw, xbd)
+    before = snapshot(raw)
+    r = run_cli("datasets", "prepare", "openearthmap", "--from", raw, "-o", out, "--xbd", xbd, "--json", "-q")
+    assert r.code == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["compiled_xbd_images"] == 2 and s["missing_xbd_by_region"] == {}
+    assert s["splits"]["train"] == {"listed": 3, "usable": 3, "missing_xbd": 0}
+    assert snapshot(raw) == before and (out / "aachen" / "images" / "aachen_1.tif").is_symlink()
+    for name, rgb in pngs.items():
+        with rasterio.open(out / "palu" / "images" / name) as im, rasterio.open(raw / "palu" / "labels" / name) as lb:
+            assert im.crs == lb.crs and im.transform == lb.transform and im.shape == lb.shape
+            assert (np.moveaxis(im.read(), 0, -1) == rgb).all()
+    assert len(load_dataset("openearthmap", out, "train")) == 3
+    r = run_cli("datasets", "check", "openearthmap", "--data-root", out, "--json")
+    assert r.code == 0 and json.loads(r.stdout)["warnings"] == []
+
+
+def test_openearthmap_problems_stop_before_anything_is_written(tmp_path: Path) -> None:
+    raw, xbd, out = tmp_path / "raw", tmp_path / "xbd", tmp_path / "oem"
+    oem_raw(raw, xbd)
+    (xbd / "tier3" / "images" / "palu-tsunami_00000002_pre_disaster.png").unlink()
+    r = run_cli("datasets", "prepare", "openearthmap", "--from", raw, "-o", out, "--xbd", xbd)
+    assert r.code == 2 and "1 of the 2 xBD images needed are not there" in r.stderr and not out.exists()
+    (raw / "aachen" / "images" / "aachen_2.tif").unlink()
+    r = run_cli("datasets", "prepare", "openearthmap", "--from", raw, "-o", out)
+    assert r.code == 2 and "train.txt lists aachen_2.tif but no <region>/images/aachen_2.tif" in r.stderr
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------- check
+
+
+def test_check_on_the_real_dubai_data(tmp_path: Path) -> None:
+    r = run_cli("datasets", "check", "dubai", "--data-root", DUBAI, "--json")
+    assert r.code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["layout"] == "dubai" and data["errors"] == [] and data["warnings"] == []
+    assert data["splits"]["train"]["pairs"] == 54 and data["splits"]["val"]["pairs"] == 18
+    # class shares of all 72 masks, from ../shared/data/README.md (pixel counts measured on every mask)
+    readme = {"building": 13.2, "land": 51.9, "road": 9.3, "vegetation": 10.2, "water": 13.5}
+    total = sum(readme.values()) + 1.1  # + unlabelled and stray pixels (ignore)
+    counted = {s: v["pixels_counted"] for s, v in data["splits"].items()}
+    for cls, mpx in readme.items():
+        share = sum(data["splits"][s]["shares"]["classes"][cls] * n for s, n in counted.items()) / sum(counted.values())
+        assert abs(100 * share - 100 * mpx / total) < 1.0, cls
+
+
+def ovrs_folder(root: Path, masks: list[np.ndarray], split: str = "train") -> Path:
+    for i, m in enumerate(masks):
+        for sub, arr in (("imgs", rgb_coded(*m.shape, i)), ("D2masks", m)):
+            (root / split / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(root / split / sub / f"P{i:04d}_0_16_0_16.png")
+    return root
+
+
+def test_check_finds_bad_masks_and_train_evaluate_refuse_them_first(tmp_path: Path) -> None:
+    zero_based = [blocks(16, 16, 15, seed=i, background=255) - 1 for i in range(3)]
+    zero_based = [np.where(m == 254, 255, m).astype(np.uint8) for m in zero_based]
+    good = ovrs_folder(tmp_path / "good", zero_based)
+    r = run_cli("datasets", "check", "isaid", "--data-root", good, "--splits", "train")  # the table
+    assert r.code == 0 and "no blocking problems" in r.stdout and "ovrs layout" in r.stdout
+    assert re.search(r"│ tennis court\s+│ unseen\s+│", r.stdout) and re.search(r"│ ship\s+│ seen\s+│", r.stdout)
+    one_based = ovrs_folder(tmp_path / "one", [np.where(m == 255, 255, m + 1).astype(np.uint8) for m in zero_based])
+    r = run_cli("datasets", "check", "isaid", "--data-root", one_based, "--splits", "train")
+    assert r.code == 1 and "masks look 1-based (values 1..15, no 0)" in r.stderr and r.stderr.count("\n") == 1
+    r = run_cli("train", "--dataset", "isaid", "--data-root", one_based, "--iters", "1", "-q")
+    assert r.code == 2 and "masks look 1-based" in r.stderr  # before any model is built
+    r = run_cli("evaluate", "--dataset", "isaid", "--data-root", one_based, "--split", "train", "-m", "nothing.pt")
+    assert r.code == 2 and "masks look 1-based" in r.stderr
+    beyond = [m.copy() for m in zero_based]
+    beyond[1][0, :5] = 40
+    bad = ovrs_folder(tmp_path / "beyond", beyond)
+    r = run_cli("datasets", "check", "isaid", "--data-root", bad, "--splits", "train", "--json")
+    assert r.code == 1 and "mask values 40 are beyond the 15 classes" in json.loads(r.stdout)["errors"][0]
+    (bad / "train" / "D2masks" / "P0000_0_16_0_16.png").unlink()
+    Image.fromarray(zero_based[2][:8]).save(bad / "train" / "D2masks" / "P0002_0_16_0_16.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(bad / "train" / "D2masks" / "P0001_0_16_0_16.png")
+    errors = json.loads(run_cli("datasets", "check", "isaid", "--data-root", bad, "--json").stdout)["errors"]
+    assert any("1 image(s) have no mask (first: P0000_0_16_0_16.png)" in e for e in errors)
+    assert any("differ in size from their image (first: P0002_0_16_0_16.png 16x8 vs image 16x16)" in e for e in errors)
+    assert any("1 mask(s) are RGB colour images" in e for e in errors) and any("val: no folder" in e for e in errors)
+
+
+def test_check_reads_a_sample_quickly_and_everything_with_full(tmp_path: Path) -> None:
+    masks = [np.full((8, 8), i % 15, np.uint8) for i in range(100)]
+    masks[37][0, 0] = 99  # one bad pixel in one mask outside the sample: only --full sees it
+    root = ovrs_folder(tmp_path / "many", masks)
+    quick = json.loads(run_cli("datasets", "check", "isaid", "--data-root", root, "--splits", "train", "--json").stdout)
+    assert quick["splits"]["train"]["masks_read"] == 64 and quick["errors"] == []
+    r = run_cli("datasets", "check", "isaid", "--data-root", root, "--splits", "train", "--json", "--full")
+    full = json.loads(r.stdout)
+    assert full["splits"]["train"]["masks_read"] == 100 and r.code == 1 and "values 99" in full["errors"][0]
+
+
+def test_check_tells_which_layout_a_folder_is_in(tmp_path: Path) -> None:
+    isaid_raw(tmp_path / "isaid_download", {"train": [(40, 40)]})
+    r = run_cli("datasets", "check", "isaid", "--data-root", tmp_path / "isaid_download")
+    assert r.code == 2 and "the official iSAID download" in r.stderr and "datasets prepare isaid" in r.stderr
+    r = run_cli("datasets", "check", "isaid", "--data-root", DUBAI)
+    assert r.code == 2 and "the Dubai layout" in r.stderr
+    ovrs_folder(tmp_path / "parent" / "DLRSD_split", [np.zeros((8, 8), np.uint8)])
+    r = run_cli("datasets", "check", "dlrsd", "--data-root", tmp_path / "parent")
+    assert r.code == 2 and f"use --data-root {tmp_path / 'parent' / 'DLRSD_split'}" in r.stderr
