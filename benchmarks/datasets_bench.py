@@ -56,14 +56,17 @@ def rectangles(h: int, w: int, k: int, n: int, seed: int) -> np.ndarray:
 def run(code: str) -> dict:
     """Python code printing a JSON dict, in a fresh process; adds seconds and peak RSS."""
     wrapped = (
-        "import json, resource, time, warnings; warnings.simplefilter('ignore'); t = time.perf_counter()\n"
+        "import json, time, warnings; warnings.simplefilter('ignore'); t = time.perf_counter()\n"
         f"{code}\n"
         "r['seconds'] = time.perf_counter() - t\n"
-        "r['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so it would report this (large) parent's memory
+        "r['peak_rss_mb'] = int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024\n"
         "print(json.dumps(r))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, env=env, check=True)
+    p = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, env=env)
+    if p.returncode:
+        raise SystemExit(p.stderr[-3000:])
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -117,7 +120,7 @@ def bench_dlrsd(tmp: Path, pics: list[np.ndarray]) -> Path:
             pic = pics[k % len(pics)]
             y, x = (k * 97) % (pic.shape[0] - 256), (k * 131) % (pic.shape[1] - 256)
             Image.fromarray(pic[y : y + 256, x : x + 256]).save(raw / "Images" / cat / f"{cat}{n:02d}.tif")
-            label = Image.fromarray(rectangles(256, 256, 17, 40, k) + 1)
+            label = Image.fromarray(rectangles(256, 256, 16, 40, k) + 1)  # ids 1..17
             label.putpalette(palette)
             label.save(raw / "Labels" / cat / f"{cat}{n:02d}.png")
             k += 1

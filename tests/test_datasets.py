@@ -98,8 +98,11 @@ def isaid_raw(root: Path, sizes: dict[str, list[tuple[int, int]]], zipped: tuple
         for i, (h, w) in enumerate(shapes):
             name = f"P{i + (100 if split == 'val' else 0):04d}"
             ids = blocks(h, w, 15, seed=i + len(split))
-            truth[(split, name)] = (rgb_coded(h, w, i), ids)
-            files[f"images/{name}.png"] = png_bytes(truth[(split, name)][0])
+            image = rgb_coded(h, w, i)
+            if split == "val":  # DOTA has grey images too (GF-2 / JL-1 panchromatic): one band in the PNG
+                image = np.repeat(image[..., :1], 3, axis=-1)
+            truth[(split, name)] = (image, ids)
+            files[f"images/{name}.png"] = png_bytes(image[..., 0] if split == "val" else image)
             files[f"masks/{name}_instance_color_RGB.png"] = png_bytes(np.array(ISAID_TABLE, np.uint8)[ids])
             files[f"masks/{name}_instance_id_RGB.png"] = png_bytes(np.zeros((h, w, 3), np.uint8))
         if split in zipped:
@@ -176,6 +179,11 @@ def test_isaid_from_official_zips_and_folders_keeps_every_pixel_class(tmp_path: 
         assert (got_image == image).all()
         expected = np.where(ids == 0, 255, ids - 1)  # background -> ignore, official id k -> class index k-1
         assert (got_mask == expected).all()
+    r = run_cli("datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", tmp_path / "par", "-j", "2", "-q")
+    assert r.code == 0 and r.stderr == ""  # two worker processes: the same files (-q: no progress at all)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")} == {
+        p.relative_to(tmp_path / "par"): p.read_bytes() for p in (tmp_path / "par").rglob("*.png")
+    }
     train = load_dataset("isaid", out, "train")  # exactly what `aeroseg train --dataset isaid` opens
     assert len(train) == 17 and train.spec is ISAID
     _, mask = train.load(0)
@@ -531,3 +539,16 @@ def test_check_tells_which_layout_a_folder_is_in(tmp_path: Path) -> None:
     ovrs_folder(tmp_path / "parent" / "DLRSD_split", [np.zeros((8, 8), np.uint8)])
     r = run_cli("datasets", "check", "dlrsd", "--data-root", tmp_path / "parent")
     assert r.code == 2 and f"use --data-root {tmp_path / 'parent' / 'DLRSD_split'}" in r.stderr
+
+
+def test_help_and_the_readme_datasets_section_agree() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Datasets: from the official downloads") :]
+    section = section[: section.index("\n## ", 5)]
+    commands = re.findall(r"^aeroseg datasets (prepare \w+|check)\b(.*)$", section, re.M)
+    assert {c for c, _ in commands} >= {"prepare isaid", "prepare dlrsd", "prepare openearthmap", "check"}
+    for command, rest in commands:
+        r = run_cli("datasets", *command.split(), "--help")
+        assert r.code == 0 and "Usage:" in r.stdout, r.stderr
+        for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-o|-q)\b", rest):
+            assert option in r.stdout, (command, option)

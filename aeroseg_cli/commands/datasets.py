@@ -80,6 +80,7 @@ def prepare_isaid(
     stride: int = typer.Option(512, "--stride", help="Step between patches [512]; the last one ends at the edge."),
     skip: str = typer.Option(None, "--skip", help="Images to leave out, comma-separated (e.g. P1527,P1530)."),
     splits: str = typer.Option("train,val", "--splits", help="Splits to prepare [train,val]."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Images converted at once, one process each [1]."),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
@@ -88,7 +89,7 @@ def prepare_isaid(
     from aeroseg_cli.datasets.isaid import prepare_isaid as run
 
     with interruptible():
-        s = run(raw, output, patch, stride, _split_names(splits), _names(skip), quiet)
+        s = run(raw, output, patch, stride, _split_names(splits), _names(skip), quiet, workers)
     per_split = "; ".join(f"{k}: {v['images']} images, {v['patches']} patches" for k, v in s["splits"].items())
     lines = [
         f"isaid: {per_split} in {output} ({s['resumed_images']} images were finished by an earlier run)",

@@ -187,7 +187,7 @@ def publish(staging: Path, out: Path, split: str) -> None:
             os.replace(f, target / f.name)
 
 
-def convert(pair: Pair, staging: Path, patch: int, stride: int, lut: np.ndarray, progress: Progress) -> dict:
+def convert(pair: Pair, staging: Path, patch: int, stride: int, lut: np.ndarray, progress: Progress | None) -> dict:
     """Cut one image and its mask into patches under ``staging`` (published only once the whole image is done, so
     a failure or an interruption never leaves part of an image among the patches); returns the record (class pixel
     counts of the whole source mask by output id)."""
@@ -207,7 +207,8 @@ def convert(pair: Pair, staging: Path, patch: int, stride: int, lut: np.ndarray,
                 raise unknown_colours(pair.mask, lut) from None
             fresh = ids[max(0, counted - y) :]
             counts += np.bincount(fresh.ravel(), minlength=256)
-            progress.advance(fresh.size)
+            if progress is not None:
+                progress.advance(fresh.size)
             counted = y + ph
             for x in xs:
                 name = patch_name(pair.name, (y, y + ph, x, x + pw))
@@ -244,6 +245,49 @@ def summarise(state: Path, pairs: list[Pair], settings: dict, duplicates: int) -
     }
 
 
+_LUT: list[np.ndarray] = []  # one colour table per process
+
+
+def do_pair(pair: Pair, out: Path, state: Path, patch: int, stride: int, progress: Progress | None = None) -> int:
+    """Convert, publish and mark one image (here or in a worker process); returns its pixel count."""
+    import rasterio
+
+    if not _LUT:
+        _LUT.append(colour_lut())
+    staging = state / "staging" / pair.split / pair.name
+    shutil.rmtree(staging, ignore_errors=True)
+    with rasterio.Env(GDAL_CACHEMAX=64), warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        try:
+            record = convert(pair, staging, patch, stride, _LUT[0], progress)
+        except (rasterio.errors.RasterioIOError, ValueError) as exc:
+            raise CLIError(f"{pair.split}/{pair.name}: cannot read {pair.image.where} or its mask: {exc}") from None
+    publish(staging, out, pair.split)
+    shutil.rmtree(staging, ignore_errors=True)
+    jobstate.write_json(jobstate.marker(state, pair.split, pair.name), record)
+    return pair.height * pair.width
+
+
+def run_pairs(todo: list[Pair], out: Path, state: Path, patch: int, stride: int, workers: int, bar: Progress) -> None:
+    """Every pair, in this process or in ``workers`` processes (one image each at a time). On an error or an
+    interruption, images not started are cancelled and the ones running finish whole."""
+    if workers <= 1:
+        for pair in todo:
+            do_pair(pair, out, state, patch, stride, bar)
+            bar.advance(items=1)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(do_pair, p, out, state, patch, stride) for p in todo]
+        for future in as_completed(futures):
+            bar.advance(future.result(), items=1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def prepare_isaid(
     raw: Path,
     out: Path,
@@ -252,18 +296,20 @@ def prepare_isaid(
     splits: tuple[str, ...] = ("train", "val"),
     skip: tuple[str, ...] = (),
     quiet: bool = False,
+    workers: int = 1,
 ) -> dict:
     """Convert and cut every pair not finished by an earlier run; returns the summary also written to
     ``OUT/aeroseg-prepare.json``."""
-    import rasterio
-
     if patch < 32 or not 0 < stride <= patch:
         raise UsageError(f"--patch must be at least 32 and 0 < --stride <= --patch (got {patch}, {stride})")
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
     jobstate.check_paths(raw, out)
     pairs, duplicates = find_pairs(raw, splits, set(skip))
     read_sizes(pairs)
     settings = {"dataset": "isaid", "patch": patch, "stride": stride, "splits": list(splits)}
     state = jobstate.open_state(out, settings)
+    shutil.rmtree(state / "staging", ignore_errors=True)  # what a failed or killed run left
     for split in splits:
         for sub in ("imgs", "D2masks"):
             jobstate.remove_stale_temps(out / split / sub)
@@ -273,24 +319,9 @@ def prepare_isaid(
         for name in skip:
             jobstate.marker(state, split, name).unlink(missing_ok=True)
     todo = [p for p in pairs if jobstate.done(state, p.split, p.name) is None]
-    lut = colour_lut()
     total = sum(p.height * p.width for p in todo)
-    with (
-        Progress(f"isaid ({len(pairs) - len(todo)} done before)", total, len(todo), quiet) as progress,
-        rasterio.Env(GDAL_CACHEMAX=64),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        for pair in todo:
-            staging = state / "staging" / pair.split
-            shutil.rmtree(staging, ignore_errors=True)  # what a failed or killed run left
-            try:
-                record = convert(pair, staging, patch, stride, lut, progress)
-            except (rasterio.errors.RasterioIOError, ValueError) as exc:
-                raise CLIError(f"{pair.split}/{pair.name}: cannot read {pair.image.where} or its mask: {exc}") from None
-            publish(staging, out, pair.split)
-            jobstate.write_json(jobstate.marker(state, pair.split, pair.name), record)
-            progress.advance(items=1)
+    with Progress("isaid", total, len(todo), quiet) as bar:
+        run_pairs(todo, out, state, patch, stride, workers, bar)
     summary = {**summarise(state, pairs, settings, duplicates), "skipped": sorted(skip)}
     summary["resumed_images"] = len(pairs) - len(todo)
     jobstate.write_json(out / "aeroseg-prepare.json", summary)
