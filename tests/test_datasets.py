@@ -552,3 +552,15 @@ def test_help_and_the_readme_datasets_section_agree() -> None:
         assert r.code == 0 and "Usage:" in r.stdout, r.stderr
         for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-o|-q)\b", rest):
             assert option in r.stdout, (command, option)
+
+
+def test_train_runs_on_prepared_isaid_with_no_other_change(tmp_path: Path) -> None:
+    isaid_raw(tmp_path / "raw", {"train": [(300, 260)]})
+    out = tmp_path / "iSAID_split"
+    assert run_cli("datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", out, "--splits", "train").code == 0
+    small = tmp_path / "small.toml"
+    small.write_text("[model_overrides]\ncrop_size = 64\nsam_input_size = 64\n")
+    args = ["--preset", "tiny", "--iters", "1", "--batch-size", "1", "--num-workers", "0", "--precision", "fp32"]
+    r = run_cli("train", "--dataset", "isaid", "--data-root", out, *args, "--config", small, "-o", tmp_path / "run")
+    assert r.code == 0, r.stderr
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
