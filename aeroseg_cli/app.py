@@ -40,7 +40,7 @@ def _root(
 
 def _register() -> None:
     """Add every subcommand to the app (commands never import the app, so there is no import cycle)."""
-    from aeroseg_cli.commands import check, evaluate, export, preview, segment, train, vectorize, weights
+    from aeroseg_cli.commands import check, datasets, evaluate, export, preview, segment, train, vectorize, weights
 
     if app.registered_commands:
         return
@@ -48,6 +48,7 @@ def _register() -> None:
     for fn in (*commands, export.export):
         app.command()(fn)
     app.add_typer(weights.weights_app, name="weights")
+    app.add_typer(datasets.datasets_app, name="datasets")
 
 
 NO_GEOREFERENCING = ("Dataset has no geotransform, gcps, or rpcs", "The given matrix is equal to Affine.identity")

@@ -63,10 +63,12 @@ class _Bar:
 class _Lines:
     """Plain lines for logs: one at most every ``interval`` seconds, and the final state if anything was printed."""
 
-    def __init__(self, label: str, unit: str, stream: TextIO, interval: float) -> None:
+    def __init__(self, label: str, unit: str, stream: TextIO, interval: float, announce: bool = False) -> None:
         self.label, self.unit, self.stream, self.interval = label, unit, stream, interval
         self.start = self.last = time.monotonic()
-        self.printed = False
+        self.printed = announce
+        if announce:  # jobs of minutes to hours say at once that they began, so a log shows they are under way
+            print(f"{label}: started", file=stream, flush=True)
         self.pending: str | None = None
         self.first: int | None = None  # where this display started counting (a resumed run does not start at 0)
 
@@ -98,10 +100,17 @@ def _nothing(done: int, total: int, **fields) -> None:
 
 @contextmanager
 def progress_display(
-    label: str, *, unit: str = "", quiet: bool = False, stream: TextIO | None = None, interval: float = 5.0
+    label: str,
+    *,
+    unit: str = "",
+    quiet: bool = False,
+    stream: TextIO | None = None,
+    interval: float = 5.0,
+    announce: bool = False,
 ) -> Iterator[Update]:
     """Yield ``update(done, total, **fields)``: a rich bar when ``stream`` (default stderr) is a terminal, plain lines
-    at most every ``interval`` seconds otherwise, nothing when ``quiet``."""
+    at most every ``interval`` seconds otherwise (with ``announce``, also a first "started" line and always a last
+    one), nothing when ``quiet``."""
     stream = sys.stderr if stream is None else stream
     if quiet:
         yield _nothing
@@ -114,7 +123,7 @@ def progress_display(
         with bar.bar:
             yield bar.update
         return
-    lines = _Lines(label, unit, stream, interval)
+    lines = _Lines(label, unit, stream, interval, announce)
     yield lines.update
     lines.finish()
 
@@ -139,3 +148,28 @@ def status(text: str, quiet: bool = False, delay: float = 5.0) -> Iterator[None]
         yield
     finally:
         timer.cancel()
+
+
+class Work:
+    """Work measured in weighted units (pixels of images of very different sizes) and counted in whole items
+    (images): the bar and the time left follow the units, the items are shown beside them."""
+
+    def __init__(self, update: Update, total: int, items: int) -> None:
+        self.update, self.total, self.items = update, max(int(total), 1), items
+        self.done = 0
+        self.items_done = 0
+
+    def advance(self, amount: float = 0, items: int = 0) -> None:
+        """Record ``amount`` units and ``items`` items as done."""
+        self.done += int(amount)
+        self.items_done += items
+        self.update(self.done, self.total, items=f"{self.items_done}/{self.items}")
+
+
+@contextmanager
+def work_progress(label: str, total: float, items: int, unit: str = "", quiet: bool = False) -> Iterator[Work]:
+    """``progress_display`` for jobs of many items of unequal size (dataset preparation), announced in logs."""
+    with progress_display(label, unit=unit, quiet=quiet, announce=True) as update:
+        work = Work(update, int(total), items)
+        update(0, work.total, items=f"0/{items}")
+        yield work

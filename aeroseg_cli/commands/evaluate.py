@@ -77,6 +77,7 @@ def evaluate(
 
 
 def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
+    from aeroseg_cli.datasets.check import quick_check
     from aeroseg_cli.datasets.readers import load_dataset
     from aeroseg_cli.progress import progress_display
     from aeroseg_cli.runtime.modelcheck import check_preset, check_vocabulary
@@ -85,6 +86,7 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
 
     if not dataset or not data_root or not model:
         raise UsageError("give --dataset, --data-root and --model (or --pred and --label)")
+    quick_check(dataset, data_root, [split])
     data = load_dataset(dataset, data_root, split)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)

@@ -40,9 +40,11 @@ def train(
     given.update(data_root=str(data_root) if data_root else None, output=str(output) if output else None)
     cfg = TrainConfig.resolve(TrainConfig.from_file(config) if config else {}, given)
     check_model_settings(cfg)
+    from aeroseg_cli.datasets.check import quick_check
     from aeroseg_cli.datasets.readers import load_dataset
     from aeroseg_cli.training.loop import train as run_training
 
+    quick_check(cfg.dataset, Path(cfg.data_root), ["train", "val"] if cfg.val_every else ["train"])
     data = load_dataset(cfg.dataset, Path(cfg.data_root), "train")
     val = load_dataset(cfg.dataset, Path(cfg.data_root), "val") if cfg.val_every else None
     if not data.spec.seen:

@@ -79,6 +79,11 @@ def read_mask(path: Path, decode: str) -> np.ndarray:
     else:
         with Image.open(path) as im:
             raw = np.asarray(im.convert("RGB") if decode == "dubai_rgb" else im)
+    return decode_mask(raw, decode)
+
+
+def decode_mask(raw: np.ndarray, decode: str) -> np.ndarray:
+    """Pixels as stored -> class ids (int64, 255 ignore) by the dataset's convention."""
     if decode == "dubai_rgb":
         mask = np.full(raw.shape[:2], IGNORE, np.int64)
         for rgb, k in DUBAI_COLORS.items():

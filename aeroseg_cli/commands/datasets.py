@@ -1,0 +1,228 @@
+"""``aeroseg datasets prepare isaid|dlrsd|openearthmap`` and ``aeroseg datasets check``: from the official downloads
+to checked training data."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from aeroseg_cli.files.errors import CLIError, UsageError
+
+datasets_app = typer.Typer(
+    help="Prepare iSAID, DLRSD and OpenEarthMap from their official downloads; check a dataset folder.",
+    no_args_is_help=True,
+)
+prepare_app = typer.Typer(
+    help="Turn an official download into the layout `aeroseg train` and `aeroseg evaluate` read.",
+    no_args_is_help=True,
+)
+datasets_app.add_typer(prepare_app, name="prepare")
+
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress.")
+JSON = typer.Option(False, "--json", help="Print the summary as JSON on stdout.")
+
+
+class Interrupted(CLIError):
+    """Ctrl-C or SIGTERM during a preparation: finished images are kept, a rerun finishes the rest."""
+
+    exit_code = 130
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (so temporary files are removed); either ends in one line and exit 130."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "interrupted; every image finished so far is kept whole: rerun the same command to finish"
+        ) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+
+
+def _split_names(text: str) -> tuple[str, ...]:
+    names = _names(text)
+    if not names or set(names) - {"train", "val"}:
+        raise UsageError(f"--splits takes train and/or val, got {text!r}")
+    return names
+
+
+def _report(summary: dict, lines: list[str], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        for line in lines:
+            typer.echo(line)
+
+
+@prepare_app.command("isaid")
+def prepare_isaid(
+    raw: Path = typer.Option(
+        ..., "--from", help="The download: RAW/train, RAW/val with DOTA images and iSAID Semantic_masks (zips or not)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (what `train --dataset isaid` reads)."),
+    patch: int = typer.Option(896, "--patch", help="Patch side in pixels [896, as mmsegmentation's converter]."),
+    stride: int = typer.Option(512, "--stride", help="Step between patches [512]; the last one ends at the edge."),
+    skip: str = typer.Option(None, "--skip", help="Images to leave out, comma-separated (e.g. P1527,P1530)."),
+    splits: str = typer.Option("train,val", "--splits", help="Splits to prepare [train,val]."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Images converted at once, one process each [1]."),
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
+) -> None:
+    """DOTA images + iSAID colour masks -> patches with class ids (0..14 in the paper's order, 255 background)."""
+    from aeroseg_cli.datasets.isaid import ID_CONVENTION
+    from aeroseg_cli.datasets.isaid import prepare_isaid as run
+
+    with interruptible():
+        s = run(raw, output, patch, stride, _split_names(splits), _names(skip), quiet, workers)
+    per_split = "; ".join(f"{k}: {v['images']} images, {v['patches']} patches" for k, v in s["splits"].items())
+    lines = [
+        f"isaid: {per_split} in {output} ({s['resumed_images']} images were finished by an earlier run)",
+        f"ids: {ID_CONVENTION}; summary in {output / 'aeroseg-prepare.json'}",
+        f"next: aeroseg datasets check isaid --data-root {output}",
+    ]
+    _report(s, lines, as_json)
+
+
+@prepare_app.command("dlrsd")
+def prepare_dlrsd(
+    raw: Path = typer.Option(..., "--from", help="UC Merced images (<category>NN.tif) and DLRSD labels (.png)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (what `train --dataset dlrsd` reads)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each scene category in val [0.2]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split [0]."),
+    split_file: Path = typer.Option(
+        None, "--split-file", help="Reproduce a split: `name,split` lines (e.g. another run's OUT/split.csv)."
+    ),
+    label_base: str = typer.Option("auto", "--label-base", help="Label ids count from 1 or 0 [auto: detected]."),
+    skip: str = typer.Option(None, "--skip", help="Images to leave out, comma-separated."),
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
+) -> None:
+    """UC Merced + DLRSD labels -> a seeded train/val split stratified by the 21 scene categories."""
+    from aeroseg_cli.datasets.dlrsd import prepare_dlrsd as run
+
+    with interruptible():
+        s = run(raw, output, val_fraction, seed, split_file, label_base, _names(skip), quiet)
+    lines = [
+        f"dlrsd: {s['images'].get('train', 0)} train, {s['images'].get('val', 0)} val images in {output} "
+        f"(lists: train.txt, val.txt, split.csv; {s['left_out']} images not in the split)",
+        f"labels: {s['label_format']} PNGs, ids from {s['label_base']} ({s['label_base_evidence']}); "
+        "written as 0..16 in the paper's order, 255 ignore",
+        f"next: aeroseg datasets check dlrsd --data-root {output}",
+    ]
+    _report(s, lines, as_json)
+
+
+@prepare_app.command("openearthmap")
+def prepare_openearthmap(
+    raw: Path = typer.Option(..., "--from", help="The release: <region>/images, <region>/labels, train.txt..."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Mirror the release here (links) [default: check RAW and write into it]."
+    ),
+    xbd: Path = typer.Option(None, "--xbd", help="xView2 download: compile the missing xBD-sourced images."),
+    copy: bool = typer.Option(False, "--copy", help="With -o: copy files instead of linking them."),
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
+) -> None:
+    """Verify the release's lists against its files; report (or, with --xbd, compile) the missing xBD images."""
+    from aeroseg_cli.datasets.openearthmap import prepare_openearthmap as run
+
+    with interruptible():
+        s = run(raw, output, xbd, copy, quiet)
+    lines = [f"openearthmap {k}: {v['usable']} of {v['listed']} listed files usable" for k, v in s["splits"].items()]
+    if s["compiled_xbd_images"]:
+        lines.append(f"compiled {s['compiled_xbd_images']} xBD images into {s['root']}")
+    if s["missing_xbd_by_region"]:
+        regions = ", ".join(f"{r} ({n})" for r, n in s["missing_xbd_by_region"].items())
+        lines += [f"missing xBD-sourced images by region: {regions}", s["how_to_compile"]]
+    _report(s, lines, as_json)
+
+
+@datasets_app.command("check")
+def check(
+    name: str = typer.Argument(..., help="isaid, dlrsd, openearthmap, dubai or folder."),
+    data_root: Path = typer.Option(..., "--data-root", help="The folder `train --data-root` would get."),
+    splits: str = typer.Option("train,val", "--splits", help="Splits to check [train,val]."),
+    full: bool = typer.Option(False, "--full", help="Decode every mask and count every pixel (slow)."),
+    as_json: bool = JSON,
+) -> None:
+    """Pairs, sizes, modes, mask values, class shares, seen/unseen shares; exit 1 on problems that block training."""
+    from aeroseg_cli.datasets.check import run_check, to_json
+
+    chosen = _names(splits)
+    if not chosen:
+        raise UsageError("--splits names no split")
+    data = to_json(run_check(name, data_root, chosen, full=full))
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        render(data)
+    if data["errors"]:
+        more = f" (and {len(data['errors']) - 1} more)" if len(data["errors"]) > 1 else ""
+        raise CLIError(f"{name} at {data_root}: {data['errors'][0]}{more}")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def render(data: dict) -> None:
+    """The check as two tables (splits; classes) and the problems, on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    splits = data["splits"]
+    step = next(iter(splits.values()), {}).get("pixel_step", 1)
+    how = "every pixel of every mask" if data["full"] else f"sampled masks, every {step}th pixel"
+    t = Table(title=f"{data['dataset']} at {data['root']}: {data['layout']} layout ({how})")
+    for col in ("split", "pairs", "image modes", "mask modes", "sides px", "masks read", "values"):
+        t.add_column(col)
+    for col in ("seen %", "unseen %", "ignore %"):
+        t.add_column(col, justify="right")
+    for split, s in splits.items():
+        values = f"{s['values']['min']}..{s['values']['max']}" if s["values"] else "-"
+        sides = f"{s['side_px']['min']}..{s['side_px']['max']}"
+        modes = [", ".join(f"{m} ({n})" for m, n in s[k].items()) for k in ("image_modes", "mask_modes")]
+        sh = s["shares"]
+        t.add_row(
+            split,
+            str(s["pairs"]),
+            *modes,
+            sides,
+            str(s["masks_read"]),
+            values,
+            *map(_pct, (sh["seen"], sh["unseen"], sh["ignore"])),
+        )
+    c = Table(title="class pixel shares %")
+    c.add_column("class")
+    c.add_column("seen/unseen")
+    for split in splits:
+        c.add_column(split, justify="right")
+    for cls in data["classes"]:
+        row = [_pct(s["shares"]["classes"][cls]) for s in splits.values()]
+        c.add_row(cls, "unseen" if cls in data["unseen"] else "seen", *row)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log or a pipe: do not squeeze the tables into 80 columns
+    console.print(t)
+    console.print(c)
+    for level in ("errors", "warnings"):
+        for line in data[level]:
+            console.print(f"{level[:-1]}: {line}", markup=False, highlight=False)
+    if not data["errors"]:
+        console.print("no blocking problems", markup=False)

@@ -1,0 +1,328 @@
+"""iSAID from its official downloads (DOTA-v1.0 images + iSAID semantic masks) to the patches ``train`` reads.
+
+In: ``RAW/{train,val}/...`` holding ``P<digits>.png`` images and ``P<digits>_instance_color_RGB.png`` masks anywhere
+below, extracted or inside the official zip files. Out: ``OUT/{train,val}/imgs/<patch>.png`` (RGB) and
+``OUT/{train,val}/D2masks/<patch>.png`` (one uint8 band).
+
+Id convention of the output (what ``readers.load_dataset("isaid", ...)`` reads): the official colour table gives
+ids 0 = background, 1..15 = the classes in the paper's order; the output holds ``id - 1`` (0..14, the index of the
+class in ``specs.ISAID.classes``) and 255 for background. Background has no class among the paper's 15, so it is
+ignore, as in OVRS's detectron2 registration (ignore_label 255, class ids listed from 1) and CAT-Seg's converters
+(``label - 1``, 0 wrapping to 255).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aeroseg_cli.datasets import jobstate
+from aeroseg_cli.datasets.patches import bands, patch_name, window_starts
+from aeroseg_cli.datasets.rawfiles import RawFile, find_files
+from aeroseg_cli.datasets.specs import IGNORE, ISAID
+from aeroseg_cli.files.atomic import atomic_output
+from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.progress import Work, work_progress
+
+# official colour of id 0 (background) .. 15, as iSAID_Devkit, mmsegmentation and OVRS list them
+ISAID_COLOURS = (
+    (0, 0, 0),
+    (0, 0, 63),  # ship
+    (0, 63, 63),  # storage tank
+    (0, 63, 0),  # baseball diamond
+    (0, 63, 127),  # tennis court
+    (0, 63, 191),  # basketball court
+    (0, 63, 255),  # ground track field
+    (0, 127, 63),  # bridge
+    (0, 127, 127),  # large vehicle
+    (0, 0, 127),  # small vehicle
+    (0, 0, 191),  # helicopter
+    (0, 0, 255),  # swimming pool
+    (0, 191, 127),  # roundabout
+    (0, 127, 191),  # soccer ball field
+    (0, 127, 255),  # plane
+    (0, 100, 155),  # harbor
+)
+IMAGE_NAME = re.compile(r"P\d+\.png")
+MASK_NAME = re.compile(r"P\d+_instance_color_RGB\.png")
+MASK_SUFFIX = "_instance_color_RGB"
+UNKNOWN = 254  # never a class id: marks a colour outside the table
+PATCH, STRIDE = 896, 512
+ID_CONVENTION = (
+    "mask value = 0-based index of the class in the paper's order (official id - 1); 255 = background / ignore"
+)
+
+
+def train_id(official: int) -> int:
+    """Official id (0 background, 1..15) -> output value (255, 0..14)."""
+    return IGNORE if official == 0 else official - 1
+
+
+def colour_lut() -> np.ndarray:
+    """A table from packed RGB (r << 16 | g << 8 | b) to output id, ``UNKNOWN`` for every colour not in the table."""
+    lut = np.full(1 << 24, UNKNOWN, np.uint8)
+    for official, (r, g, b) in enumerate(ISAID_COLOURS):
+        lut[(r << 16) | (g << 8) | b] = train_id(official)
+    return lut
+
+
+def packed(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.uint32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+class UnknownColour(Exception):
+    """A mask holds a colour outside the official table."""
+
+
+def encode(rgb: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """RGB mask rows -> output ids; raises ``UnknownColour`` for a colour outside the table."""
+    ids = lut[packed(rgb)]
+    if (ids == UNKNOWN).any():
+        raise UnknownColour
+    return ids
+
+
+def unknown_colours(mask: RawFile, lut: np.ndarray) -> UsageError:
+    """The error for a mask with unknown colours: the commonest one and its pixel count over the whole file."""
+    import rasterio
+
+    found: dict[int, int] = {}
+    with rasterio.open(mask.gdal_path) as ds:
+        for _, rgb in bands(ds, list(range(0, ds.height, 1024)), 1024, rgb=True):
+            keys = packed(rgb)
+            colours, counts = np.unique(keys[lut[keys] == UNKNOWN], return_counts=True)
+            for c, n in zip(colours.tolist(), counts.tolist(), strict=True):
+                found[c] = found.get(c, 0) + n
+    c, n = max(found.items(), key=lambda item: item[1])
+    more = f" (and {len(found) - 1} other unknown colours)" if len(found) > 1 else ""
+    return UsageError(
+        f"{mask.where}: colour {(c >> 16, (c >> 8) & 255, c & 255)} on {n} pixels is not in iSAID's colour "
+        f"table{more}; fix the mask or leave the image out with --skip"
+    )
+
+
+@dataclass
+class Pair:
+    split: str
+    name: str  # "P0000"
+    image: RawFile
+    mask: RawFile
+    height: int = 0
+    width: int = 0
+
+
+def _first(names: list[str]) -> str:
+    return f"{len(names)} (first: {sorted(names)[0]})"
+
+
+def find_pairs(raw: Path, splits: tuple[str, ...], skip: set[str]) -> tuple[list[Pair], int]:
+    """Image/mask pairs of each split by name; unpaired files are an error. Returns pairs and duplicate count."""
+    pairs, duplicates = [], 0
+    for split in splits:
+        folder = raw / split
+        if not folder.is_dir():
+            raise UsageError(f"iSAID: expected {folder} (the official {split} download: images and Semantic_masks)")
+        images, masks = find_files(folder, IMAGE_NAME), find_files(folder, MASK_NAME)
+        duplicates += images.duplicates + masks.duplicates
+        stems = {n[: -len(".png")] for n in images.files} - skip
+        mask_stems = {n[: -len(MASK_SUFFIX + ".png")] for n in masks.files} - skip
+        if not stems:
+            raise UsageError(f"iSAID: no P<digits>.png images under {folder} (folders or zip files)")
+        if stems - mask_stems:
+            raise UsageError(f"iSAID {split}: images without a *{MASK_SUFFIX}.png mask: {_first(stems - mask_stems)}")
+        if mask_stems - stems:
+            raise UsageError(f"iSAID {split}: masks without a P<digits>.png image: {_first(mask_stems - stems)}")
+        for stem in sorted(stems):
+            pairs.append(Pair(split, stem, images.files[f"{stem}.png"], masks.files[f"{stem}{MASK_SUFFIX}.png"]))
+    return pairs, duplicates
+
+
+def read_sizes(pairs: list[Pair]) -> None:
+    """Header of every file: sizes must agree and samples be 8-bit (checked before anything is written)."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        for p in pairs:
+            shapes = []
+            for f in (p.image, p.mask):
+                try:
+                    with rasterio.open(f.gdal_path) as ds:
+                        shapes.append(ds.shape)
+                        if ds.dtypes[0] != "uint8":
+                            raise UsageError(f"{f.where}: {ds.dtypes[0]} samples; iSAID files are 8-bit PNGs")
+                        if f is p.mask and ds.count < 3 and ds.colorinterp[0] != ColorInterp.palette:
+                            raise UsageError(f"{f.where}: one grey band; iSAID's semantic masks are RGB colour PNGs")
+                except rasterio.errors.RasterioIOError as exc:
+                    raise UsageError(f"cannot read {f.where}: {exc}") from None
+            if shapes[0] != shapes[1]:
+                raise UsageError(
+                    f"{p.split}/{p.name}: mask {shapes[1][1]}x{shapes[1][0]} differs from image "
+                    f"{shapes[0][1]}x{shapes[0][0]} (width x height); fix it or leave it out with --skip {p.name}"
+                )
+            p.height, p.width = shapes[0]
+
+
+def _save_png(array: np.ndarray, path: Path, level: int) -> None:
+    from PIL import Image
+
+    with atomic_output(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=level)
+
+
+def publish(staging: Path, out: Path, split: str) -> None:
+    """Move one image's staged patches into place (renames on one file system: each appears whole)."""
+    for sub in ("imgs", "D2masks"):
+        target = out / split / sub
+        target.mkdir(parents=True, exist_ok=True)
+        for f in sorted((staging / sub).glob("*.png")):
+            os.replace(f, target / f.name)
+
+
+def convert(pair: Pair, staging: Path, patch: int, stride: int, lut: np.ndarray, progress: Work | None) -> dict:
+    """Cut one image and its mask into patches under ``staging`` (published only once the whole image is done, so
+    a failure or an interruption never leaves part of an image among the patches); returns the record (class pixel
+    counts of the whole source mask by output id)."""
+    import rasterio
+
+    counts = np.zeros(256, np.int64)
+    ys, xs = window_starts(pair.height, patch, stride), window_starts(pair.width, patch, stride)
+    ph, pw = min(patch, pair.height), min(patch, pair.width)
+    imgs, masks = staging / "imgs", staging / "D2masks"
+    counted = 0  # rows of the source already in `counts`
+    n = 0
+    with rasterio.open(pair.image.gdal_path) as im, rasterio.open(pair.mask.gdal_path) as mk:
+        for (y, rgb), (_, colours) in zip(bands(im, ys, ph), bands(mk, ys, ph, rgb=True), strict=True):
+            try:
+                ids = encode(colours, lut)
+            except UnknownColour:
+                raise unknown_colours(pair.mask, lut) from None
+            fresh = ids[max(0, counted - y) :]
+            counts += np.bincount(fresh.ravel(), minlength=256)
+            if progress is not None:
+                progress.advance(fresh.size)
+            counted = y + ph
+            for x in xs:
+                name = patch_name(pair.name, (y, y + ph, x, x + pw))
+                _save_png(np.ascontiguousarray(rgb[:, x : x + pw]), imgs / f"{name}.png", 1)
+                _save_png(np.ascontiguousarray(ids[:, x : x + pw]), masks / f"{name}.png", 6)
+                n += 1
+    return {
+        "image": pair.image.where,
+        "mask": pair.mask.where,
+        "size": [pair.height, pair.width],
+        "patches": n,
+        "pixels": {str(k): int(c) for k, c in enumerate(counts) if c},
+    }
+
+
+def summarise(state: Path, pairs: list[Pair], settings: dict, duplicates: int) -> dict:
+    """Totals per split from the per-image records (exact after any number of interrupted runs)."""
+    splits: dict[str, dict] = {}
+    for p in pairs:
+        record = jobstate.done(state, p.split, p.name) or {}
+        s = splits.setdefault(p.split, {"images": 0, "patches": 0, "pixels": {}})
+        s["images"] += 1
+        s["patches"] += record.get("patches", 0)
+        for k, c in record.get("pixels", {}).items():
+            name = "background (ignore)" if int(k) == IGNORE else ISAID.classes[int(k)]
+            s["pixels"][name] = s["pixels"].get(name, 0) + c
+    return {
+        "dataset": "isaid",
+        "settings": settings,
+        "id_convention": ID_CONVENTION,
+        "classes": list(ISAID.classes),
+        "files_found_twice": duplicates,
+        "splits": splits,
+    }
+
+
+_LUT: list[np.ndarray] = []  # one colour table per process
+
+
+def do_pair(pair: Pair, out: Path, state: Path, patch: int, stride: int, progress: Work | None = None) -> int:
+    """Convert, publish and mark one image (here or in a worker process); returns its pixel count."""
+    import rasterio
+
+    if not _LUT:
+        _LUT.append(colour_lut())
+    staging = state / "staging" / pair.split / pair.name
+    shutil.rmtree(staging, ignore_errors=True)
+    with rasterio.Env(GDAL_CACHEMAX=64), warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        try:
+            record = convert(pair, staging, patch, stride, _LUT[0], progress)
+        except (rasterio.errors.RasterioIOError, ValueError) as exc:
+            raise CLIError(f"{pair.split}/{pair.name}: cannot read {pair.image.where} or its mask: {exc}") from None
+    publish(staging, out, pair.split)
+    shutil.rmtree(staging, ignore_errors=True)
+    jobstate.write_json(jobstate.marker(state, pair.split, pair.name), record)
+    return pair.height * pair.width
+
+
+def run_pairs(todo: list[Pair], out: Path, state: Path, patch: int, stride: int, workers: int, bar: Work) -> None:
+    """Every pair, in this process or in ``workers`` processes (one image each at a time). On an error or an
+    interruption, images not started are cancelled and the ones running finish whole."""
+    if workers <= 1:
+        for pair in todo:
+            do_pair(pair, out, state, patch, stride, bar)
+            bar.advance(items=1)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(do_pair, p, out, state, patch, stride) for p in todo]
+        for future in as_completed(futures):
+            bar.advance(future.result(), items=1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prepare_isaid(
+    raw: Path,
+    out: Path,
+    patch: int = PATCH,
+    stride: int = STRIDE,
+    splits: tuple[str, ...] = ("train", "val"),
+    skip: tuple[str, ...] = (),
+    quiet: bool = False,
+    workers: int = 1,
+) -> dict:
+    """Convert and cut every pair not finished by an earlier run; returns the summary also written to
+    ``OUT/aeroseg-prepare.json``."""
+    if patch < 32 or not 0 < stride <= patch:
+        raise UsageError(f"--patch must be at least 32 and 0 < --stride <= --patch (got {patch}, {stride})")
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    jobstate.check_paths(raw, out)
+    pairs, duplicates = find_pairs(raw, splits, set(skip))
+    read_sizes(pairs)
+    settings = {"dataset": "isaid", "patch": patch, "stride": stride, "splits": list(splits)}
+    state = jobstate.open_state(out, settings)
+    shutil.rmtree(state / "staging", ignore_errors=True)  # what a failed or killed run left
+    for split in splits:
+        for sub in ("imgs", "D2masks"):
+            jobstate.remove_stale_temps(out / split / sub)
+            for name in skip:  # what an earlier run wrote of an image now left out
+                for f in (out / split / sub).glob(f"{name}_*.png"):
+                    f.unlink()
+        for name in skip:
+            jobstate.marker(state, split, name).unlink(missing_ok=True)
+    todo = [p for p in pairs if jobstate.done(state, p.split, p.name) is None]
+    total = sum(p.height * p.width for p in todo)
+    with work_progress("isaid", total, len(todo), unit="pixels", quiet=quiet) as bar:
+        run_pairs(todo, out, state, patch, stride, workers, bar)
+    summary = {**summarise(state, pairs, settings, duplicates), "skipped": sorted(skip)}
+    summary["resumed_images"] = len(pairs) - len(todo)
+    jobstate.write_json(out / "aeroseg-prepare.json", summary)
+    return summary
