@@ -42,6 +42,7 @@ def one(args: argparse.Namespace) -> dict:
         memory_budget,
         segment_scene,
         superblock_width,
+        windows_per_call,
     )
     from aeroseg_cli.segment.job import parse_size
     from aeroseg_cli.segment.predictor import Predictor
@@ -54,7 +55,8 @@ def one(args: argparse.Namespace) -> dict:
     opts = SegmentOptions(tile=args.tile, batch_size=args.batch_size, io_threads=args.io, overwrite=True,
                           max_memory=parse_size(args.max_memory))  # fmt: skip
     info = inspect_scene(args.scene, None, None, None, False)
-    predictor(torch.rand(args.batch_size, 3, args.tile, args.tile, device=device), args.batch_size)  # warm-up
+    calls = windows_per_call(args.batch_size, args.k, args.tile)
+    predictor(torch.rand(calls, 3, args.tile, args.tile, device=device), calls)  # warm-up
     base = rss_mb()
     grid = Grid.from_overlap(info.height, info.width, args.tile, opts.overlap)
     width = superblock_width(grid, args.k, memory_budget(opts, device), False, opts.chunk_rows)

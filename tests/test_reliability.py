@@ -621,3 +621,18 @@ def test_bad_input_changes_nothing(c: Case, tmp_path: Path) -> None:
 def test_the_table_covers_every_command() -> None:
     assert {c.command for c in CASES} == {"segment", "vectorize", "train", "evaluate", "weights", "preview", "check"}
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+def readme_rows() -> list[str]:
+    """The README's table of bad inputs, one row per case (``python -m tests.test_reliability`` prints it)."""
+    return [f"| `{c.command}` | {c.what} | {c.outcome} |" for c in CASES]
+
+
+def test_readme_lists_every_case() -> None:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [row for row in readme_rows() if row not in text]
+    assert not missing, f"README's Reliability table lacks {len(missing)} case(s), e.g. {missing[0]}"
+
+
+if __name__ == "__main__":
+    print("\n".join(readme_rows()))

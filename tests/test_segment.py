@@ -12,7 +12,7 @@ import rasterio
 import torch
 
 import models
-from aeroseg_cli.segment.engine import SegmentOptions, segment_scene
+from aeroseg_cli.segment.engine import CALL_OUTPUT_CAP, SegmentOptions, segment_scene, windows_per_call
 from aeroseg_cli.segment.predictor import Predictor
 from aeroseg_cli.segment.reader import inspect_scene
 from aeroseg_cli.segment.writer import partial_paths
@@ -72,6 +72,15 @@ def test_result_does_not_depend_on_block_or_batch_size(scene: Path, tmp_path: Pa
         with rasterio.open(tmp_path / f"o{i}.tif") as ds:
             outputs.append(ds.read(1))
     assert all(np.array_equal(outputs[0], o) for o in outputs[1:])
+
+
+def test_model_calls_shrink_with_many_classes_so_their_output_stays_bounded() -> None:
+    """254 classes at 384 px are 150 MB of probabilities a window: a batch of 8 would be 1.2 GB per tensor."""
+    assert windows_per_call(8, 15, 384) == 8  # the usual class lists keep the batch asked for
+    assert windows_per_call(8, 254, 384) == 1
+    for k in (1, 15, 60, 254, 1000):
+        n = windows_per_call(8, k, 384)
+        assert 1 <= n <= 8 and (n == 1 or n * 4 * k * 384 * 384 <= CALL_OUTPUT_CAP)
 
 
 def test_nodata_windows_never_reach_the_model_and_stay_nodata(tmp_path: Path) -> None:

@@ -245,6 +245,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.slow  # trains 15 s
 def test_tiny_learns_on_a_fixed_subset_and_beats_a_constant(tmp_path: Path) -> None:
     """Loss decreases and the seen-class mIoU beats predicting the most frequent class everywhere."""
     root = _folder(tmp_path / "ds", n=4, size=96, classes=("a", "b", "c"))

@@ -14,7 +14,7 @@ import resource
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ from aeroseg_cli.segment.writer import LabelWriter, RasterSpec
 
 HOST_BUDGET = 512 << 20  # default --max-memory on CPU
 GPU_BUDGET_SHARE = 0.25  # default on CUDA: this share of the device memory free when the run starts
+CALL_OUTPUT_CAP = 256 << 20  # bytes of one model call's probabilities (B, K, T, T) float32
 
 
 @dataclass
@@ -92,6 +93,14 @@ def decode_threads(mode: str | int, device: torch.device) -> int:
     return max(1 if mode == "on" else 0, min(4, free))
 
 
+def windows_per_call(batch_size: int, num_classes: int, tile: int) -> int:
+    """The batch, lowered so that one call's probabilities stay under ``CALL_OUTPUT_CAP`` (254 classes at 384 px are
+    150 MB a window, and the model's output, its probabilities and a blend temporary are each that size). It depends
+    only on settings the resume fingerprint holds, never on free memory, so every block and rank calls the model
+    with one shape and the output stays bit-identical."""
+    return max(1, min(batch_size, CALL_OUTPUT_CAP // (4 * num_classes * tile * tile)))
+
+
 def memory_budget(opts: SegmentOptions, device: torch.device) -> int:
     if opts.max_memory is not None:
         return opts.max_memory
@@ -116,12 +125,13 @@ def memory_bound(
 ) -> dict[str, int]:
     """The pipeline's own memory, term by term, for superblocks of ``width`` owned columns (what the README's formula
     states; the benchmark compares it with the measured peak). Device terms live on the GPU when the model does."""
-    t, k, b = grid.tile, num_classes, opts.batch_size
+    t, k = grid.tile, num_classes
+    b = windows_per_call(opts.batch_size, k, t)
     strip = min(width + 2 * t, grid.width)
     planes = 1 + k * (opts.probabilities is not None)  # uint8 labels, and probabilities when kept
     return {
         "blender (device)": blender_bytes(grid, k, strip),
-        "model output, logits + probabilities (device)": 2 * 4 * b * k * t * t,
+        "model output: logits, probabilities, a blend temporary (device)": 3 * 4 * b * k * t * t,
         "batch images, staged + float (device)": b * t * t * (bands * itemsize + 3 * 4),
         "rows read ahead (host)": (threads + 2) * t * strip * (bands * itemsize + 1),
         "finished rows + one write chunk (host)": 2 * (opts.chunk_rows + grid.stride) * width * planes,
@@ -245,6 +255,7 @@ def segment_scene(
     """
     start = time.perf_counter()
     keep_freed_memory()
+    opts = replace(opts, batch_size=windows_per_call(opts.batch_size, predictor.num_classes, opts.tile))
     grid = Grid.from_overlap(info.height, info.width, opts.tile, opts.overlap)
     r0, r1 = row_range or (0, info.height)
     budget = memory_budget(opts, predictor.device)
