@@ -19,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
@@ -246,6 +247,7 @@ def signal_when_started(procs: dict, dirs: dict, timeout: float = 180) -> None:
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_isaid_interrupted_by_sigint_and_sigterm_then_rerun_gives_the_same_output(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     isaid_raw(raw, {"train": [(640, 600)] * 8}, zipped=("train",))
@@ -468,6 +470,7 @@ def test_openearthmap_problems_stop_before_anything_is_written(tmp_path: Path) -
 # ----------------------------------------------------------------------------------------------------------- check
 
 
+@pytest.mark.slow
 def test_check_on_the_real_dubai_data(tmp_path: Path) -> None:
     r = run_cli("datasets", "check", "dubai", "--data-root", DUBAI, "--json")
     assert r.code == 0, r.stderr

@@ -274,6 +274,7 @@ def test_ablation_switches_build_and_train(overrides: dict) -> None:
     assert (out.backproj is None) == (overrides.get("backproj") is False)
 
 
+@pytest.mark.slow
 def test_zeroshot_preset_has_no_learned_layers() -> None:
     model = models.build("zeroshot-vitb16", clip_weights=None).eval()
     own = {n for n, _ in model.named_parameters() if not n.startswith("clip.")}

@@ -177,6 +177,7 @@ def test_geographic_crs_measures_in_equal_area(tmp_path: Path) -> None:
     assert g[g.class_id == 1]["area"].iloc[0] == pytest.approx(geodesic, rel=2e-3)
 
 
+@pytest.mark.slow
 def test_real_scene_label_raster_round_trips(shared_geotiff: Path, tmp_path: Path) -> None:
     labels = tmp_path / "naip_labels.tif"
     r = run_cli(
