@@ -4,14 +4,13 @@ to checked training data."""
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
-from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
 
 datasets_app = typer.Typer(
     help="Prepare iSAID, DLRSD and OpenEarthMap from their official downloads; check a dataset folder.",
@@ -27,28 +26,15 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress.")
 JSON = typer.Option(False, "--json", help="Print the summary as JSON on stdout.")
 
 
-class Interrupted(CLIError):
-    """Ctrl-C or SIGTERM during a preparation: finished images are kept, a rerun finishes the rest."""
-
-    exit_code = 130
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C (so temporary files are removed); either ends in one line and exit 130."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    """Ctrl-C or SIGTERM (raised as ``Interrupted`` by the app's signal handling, exit 130 / 143) ends in one line
+    that says what is kept; temporary files are removed on the way out."""
     try:
         yield
-    except KeyboardInterrupt:
-        raise Interrupted(
-            "interrupted; every image finished so far is kept whole: rerun the same command to finish"
-        ) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except Interrupted as exc:
+        detail = "with every image finished so far kept whole; rerun the same command to finish"
+        raise exc.with_detail(detail) from None
 
 
 def _names(text: str | None) -> tuple[str, ...]:
