@@ -10,12 +10,16 @@ from pathlib import Path
 import typer
 
 HELP_MODEL = "Checkpoint file or preset (tiny and probe are test/measurement presets that know no classes)."
+HELP_CLASSES = 'Comma-separated class names; "a|b" are synonyms, "water:#1f78b4" gives a colour.'
+HELP_COLORS = "Class colours: lines NAME: COLOUR, a JSON object, or a QGIS colour map export."
+HELP_AOI = "Polygons (any vector file, any CRS): only windows touching them run; outside is 255."
 
 
 def segment(
     scenes: list[str] = typer.Argument(..., metavar="SCENE...", help="GeoTIFFs or any GDAL raster paths."),
-    classes: str = typer.Option(None, "--classes", "-c", help='Comma-separated class names; "a|b" are synonyms.'),
+    classes: str = typer.Option(None, "--classes", "-c", help=HELP_CLASSES),
     classes_file: Path = typer.Option(None, "--classes-file", help="One class per line (| for synonyms)."),
+    colors: Path = typer.Option(None, "--colors", help=HELP_COLORS),
     output: Path = typer.Option(None, "--output", "-o", help="Output .tif (one scene) or folder [SCENE.labels.tif]."),
     model: str = typer.Option("aeroseg-vitb16-samvitl", "--model", "-m", help=HELP_MODEL),
     tile: int = typer.Option(None, "--tile", help="Window size in pixels fed to the model [default: the model's]."),
@@ -26,8 +30,9 @@ def segment(
     bands: str = typer.Option(None, "--bands", "--bidx", help="1-based R,G,B bands (or one grey band) [1,2,3]."),
     scale: str = typer.Option(None, "--scale", help="MIN,MAX raw values mapped to 0..1 (overrides the stretch)."),
     target_gsd: float = typer.Option(None, "--target-gsd", help="Resample to this pixel size (map units) first."),
+    aoi: Path = typer.Option(None, "--aoi", help=HELP_AOI),
     unknown_threshold: float = typer.Option(0.0, "--unknown-threshold", help="Below this best probability: 255."),
-    probabilities: Path = typer.Option(None, "--probabilities", help="Also write per-class uint8 probabilities."),
+    probabilities: Path = typer.Option(None, "--probabilities", help="Also write per-class probabilities (p x 255)."),
     vector: Path = typer.Option(None, "--vector", help="Also polygonise the labels (gpkg, geojson, shp, parquet)."),
     cog: bool = typer.Option(False, "--cog", help="Write Cloud-Optimized GeoTIFFs with overviews."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
