@@ -20,7 +20,8 @@ from aeroseg_cli.training.coloraug import color_aug_ssd, hsv_to_rgb, rgb_to_hsv
 from aeroseg_cli.training.config import TrainConfig
 from aeroseg_cli.training.recipe import param_groups
 from models.config import LEGACY_V1
-from tests.conftest import ROOT, smooth_scene
+from tests.support.paths import ROOT
+from tests.support.scenes import smooth_scene
 
 CLASSES = ["ship", "harbor", "water"]
 

@@ -17,7 +17,9 @@ from aeroseg_cli.segment.engine import CALL_OUTPUT_CAP, SegmentOptions, segment_
 from aeroseg_cli.segment.predictor import Predictor
 from aeroseg_cli.segment.reader import inspect_scene
 from aeroseg_cli.segment.writer import partial_paths
-from tests.conftest import ConvModel, PixelModel, run_cli, smooth_scene, write_scene
+from tests.support.cli import run_cli
+from tests.support.scenes import smooth_scene, write_scene
+from tests.support.toys import ConvModel, PixelModel
 
 NAMES = ["a", "b", "c"]
 
