@@ -15,8 +15,8 @@ from models import hub
 from models.clip_backbone import build_open_clip
 from models.config import LEGACY_V1
 from tests.support.cli import run_cli
+from tests.support.layouts import official_layout_sam
 from tests.support.paths import ROOT
-from tests.test_weights import official_layout_sam
 
 DEMO = ROOT / "sample_data" / "demo_model.pt"
 CLASSES = ["ship", "harbor", "water"]

@@ -15,7 +15,9 @@ from aeroseg_cli.files.errors import CLIError
 from aeroseg_cli.runtime.modelchoice import choose_model, read_default
 from aeroseg_cli.segment.job import model_identity
 from models import hub
-from tests.conftest import ROOT, run_cli, smooth_scene, write_scene
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
+from tests.support.scenes import smooth_scene, write_scene
 
 DEMO = ROOT / "sample_data" / "demo_model.pt"
 
@@ -133,12 +135,11 @@ def test_converted_released_model_by_name(home: Path, tmp_path: Path, tiny_check
     assert model_identity("catseg-vitb16") == f"catseg-vitb16 checkpoint sha256 {hub.sha256_file(tiny_checkpoint)}"
 
 
-def test_evaluate_uses_the_default_model(home: Path, tmp_path: Path) -> None:
+def test_evaluate_uses_the_default_model(home: Path, tmp_path: Path, shared_dubai: Path) -> None:
     r = run_cli("weights", "default", str(DEMO))
     assert r.code == 0, r.stderr
-    data = ROOT / ".." / "shared" / "data" / "dubai-aerial-cc0"
     out = tmp_path / "m.json"
-    r = run_cli("evaluate", "--dataset", "dubai", "--data-root", data, "--limit", "1", "--json", out, "-q")
+    r = run_cli("evaluate", "--dataset", "dubai", "--data-root", shared_dubai, "--limit", "1", "--json", out, "-q")
     assert r.code == 0, r.stderr
     summary = json.loads(out.read_text())
     assert summary["model"] == "demo_model.pt (aeroseg)" and "weights default" in summary["model_choice"]

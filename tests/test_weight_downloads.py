@@ -19,7 +19,8 @@ import rasterio
 
 import models
 from models import hub
-from tests.conftest import run_cli, smooth_scene, write_scene
+from tests.support.cli import run_cli
+from tests.support.scenes import smooth_scene, write_scene
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

@@ -22,22 +22,15 @@ from models.config import CLIP_VARIANTS, SAM_VARIANTS
 from models.factory import check_layout
 from models.sam_guidance import build_sam_encoder
 from models.weightfiles import read_state_dict
-from tests.conftest import run_cli as run_cli_in_process
-from tests.published_layouts import (
+from tests.support.cli import run_cli as run_cli_in_process
+from tests.support.layouts import (
     layout_of,
-    meta_sam,
+    official_layout_sam,
     open_clip_hub_state,
     openai_clip_state,
     published_layouts,
     save_torchscript,
 )
-
-
-def official_layout_sam(tmp_path: Path) -> Path:
-    """A full segment_anything ``Sam`` (tiny encoder) saved as the official checkpoints are: a plain state dict."""
-    path = tmp_path / "sam_tiny.pth"
-    torch.save(meta_sam(models.preset_config("tiny").sam).state_dict(), path)
-    return path
 
 
 def test_official_sam_layout_loads_into_guidance_encoder(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTra
 from torch import nn
 
 from models.clip_backbone import build_open_clip
-from models.config import CLIPConfig, SAMConfig
+from models.config import CLIPConfig, SAMConfig, preset_config
 from models.sam_guidance import build_sam_encoder
 
-FIXTURE = Path(__file__).parent / "fixtures" / "published_weight_layouts.json"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "published_weight_layouts.json"
 # what OpenAI's convert_weights casts to fp16: Conv/Linear weights and biases, attention in_proj, the projections
 OPENAI_FP16 = ("conv1.weight", "in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
 OPENAI_FP16_LINEAR = ("c_fc.weight", "c_fc.bias", "c_proj.weight", "c_proj.bias", "text_projection", "visual.proj")
@@ -106,3 +106,10 @@ def meta_sam(cfg: SAMConfig | None = None, seed: int = 1) -> Sam:
 def layout_of(state: dict[str, torch.Tensor]) -> list[list]:
     """[key, shape, dtype] rows, as the fixture stores them."""
     return [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in state.items()]
+
+
+def official_layout_sam(tmp_path: Path) -> Path:
+    """A full segment_anything ``Sam`` (tiny encoder) saved as the official checkpoints are: a plain state dict."""
+    path = tmp_path / "sam_tiny.pth"
+    torch.save(meta_sam(preset_config("tiny").sam).state_dict(), path)
+    return path
