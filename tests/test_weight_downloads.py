@@ -89,7 +89,7 @@ def test_unpublished_sha256_is_recorded_and_then_verified(server, home: Path, mo
     r = run_cli("weights", "download", "test-release", "-q")
     assert r.code == 0 and "no SHA-256 is published" in r.stderr and digest in r.stderr
     listed = json.loads(run_cli("weights", "list", "--json").stdout)
-    row = next(x for x in listed["weights"] if x["name"] == "test-release")
+    row = next(x for x in listed if x["name"] == "test-release")
     assert row["status"] == "recorded" and not row["sha256_published"] and row["recorded_sha256"] == digest
     table = run_cli("weights", "list").stdout
     note = next(line for line in table.splitlines() if line.startswith("No published SHA-256 for"))
@@ -150,7 +150,7 @@ def test_released_model_is_downloaded_converted_and_used(
     assert hub.converted_model("catseg-vitb16") == hub.converted_path(spec)
     assert hub.read_record(spec).converted_from == hub.read_record(spec).sha256
     assert json.loads(hub.converted_path(spec).with_suffix(".report.json").read_text())["ignored"] == []
-    listed = json.loads(run_cli("weights", "list", "--json").stdout)["weights"]
+    listed = json.loads(run_cli("weights", "list", "--json").stdout)
     assert next(x for x in listed if x["name"] == "catseg-vitb16")["converted"] == str(hub.converted_path(spec))
     r = run_cli("weights", "download", "catseg-vitb16", "-q")  # present, verified, converted: nothing to do
     assert r.code == 0
@@ -174,7 +174,7 @@ def test_released_model_without_its_converter_is_kept_and_said(
     assert r.code == 1 and error.startswith("aeroseg: error: ") and "no 'not-written-yet' converter" in error
     assert hub.verify(spec).sha256 == hub.read_record(spec).sha256  # the download itself is kept, verified
     assert hub.converted_model("catseg-vitl14") is None
-    listed = json.loads(run_cli("weights", "list", "--json").stdout)["weights"]
+    listed = json.loads(run_cli("weights", "list", "--json").stdout)
     assert next(x for x in listed if x["name"] == "catseg-vitl14")["converted"] is None
     r = run_cli("segment", "x.tif", "-c", "a,b", "--model", "catseg-vitl14")
     assert r.code == 1 and "aeroseg weights download catseg-vitl14" in r.stderr

@@ -322,7 +322,7 @@ def test_accepted_copy_is_recorded_listed_and_referenced_by_lean_checkpoints(
         ).code
         == 0
     )
-    rows = json.loads(run_cli_in_process("weights", "list", "--json").stdout)["weights"]
+    rows = json.loads(run_cli_in_process("weights", "list", "--json").stdout)
     row = next(r for r in rows if r["name"] == "clip-custom")
     assert row["status"] == "accepted" and row["recorded_sha256"] == own and row["sha256"] == spec.sha256
     assert "accepted" in run_cli_in_process("weights", "verify", "clip-custom").stdout

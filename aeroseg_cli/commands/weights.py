@@ -80,7 +80,7 @@ def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON 
 
     rows = [_row(spec) for spec in hub.REGISTRY.values()]
     if as_json:
-        typer.echo(json.dumps({"weights": rows, "default_model": read_default()}, indent=2))
+        typer.echo(json.dumps(rows, indent=2))  # a list, as before (`weights default` prints the default)
         return
     table = Table(title=f"weights cache: {hub.home() / 'weights'}")
     for col in ("name", "description", "MB", "status"):
@@ -91,8 +91,9 @@ def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     unpublished = [r["name"] for r in rows if not r["sha256_published"]]
     if unpublished:  # plain lines: never wrapped
         typer.echo(
-            f"No published SHA-256 for {', '.join(unpublished)}: the download records the file's own and checks it "
-            "from then on ('SHA-256 recorded at download'). '?': size not published."
+            f"No published SHA-256 for {', '.join(unpublished)} (nor for open_clip's copies CLIP falls back to): "
+            "the download records the file's own and checks it from then on ('SHA-256 recorded at download'). "
+            "'?': size not published."
         )
     typer.echo(f"default model: {read_default() or 'none set (the best model here is used)'}")
 
