@@ -18,7 +18,9 @@ from aeroseg_cli.segment.aoi import read_aoi, scene_aoi
 from aeroseg_cli.segment.engine import SegmentOptions, segment_scene
 from aeroseg_cli.segment.predictor import Predictor
 from aeroseg_cli.segment.reader import inspect_scene
-from tests.conftest import ConvModel, run_cli, smooth_scene, write_scene
+from tests.support.cli import run_cli
+from tests.support.scenes import smooth_scene, write_scene
+from tests.support.toys import ConvModel
 
 ORIGIN = (500000.0, 4000000.0)  # write_scene's default: EPSG:32633, 2 m pixels
 PIXEL = 2.0

@@ -18,13 +18,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 from rasterio.warp import transform_bounds
 
 from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.segment.engine import SegmentOptions, segment_scene
+from aeroseg_cli.segment.predictor import Predictor
+from aeroseg_cli.segment.reader import inspect_scene
 from aeroseg_cli.segment.writer import partial_paths
 from aeroseg_cli.styles.palette import class_colors, conventional_color, load_palette, parse_color, split_class_colors
-from tests.conftest import ROOT, PixelModel, run_cli, smooth_scene, write_scene
-from tests.test_segment import run_engine
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
+from tests.support.scenes import smooth_scene, write_scene
+from tests.support.toys import PixelModel
 
 CLASSES = "water:#123456,building,tree|forest"
 NAMES = ["water", "building", "tree|forest"]
@@ -317,6 +323,14 @@ def test_styles_are_replaced_with_overwrite_and_checked_before_work(run: dict, t
     assert r.code == 2 and "o.qml" in r.stderr and not out.exists()
     r = run_cli(*base, "-c", "road", "--overwrite", "--vector", tmp_path / "o.shp")  # both would write o.qml
     assert r.code == 2 and "would both write" in r.stderr and "o.qml" in r.stderr
+
+
+def run_engine(scene: Path, out: Path, model, resume: bool = False, **kw) -> object:
+    """The engine alone on a toy model (three classes), as ``segment`` runs it."""
+    info = inspect_scene(scene, None, None, None, False)
+    opts = SegmentOptions(tile=64, overlap=0.25, chunk_rows=512, resume=resume, **kw)
+    predictor = Predictor(model, ["a", "b", "c"], torch.device("cpu"))
+    return segment_scene(info, predictor, out, opts, tags={}, settings={"test": 1})
 
 
 def test_a_resumed_run_carries_the_colours_of_the_run_that_finishes(tmp_path: Path) -> None:
