@@ -19,7 +19,7 @@ from aeroseg_cli.segment.engine import SegmentOptions, segment_scene
 from aeroseg_cli.segment.predictor import Predictor
 from aeroseg_cli.segment.reader import inspect_scene
 from tests.support.cli import run_cli
-from tests.support.scenes import smooth_scene, write_scene
+from tests.support.scenes import corrupt_full_resolution_tile, smooth_scene, write_scene
 from tests.support.toys import ConvModel
 
 ORIGIN = (500000.0, 4000000.0)  # write_scene's default: EPSG:32633, 2 m pixels
@@ -42,11 +42,12 @@ def aoi_file(path: Path, polygons: list, crs: str = "EPSG:4326", **kw) -> Path:
     return path
 
 
-def run(scene: Path, out: Path, aoi_path: Path | None) -> tuple[object, ConvModel]:
+def run(scene: Path, out: Path, aoi_path: Path | None, **kw) -> tuple[object, ConvModel]:
     info = inspect_scene(scene, None, None, None, False)
     aoi = scene_aoi(read_aoi(aoi_path), aoi_path, info) if aoi_path else None
     model = ConvModel()
-    opts = SegmentOptions(tile=128, overlap=0.25, batch_size=4, chunk_rows=512, probabilities=out.with_suffix(".p.tif"))
+    opts = SegmentOptions(tile=128, overlap=0.25, batch_size=4, chunk_rows=512, probabilities=out.with_suffix(".p.tif"),
+                          **kw)  # fmt: skip
     predictor = Predictor(model, ["a", "b", "c"], torch.device("cpu"))
     result = segment_scene(info, predictor, out, opts, {}, {}, aoi=aoi)
     return result, model
@@ -77,6 +78,24 @@ def test_only_windows_touching_the_aoi_run_and_inside_it_the_labels_are_the_whol
     assert any("of the work saved" in note for note in part.notes)
 
 
+def test_a_damaged_tile_outside_the_aoi_is_never_read(tmp_path) -> None:
+    """One row of windows reads the damaged tile together with windows inside the AOI; the retry window by window
+    leaves out those outside it, so the run that would fail without the AOI succeeds with it."""
+    from aeroseg_cli.files.errors import CLIError
+
+    scene = write_scene(tmp_path / "damaged.tif", smooth_scene(700, 900, seed=5), compress="deflate", tiled=True,
+                        blockxsize=128, blockysize=128, interleave="band")  # fmt: skip
+    with rasterio.open(scene, "r+") as ds:
+        ds.build_overviews([2, 4])  # the scene-wide sample is read from them, not from the damaged tile
+    corrupt_full_resolution_tile(scene, 1, 6)  # rows 128-255, columns 768-895
+    # (decode threads: GDAL's own multi-threaded decoding reads a tile that failed once as zeros the second time)
+    with pytest.raises(CLIError, match=r"window\(s\) failed"):
+        run(scene, tmp_path / "all.tif", None, io_threads=2)
+    aoi = aoi_file(tmp_path / "aoi.gpkg", [box(10.5, 10.5, 300.5, 400.5)])
+    result, _ = run(scene, tmp_path / "aoi.tif", aoi, io_threads=2)
+    assert result.windows["failed"] == 0 and result.windows["done"] > 0
+
+
 def test_cli_summary_says_what_the_aoi_saved_and_the_resume_fingerprint_holds_it(scene, tmp_path) -> None:
     shp = aoi_file(tmp_path / "aoi.shp", [box(10.2, 10.2, 200.4, 150.6)], "EPSG:3857")  # a shapefile, Web Mercator
     args = ["segment", scene, "-c", "a,b", "-m", "tiny", "--tile", "128", "-o", tmp_path / "o.tif", "--aoi", shp]
@@ -90,7 +109,7 @@ def test_cli_summary_says_what_the_aoi_saved_and_the_resume_fingerprint_holds_it
         labels = ds.read(1)
     assert (labels[200:] == 255).all() and (labels[20:140, 20:190] != 255).all()
     r = run_cli(*args, "--overwrite")
-    assert r.code == 0 and "of the work saved" in r.stderr
+    assert r.code == 0 and "of the work saved" in r.stderr and "outside --aoi" in r.stderr
     from aeroseg_cli.segment.job import SegmentRequest, plan, scene_settings
 
     def fingerprint(aoi: Path | None) -> dict:

@@ -85,13 +85,20 @@ def summary_json(results, job, loaded, wall: float) -> dict | list:
     return scenes
 
 
+def skipped_text(windows: dict) -> str:
+    """The windows not run: nodata ones, and those outside ``--aoi`` (never read)."""
+    outside = windows.get("outside_aoi")
+    nodata = f"{windows['skipped'] - (outside or 0)} nodata skipped"
+    return nodata if outside is None else f"{nodata}, {outside} outside --aoi"
+
+
 def summary_text(results, job, wall: float, model: str) -> str:
     """One line per scene and one for the run; never wrapped (log files keep whole paths)."""
     lines = []
     for r in sorted(results, key=lambda r: r.scene):
         w, rate = r.windows, rates(r)
         lines.append(
-            f"{Path(r.scene).name}: {w['done']} windows ({w['skipped']} nodata skipped) in {r.seconds:.1f} s, "
+            f"{Path(r.scene).name}: {w['done']} windows ({skipped_text(w)}) in {r.seconds:.1f} s, "
             f"{rate['windows_per_s']:.1f} windows/s, {rate['megapixels_per_s']:.2f} Mpx/s -> {', '.join(r.outputs)}"
         )
         lines += [f"  {note}" for note in r.notes]

@@ -71,7 +71,7 @@ class RowData:
             return None
         if self.data is not None:
             return self.data[:, :, x : x + tile], self.valid[:, x : x + tile]
-        return self.pieces.get(i) or self.bad[i]
+        return self.pieces.get(i) or self.bad.get(i)
 
 
 class Feeder:
@@ -126,6 +126,8 @@ class Feeder:
         except ReadError:
             row = RowData(j)
             for i in range(block.i0, block.i1):
+                if self.touching is not None and not self.touching[j, i]:
+                    continue  # outside the AOI: not read, skipped
                 try:
                     row.pieces[i] = self._read(r, r + g.tile, g.cols[i], g.cols[i] + g.tile)
                 except ReadError as one:
