@@ -41,10 +41,10 @@ def match(images_dir: Path, masks_dir: Path, wanted: set[str] | None = None) -> 
             return Listing(absent=f"no folder {d}", missing_folder=d)
     images = [p for p in _files(images_dir) if wanted is None or p.stem in wanted]
     masks = {p.stem: p for p in _files(masks_dir) if wanted is None or p.stem in wanted}
-    out = Listing(folders=(images_dir, masks_dir))
+    out, stems = Listing(folders=(images_dir, masks_dir)), {p.stem for p in images}
     out.pairs = [(p, masks[p.stem]) for p in images if p.stem in masks]
     out.unpaired_images = [p.name for p in images if p.stem not in masks]
-    out.unpaired_masks = sorted(p.name for s, p in masks.items() if s not in {i.stem for i in images})
+    out.unpaired_masks = sorted(p.name for s, p in masks.items() if s not in stems)
     return out
 
 
