@@ -255,3 +255,18 @@ def test_check_and_readers_find_the_same_pairs_in_every_layout(tmp_path: Path) -
     assert list_split("folder", folder, "train").unpaired_images == ["c.png"]
     with pytest.raises(UsageError, match=r"1 image\(s\) in .*images have no mask in .*masks \(first: c.png\)"):
         load_dataset("folder", folder, "train")
+
+
+def test_openearthmap_tiles_resume_and_refuse_other_settings(tmp_path: Path) -> None:
+    oem_release(tmp_path / "raw")
+    out = tmp_path / "tiles"
+    first = prepare_openearthmap(tmp_path / "raw", out, quiet=True)
+    files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.tif")}
+    marker = out / ".aeroseg-prepare" / "done" / "train" / "aachen_1.tif.json"
+    marker.unlink()  # as if killed after aachen_1's tiles were published, before its marker
+    (out / "aachen" / "images" / "aachen_1_0_256_0_256.tif").unlink()
+    again = prepare_openearthmap(tmp_path / "raw", out, quiet=True)
+    assert again["resumed_images"] == 3 and again["splits"] == first["splits"]
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.tif")} == files
+    with pytest.raises(UsageError, match=r"other settings \(edge='drop'\)"):
+        prepare_openearthmap(tmp_path / "raw", out, edge="shift", quiet=True)
