@@ -23,7 +23,7 @@ from aeroseg_cli.datasets.isaid import prepare_isaid
 from aeroseg_cli.datasets.openearthmap import prepare_openearthmap
 from aeroseg_cli.datasets.readers import load_dataset
 from aeroseg_cli.files.errors import UsageError
-from tests.conftest import DUBAI, run_cli
+from tests.support.cli import run_cli
 
 SHIP = (0, 0, 63)  # iSAID's colour of class 1 (ship), written out here rather than imported
 
@@ -235,7 +235,7 @@ def test_ovrs_published_splits_are_read_as_they_are(tmp_path: Path) -> None:
     assert r.code == 2 and f"use --data-root {tmp_path / 'OVS_datasets' / 'iSAID_split'}" in r.stderr
 
 
-def test_check_and_readers_find_the_same_pairs_in_every_layout(tmp_path: Path) -> None:
+def test_check_and_readers_find_the_same_pairs_in_every_layout(tmp_path: Path, shared_dubai: Path) -> None:
     ovrs_download(tmp_path / "ovrs")
     folder = tmp_path / "folder"
     for sub in ("images", "masks"):
@@ -245,7 +245,7 @@ def test_check_and_readers_find_the_same_pairs_in_every_layout(tmp_path: Path) -
             Image.fromarray(np.zeros(shape, np.uint8)).save(folder / sub / f"{n}.png")
     (folder / "classes.txt").write_text("x\n*y\n")
     (folder / "val.txt").write_text("a.png\nb\n")
-    cases = [("isaid", tmp_path / "ovrs" / "iSAID_split", "train"), ("dubai", DUBAI, "val")]
+    cases = [("isaid", tmp_path / "ovrs" / "iSAID_split", "train"), ("dubai", shared_dubai, "val")]
     cases += [("folder", folder, "train"), ("folder", folder, "val")]
     for name, root, split in cases:
         samples = [(s.image, s.mask) for s in load_dataset(name, root, split).samples]
