@@ -325,6 +325,74 @@ def test_styles_are_replaced_with_overwrite_and_checked_before_work(run: dict, t
     assert r.code == 2 and "would both write" in r.stderr and "o.qml" in r.stderr
 
 
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def one_line_refusal(r, *words: str) -> bool:
+    return r.code == 2 and r.stderr.strip().count("\n") == 0 and all(w in r.stderr for w in words)
+
+
+def test_vectorize_never_replaces_the_style_or_metadata_of_its_input(run: dict, tmp_path: Path) -> None:
+    """Review 1, finding 3: ``vectorize l.tif -o l.shp --overwrite`` turned l.qml into a vector style, and QGIS
+    showed l.tif with 256 legend entries again."""
+    labels = tmp_path / "l.tif"
+    for src, dest in (("labels.tif", "l.tif"), ("labels.qml", "l.qml"), ("labels.tif.aux.xml", "l.tif.aux.xml")):
+        shutil.copy(run["folder"] / src, tmp_path / dest)
+    before = files_of(tmp_path)
+    for out in ("l.shp", "l.geojson", "l.parquet"):
+        for overwrite in ([], ["--overwrite"]):
+            r = run_cli("vectorize", labels, "-o", tmp_path / out, *overwrite, "-q")
+            assert one_line_refusal(r, "l.qml", "QGIS style of the input", "name of its own"), (out, r.stderr)
+    r = run_cli("vectorize", labels, "-o", tmp_path / "l.tif.aux.xml", "--format", "geojson", "--overwrite", "-q")
+    assert one_line_refusal(r, "GDAL metadata (.aux.xml) of the input"), r.stderr
+    assert files_of(tmp_path) == before
+    assert run_cli("vectorize", labels, "-o", tmp_path / "l.polygons.shp", "-q").code == 0  # a name of its own
+    assert (tmp_path / "l.qml").read_bytes() == before["l.qml"] and (tmp_path / "l.polygons.qml").is_file()
+
+
+def test_an_output_never_takes_over_the_style_another_file_shares(run: dict, tmp_path: Path) -> None:
+    """``x.tif`` and ``x.tiff`` (or ``x.shp``) are both styled by ``x.qml``: a later output must not restyle an
+    earlier file, not even with --overwrite; nor may it restyle its input scene."""
+    base = ["segment", run["scene"], "-m", "tiny", "--tile", "128", "-q"]
+    assert run_cli(*base, "-c", "a,b", "-o", tmp_path / "x.tif").code == 0
+    before = files_of(tmp_path)
+    for overwrite in ([], ["--overwrite"]):
+        r = run_cli(*base, "-c", "road", "-o", tmp_path / "x.tiff", *overwrite)
+        assert one_line_refusal(r, "x.qml", f"also the QGIS style of {tmp_path / 'x.tif'}", "not written"), r.stderr
+        r = run_cli("vectorize", tmp_path / "x.tif", "-o", tmp_path / "x.geojson", *overwrite)
+        assert one_line_refusal(r, "x.qml", "QGIS style of the input"), r.stderr
+    assert files_of(tmp_path) == before
+    scene = shutil.copy(run["scene"], tmp_path / "scene.tif")
+    r = run_cli("segment", scene, "-m", "tiny", "--tile", "128", "-c", "road", "-o", tmp_path / "scene.tiff", "-q")
+    assert one_line_refusal(r, "scene.qml", "QGIS style of the input"), r.stderr
+    r = run_cli(*base, "-c", "road", "-o", tmp_path / "y.tif", "--probabilities", tmp_path / "y.tiff")
+    assert one_line_refusal(r, "would both write", "y.qml", "name of its own"), r.stderr
+    assert files_of(tmp_path) == {**before, "scene.tif": (tmp_path / "scene.tif").read_bytes()}
+
+
+def test_overwrite_leaves_no_stale_statistics_beside_the_outputs(run: dict, tmp_path: Path) -> None:
+    """Review 1, finding 6: QGIS (for a histogram) and ``gdalinfo -stats`` keep band statistics in the PAM
+    ``.aux.xml``; after ``--overwrite`` the probability raster's still described the old raster."""
+    labels, probs = tmp_path / "b.tif", tmp_path / "bp.tif"
+    base = ["segment", run["scene"], "-m", "tiny", "--tile", "128", "-q", "-o", labels, "--probabilities", probs]
+    assert run_cli(*base, "-c", "tree,building").code == 0
+    for path in (labels, probs):
+        with rasterio.open(path) as ds:
+            ds.stats(indexes=1)  # what gdalinfo -stats does: STATISTICS_* kept in the .aux.xml on close
+        assert "STATISTICS_MEAN" in Path(f"{path}.aux.xml").read_text()
+    r = run_cli(*base, "-c", "water,road")
+    assert one_line_refusal(r, "--overwrite"), r.stderr
+    assert run_cli(*base, "-c", "water,road", "--overwrite").code == 0
+    for path in (labels, probs):
+        with rasterio.open(path) as ds:
+            data = ds.read(1, masked=True).compressed().astype(np.float64)
+            shown = ds.tags(1)  # what gdalinfo and QGIS show: the .aux.xml's statistics where it holds any
+        if "STATISTICS_MEAN" in shown:
+            assert float(shown["STATISTICS_MEAN"]) == pytest.approx(data.mean()), path
+            assert float(shown["STATISTICS_MAXIMUM"]) == data.max(), path
+
+
 def run_engine(scene: Path, out: Path, model, resume: bool = False, **kw) -> object:
     """The engine alone on a toy model (three classes), as ``segment`` runs it."""
     info = inspect_scene(scene, None, None, None, False)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.sidecars import owners, sidecars
 
 URL_SCHEMES = ("http://", "https://", "ftp://", "s3://", "gs://", "az://")
 
@@ -55,21 +56,58 @@ def check_outputs(
     new_folder: Path | None = None,
 ) -> None:
     """Refuse (exit 2) an output that is an input or another output, an existing file without ``overwrite``, a
-    folder where a file is expected, and a missing or read-only folder; ``new_folder`` is one the run will create."""
+    folder where a file is expected, and a missing or read-only folder; ``new_folder`` is one the run will create.
+    An input's sidecars (its QGIS style, its GDAL ``.aux.xml``) count as the input, and a style another existing
+    file shares (``x.qml`` of ``x.tif`` for an output ``x.tiff``) is never replaced, with or without ``overwrite``."""
     local = [Path(i) for i in inputs if not is_remote(i)]
     for out in outputs:
         for f in out.files:
             for i in local:
                 if same_file(f, i):
                     raise UsageError(f"{out.what} {f} is the input {i}; choose another output path")
+    _refuse_input_sidecars(outputs, local)
     for n, a in enumerate(outputs):
         for b in outputs[n + 1 :]:
             shared = next((x for x in a.files for y in b.files if same_file(x, y)), None)
+            if shared == a.path:
+                raise UsageError(f"the {a.what} and the {b.what} are the same file ({a.path}); give each its own path")
             if shared is not None:
-                same = f"are the same file ({a.path})" if shared == a.path else f"would both write {shared}"
-                raise UsageError(f"the {a.what} and the {b.what} {same}; give each its own path")
+                raise UsageError(f"the {a.what} and the {b.what} would both write {shared}; {OWN_NAME}")
+    _refuse_shared_sidecars(outputs)
     for out in outputs:
         _check_writable(out, overwrite, new_folder)
+
+
+OWN_NAME = "give each a name of its own (QGIS takes NAME.qml as the style of every NAME.* file)"
+
+
+def _refuse_input_sidecars(outputs: Sequence[Output], inputs: Sequence[Path]) -> None:
+    """An output file that is a sidecar of an input (``vectorize l.tif -o l.shp`` writes l.qml, the raster's
+    style): replacing it would change how the input opens."""
+    for out in outputs:
+        for f in out.files:
+            for i in inputs:
+                kind = next((k for s, k in sidecars(i).items() if same_file(f, s)), None)
+                if kind is not None:
+                    raise UsageError(
+                        f"{out.what} {out.path} would write {f}, the {kind} of the input {i}; give the output a "
+                        "name of its own (QGIS takes NAME.qml as the style of every NAME.* file)"
+                    )
+
+
+def _refuse_shared_sidecars(outputs: Sequence[Output]) -> None:
+    """A sidecar an output writes that also belongs to an existing file this run does not write (``x.qml`` of an
+    earlier ``x.tif`` when the output is ``x.tiff``): the other file would open with this output's style."""
+    ours = {f.resolve() for out in outputs for f in out.files}
+    for out in outputs:
+        for f in out.files:
+            other = next((p for p in owners(f) if p.resolve() not in ours), None)
+            if other is not None:
+                kind = sidecars(other).get(f, "sidecar")
+                raise UsageError(
+                    f"{out.what} {out.path} would write {f.name}, which is also the {kind} of {other} (not written "
+                    f"by this run); give the output a name of its own, or remove {other.name} and {f.name} first"
+                )
 
 
 def _check_writable(out: Output, overwrite: bool, new_folder: Path | None) -> None:
