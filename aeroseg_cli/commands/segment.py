@@ -13,8 +13,8 @@ HELP_MODEL = (
     "Checkpoint file, released model (catseg-vitb16, after `aeroseg weights download`) or preset (tiny and probe "
     "are test/measurement presets that know no classes) [your `aeroseg weights default`, else the best model here]."
 )
-HELP_CLASSES = 'Comma-separated class names; "a|b" are synonyms, "water:#1f78b4" gives a colour.'
-HELP_COLORS = "Class colours: lines NAME: COLOUR, a JSON object, or a QGIS colour map export."
+HELP_CLASSES = 'Comma-separated class names; "a|b" are synonyms, "water:#1f78b4" gives a colour (wins over --colors).'
+HELP_COLORS = "Class colours: lines NAME: COLOUR, a JSON object, or a QGIS colour map export (--classes colours win)."
 HELP_AOI = "Polygons (any vector file, any CRS): only windows touching them run; outside is 255."
 
 
