@@ -257,6 +257,17 @@ def test_check_and_readers_find_the_same_pairs_in_every_layout(tmp_path: Path, s
         load_dataset("folder", folder, "train")
 
 
+def test_check_names_both_layouts_as_the_layouts_describe_themselves(tmp_path: Path, shared_dubai: Path) -> None:
+    from aeroseg_cli.datasets.layouts import DUBAI_LAYOUT, ISAID_LAYOUT, OPENEARTHMAP_LAYOUT
+
+    oem_release(tmp_path / "oem")
+    for name, root, expected, found in (("isaid", shared_dubai, ISAID_LAYOUT, DUBAI_LAYOUT),
+                                        ("dubai", tmp_path / "oem", DUBAI_LAYOUT, OPENEARTHMAP_LAYOUT)):  # fmt: skip
+        with pytest.raises(UsageError) as refused:
+            run_check(name, root)
+        assert f"expected {expected.description} under {root}, found {found.description}" in str(refused.value)
+
+
 def test_openearthmap_tiles_resume_and_refuse_other_settings(tmp_path: Path) -> None:
     oem_release(tmp_path / "raw")
     out = tmp_path / "tiles"

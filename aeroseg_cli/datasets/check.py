@@ -48,11 +48,6 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def detect_layout(root: Path) -> tuple[str, str]:
-    """(layout key, description) of a folder: one the readers read, an official download, or unknown."""
-    return detect(root)
-
-
 def folder_spec(root: Path) -> DatasetSpec:
     """The generic folder dataset's classes (``*name`` = unseen), as the reader reads them."""
     return GenericFolder().spec(root, iters=0)
@@ -218,7 +213,7 @@ def run_check(
     """Check ``root`` as dataset ``name``; problems are collected (``errors`` block training), not raised, except
     a folder in another layout."""
     expected = layout_for(name)
-    layout, description = detect_layout(root)
+    layout, description = detect(root)
     if layout != expected.key:
         raise UsageError(f"{name}: expected {expected.description} under {root}, found {description}")
     spec = folder_spec(root) if name == "folder" else expected.spec(root)
