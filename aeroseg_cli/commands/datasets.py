@@ -96,7 +96,7 @@ def prepare_isaid(
         help="Keep exactly the patches these lists name (e.g. the iSAID-5i fold lists); repeatable.",
     ),
     skip: str = typer.Option(
-        "P1527,P1530", "--skip", help="Images to leave out [P1527,P1530, as iSAID_Devkit; '': none]."
+        "P1527,P1530", "--skip", help="Image names to leave out, exactly [P1527,P1530, as iSAID_Devkit; '': none]."
     ),
     splits: str = typer.Option("train,val", "--splits", help="Splits to prepare [train,val]."),
     workers: int = typer.Option(1, "--workers", "-j", help="Images converted at once, one process each [1]."),
