@@ -15,14 +15,15 @@ import torch
 
 from . import hub
 from .config import AerOSegConfig
-from .factory import PREFIX, Pretrained, clip_file_state, read_pretrained, sam_file_state
+from .factory import FILE_STATE, PREFIX, Pretrained, read_pretrained
 from .hub import WeightsError
 
 
 def references(pretrained: list[Pretrained]) -> list[dict[str, str]]:
-    """[{"role", "name", "sha256"}] for the registry files among ``pretrained`` (user files cannot be referenced)."""
+    """[{"role", "name", "sha256"}] for the registry files among ``pretrained`` (user files cannot be referenced);
+    "sha256" holds the file's git blob id where the registry has no SHA-256 for it."""
     return [
-        {"role": p.role, "name": p.registry_name, "sha256": hub.spec_for(p.registry_name).sha256}
+        {"role": p.role, "name": p.registry_name, "sha256": hub.spec_for(p.registry_name).checksum[1]}
         for p in pretrained
         if p.registry_name is not None
     ]
@@ -34,7 +35,7 @@ def official_base(pretrained: list[Pretrained]) -> dict[str, torch.Tensor]:
     for p in pretrained:
         if p.registry_name is None:
             continue
-        state = clip_file_state(p.state) if p.role == "clip" else sam_file_state(p.state)
+        state = FILE_STATE[p.role](p.state)
         base.update({PREFIX[p.role] + k: v for k, v in state.items()})
     return base
 
@@ -80,11 +81,11 @@ def read_references(refs: list[dict[str, Any]], where: str) -> list[Pretrained]:
     names = []
     for ref in refs:
         spec = hub.spec_for(ref["name"])
-        if spec.sha256 != ref["sha256"]:
+        if spec.checksum[1] != ref["sha256"]:
             raise WeightsError(
-                f"{where} was made against {ref['name']} with SHA-256 {ref['sha256'][:16]}..., but this aeroseg's "
-                f"{ref['name']} is {spec.sha256[:16]}...: a different file; refused (export it self-contained with "
-                "the aeroseg that wrote it)"
+                f"{where} was made against {ref['name']} with {spec.checksum[0]} {ref['sha256'][:16]}..., but this "
+                f"aeroseg's {ref['name']} is {spec.checksum[1][:16]}...: a different file; refused (export it "
+                "self-contained with the aeroseg that wrote it)"
             )
         names.append(ref["name"])
     paths = hub.resolve_all(names)
@@ -105,4 +106,10 @@ def _registry_only(cfg: AerOSegConfig) -> AerOSegConfig:
         cfg,
         clip_weights=cfg.clip_weights if cfg.clip_weights in hub.REGISTRY_NAMES else None,
         sam_weights=cfg.sam_weights if cfg.sam_weights in hub.REGISTRY_NAMES else None,
+        segearth=dataclasses.replace(
+            cfg.segearth,
+            upsampler_weights=cfg.segearth.upsampler_weights
+            if cfg.segearth.upsampler_weights in hub.REGISTRY_NAMES
+            else None,
+        ),
     )
