@@ -32,14 +32,21 @@ class WeightsError(RuntimeError):
 class WeightSpec:
     name: str  # the name users type: ``aeroseg weights download sam-vit-l``
     url: str
-    sha256: str
+    sha256: str  # "" where no SHA-256 is published: then ``git_blob`` identifies the file
     filename: str
     size_mb: int
     description: str
+    git_blob: str = ""  # a file in a git repository: its blob id there (SHA-1 of "blob <size>\0" + its bytes)
+
+    @property
+    def checksum(self) -> tuple[str, str]:
+        """(what, hex digest) the file is verified by: its SHA-256, else its git blob id."""
+        return ("SHA-256", self.sha256) if self.sha256 else ("git blob id", self.git_blob)
 
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything"
+_SEGEARTH = "https://raw.githubusercontent.com/likyoo/SegEarth-OV/3e22a969b32c6d751bdbba64a88a0b670e630f55"
 REGISTRY: dict[str, WeightSpec] = {
     s.name: s
     for s in (
@@ -83,6 +90,17 @@ REGISTRY: dict[str, WeightSpec] = {
             2446,
             "Segment Anything ViT-H",
         ),
+        # SegEarth-OV's SimFeatUp (configs/base_config.py): in its GitHub repository, which publishes no SHA-256 and
+        # no size; the repository's tree names the file by its git blob id, which identifies the bytes as well
+        WeightSpec(
+            "simfeatup-vit-b-16",
+            f"{_SEGEARTH}/simfeatup_dev/weights/xclip_jbu_one_million_aid.ckpt",
+            "",
+            "xclip_jbu_one_million_aid.ckpt",
+            4,
+            "SimFeatUp upsampler for CLIP ViT-B/16, trained on Million-AID (SegEarth-OV)",
+            git_blob="d40f00838331331faa04a926ea5991f5203f91a8",
+        ),
     )
 }
 
@@ -108,6 +126,16 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def git_blob_id(data: bytes) -> str:
+    """git's blob id of ``data`` (what ``git hash-object`` prints)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def file_checksum(spec: WeightSpec, path: Path) -> str:
+    """The digest of ``path`` of the kind ``spec`` is verified by (``spec.checksum``)."""
+    return sha256_file(path) if spec.sha256 else git_blob_id(Path(path).read_bytes())
+
+
 def spec_for(name: str) -> WeightSpec:
     try:
         return REGISTRY[name]
@@ -123,13 +151,19 @@ def sam_weights_name(sam_name: str) -> str:
     return f"sam-{sam_name.replace('_', '-')}"
 
 
+def simfeatup_weights_name(clip_name: str) -> str:
+    return f"simfeatup-{clip_name.lower()}"
+
+
 def required_weights(cfg: AerOSegConfig) -> list[str]:
     """Registry names of the official files ``models.build(cfg)`` reads (user file paths are not listed)."""
     names = []
-    if cfg.arch in ("aeroseg", "zeroshot") and cfg.clip_weights in REGISTRY_NAMES:
+    if cfg.arch in ("aeroseg", "zeroshot", "segearth") and cfg.clip_weights in REGISTRY_NAMES:
         names.append(clip_weights_name(cfg.clip.name))
     if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights in REGISTRY_NAMES:
         names.append(sam_weights_name(cfg.sam.name))
+    if cfg.arch == "segearth" and cfg.segearth.upsampler_weights in REGISTRY_NAMES:
+        names.append(simfeatup_weights_name(cfg.clip.name))
     return names
 
 
@@ -139,8 +173,9 @@ def _problem(name: str) -> str | None:
     path = cached_path(spec)
     if not path.is_file():
         return f"{name} ({spec.size_mb} MB) not found at {path}"
-    if sha256_file(path) != spec.sha256:
-        return f"{name} ({spec.size_mb} MB) at {path} does not match the published SHA-256"
+    kind, expected = spec.checksum
+    if file_checksum(spec, path) != expected:
+        return f"{name} ({spec.size_mb} MB) at {path} does not match the published {kind}"
     return None
 
 
@@ -172,13 +207,14 @@ def fetch(
     mirror: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Stream ``spec`` (from ``mirror``/filename when given) into ``out`` and verify its SHA-256.
+    """Stream ``spec`` (from ``mirror``/filename when given) into ``out`` and verify its SHA-256 (or git blob id).
 
     Raises ``WeightsError`` when the source cannot be reached or the bytes are not the published file; where the
     bytes go, and making that file appear whole or not at all, is the caller's business.
     """
     url = spec.url if not mirror else mirror.rstrip("/") + "/" + spec.filename
     digest = hashlib.sha256()
+    held: list[bytes] = []  # a git blob id needs the size first: such (small) files are hashed once complete
     try:
         response = urllib.request.urlopen(url, timeout=60)
     except (urllib.error.URLError, OSError) as exc:
@@ -192,24 +228,30 @@ def fetch(
         done = 0
         while block := response.read(1 << 20):
             out.write(block)
-            digest.update(block)
+            if spec.sha256:
+                digest.update(block)
+            else:
+                held.append(block)
             done += len(block)
             if progress:
                 progress(done, total)
-    if digest.hexdigest() != spec.sha256:
+    got = digest.hexdigest() if spec.sha256 else git_blob_id(b"".join(held))
+    kind, expected = spec.checksum
+    if got != expected:
         raise WeightsError(
-            f"checksum mismatch for {spec.name} from {url}: got {digest.hexdigest()[:16]}..., expected "
-            f"{spec.sha256[:16]}...; the file was refused"
+            f"checksum mismatch for {spec.name} from {url}: got {kind} {got[:16]}..., expected "
+            f"{expected[:16]}...; the file was refused"
         )
 
 
 def verify_file(spec: WeightSpec, source: Path) -> None:
-    """Refuse a file fetched by other means unless it is the published one (SHA-256)."""
+    """Refuse a file fetched by other means unless it is the published one (SHA-256, or git blob id)."""
     if not source.is_file():
         raise WeightsError(f"{source} is not a file")
-    got = sha256_file(source)
-    if got != spec.sha256:
-        raise WeightsError(f"{source} is not the official {spec.name} file (SHA-256 {got[:16]}...); refused")
+    got = file_checksum(spec, source)
+    kind, expected = spec.checksum
+    if got != expected:
+        raise WeightsError(f"{source} is not the official {spec.name} file ({kind} {got[:16]}...); refused")
 
 
 # -- reading weight files -------------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON 
                 "size_mb": spec.size_mb,
                 "present": path.is_file(),
                 "path": str(path),
-                "sha256": spec.sha256,
+                "sha256": spec.sha256 or None,
+                "git_blob": spec.git_blob or None,
                 "url": spec.url,
             }
         )
@@ -82,7 +83,7 @@ def download(
     console = Console(stderr=True, quiet=quiet)
     for spec in specs:
         path = hub.cached_path(spec)
-        if path.is_file() and not force and hub.sha256_file(path) == spec.sha256:
+        if path.is_file() and not force and hub.file_checksum(spec, path) == spec.checksum[1]:
             console.print(f"{spec.name}: already present and verified at {path}")
             continue
         bar = ("[bold]" + spec.name, BarColumn(), DownloadColumn(), TransferSpeedColumn())
