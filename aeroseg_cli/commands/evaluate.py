@@ -11,6 +11,12 @@ import typer
 from aeroseg_cli.datasets.specs import DATASETS
 from aeroseg_cli.files.errors import UsageError
 
+HELP_MODEL = (
+    "Checkpoint file or preset: zeroshot-vitb16 is the plain baseline (CLIP correlation, no training-free tricks), "
+    "segearth-ov-vitb16 is SegEarth-OV (CVPR 2025), evaluated with its own resize (long side 448) and sliding "
+    "window (224 at stride 112)."
+)
+
 
 def print_table(summary: dict, unseen: list[str], title: str) -> None:
     from rich.console import Console
@@ -40,7 +46,7 @@ def _jsonable(summary: dict) -> dict:
 def evaluate(
     dataset: str = typer.Option(None, "--dataset", "-d", help=f"One of: {', '.join(DATASETS)}."),
     data_root: Path = typer.Option(None, "--data-root", help="Folder of the dataset."),
-    model: str = typer.Option(None, "--model", "-m", help="Checkpoint file or preset."),
+    model: str = typer.Option(None, "--model", "-m", help=HELP_MODEL),
     split: str = typer.Option("val", "--split", help="Split to evaluate [val]."),
     limit: int = typer.Option(None, "--limit", help="Evaluate only the first N images."),
     pred: Path = typer.Option(None, "--pred", help="A predicted label raster (instead of a dataset)."),

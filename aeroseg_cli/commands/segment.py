@@ -9,7 +9,11 @@ from pathlib import Path
 
 import typer
 
-HELP_MODEL = "Checkpoint file or preset (tiny and probe are test/measurement presets that know no classes)."
+HELP_MODEL = (
+    "Checkpoint file or preset. Training-free: zeroshot-vitb16 is the plain baseline (CLIP correlation, no "
+    "training-free tricks); segearth-ov-vitb16 is SegEarth-OV (CVPR 2025: its CLIP last block, SimFeatUp, CLS "
+    "subtraction; 224-pixel windows). tiny and probe are test/measurement presets that know no classes."
+)
 
 
 def segment(
@@ -26,7 +30,11 @@ def segment(
     bands: str = typer.Option(None, "--bands", "--bidx", help="1-based R,G,B bands (or one grey band) [1,2,3]."),
     scale: str = typer.Option(None, "--scale", help="MIN,MAX raw values mapped to 0..1 (overrides the stretch)."),
     target_gsd: float = typer.Option(None, "--target-gsd", help="Resample to this pixel size (map units) first."),
-    unknown_threshold: float = typer.Option(0.0, "--unknown-threshold", help="Below this best probability: 255."),
+    unknown_threshold: float = typer.Option(
+        0.0,
+        "--unknown-threshold",
+        help="Below this best probability: 255 (segearth-ov-vitb16: the background class, if named).",
+    ),
     probabilities: Path = typer.Option(None, "--probabilities", help="Also write per-class uint8 probabilities."),
     vector: Path = typer.Option(None, "--vector", help="Also polygonise the labels (gpkg, geojson, shp, parquet)."),
     cog: bool = typer.Option(False, "--cog", help="Write Cloud-Optimized GeoTIFFs with overviews."),

@@ -66,11 +66,14 @@ def load(plan: Plan) -> Loaded:
 
 def options(plan: Plan, loaded: Loaded) -> SegmentOptions:
     req = plan.request
+    background = getattr(loaded.predictor.model, "background_index", None)  # SegEarth-OV: low scores -> background
+    label = background(loaded.names) if background else None
     return SegmentOptions(
         tile=loaded.tile,
         overlap=req.overlap,
         batch_size=loaded.batch_size,
         unknown_threshold=req.unknown_threshold,
+        unknown_label=255 if label is None else label,
         probabilities=req.probabilities,
         cog=req.cog,
         overwrite=req.overwrite,
