@@ -18,6 +18,7 @@ from torch import nn
 
 from .clip_backbone import CLIP_MEAN, CLIP_STD, normalize, split_class_name
 from .config import AerOSegConfig
+from .correlation import fp32_region
 from .segearth_clip import SegEarthCLIP
 from .simfeatup import SimFeatUp
 
@@ -66,11 +67,13 @@ class SegEarthOV(nn.Module):
         patch -> logits (B, Q, H, W), cosine(patch, query) + lambda * cosine(CLS, query), in fp32."""
         x = normalize(images, CLIP_MEAN, CLIP_STD)
         cls, patches = self.clip.encode_image(x)
-        features = F.normalize(self.upsampler(patches, x).float(), dim=1)
+        features = self.upsampler(patches, x)
         text = self.clip.query_features(queries)
-        logits = torch.einsum("bdhw,qd->bqhw", features, text)
-        cls_logits = F.normalize(cls.float(), dim=-1) @ text.T
-        return logits + self.cfg.segearth.cls_token_lambda * cls_logits[:, :, None, None]
+        with fp32_region(self.cfg.fp32_correlation, images.device.type):  # cosines differ in the 3rd digit
+            features = F.normalize(features.float(), dim=1)
+            logits = torch.einsum("bdhw,qd->bqhw", features, text.float())
+            cls_logits = F.normalize(cls.float(), dim=-1) @ text.float().T
+            return logits + self.cfg.segearth.cls_token_lambda * cls_logits[:, :, None, None]
 
     def class_log_scores(self, query_logits: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
         """(B, Q, H, W) query logits -> (B, K, H, W) log class scores (SegEarth-OV's ``postprocess_result``)."""

@@ -37,7 +37,7 @@ def segearth_attention(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Te
     return attn.out_proj(out.transpose(1, 2).reshape(n, length, c))
 
 
-def resize_pos_embed(pos: torch.Tensor, image_hw: tuple[int, int], patch: int) -> torch.Tensor:
+def segearth_pos_embed(pos: torch.Tensor, image_hw: tuple[int, int], patch: int) -> torch.Tensor:
     """pos (1 + n*n, C) -> (1 + gh*gw, C) for an image of ``image_hw``: unchanged when the token count matches (as
     the reference, whatever the aspect), else SegEarth-OV's ``interpolate_pos_encoding``."""
     gh, gw = image_hw[0] // patch, image_hw[1] // patch
@@ -69,7 +69,7 @@ class SegEarthCLIP(nn.Module):
         n, c, h, w = tokens.shape
         tokens = tokens.reshape(n, c, h * w).permute(0, 2, 1)
         cls = visual.class_embedding.to(tokens.dtype).expand(n, 1, c)
-        pos = resize_pos_embed(visual.positional_embedding, x.shape[-2:], visual.patch_size[0])
+        pos = segearth_pos_embed(visual.positional_embedding, x.shape[-2:], visual.patch_size[0])
         tokens = visual.ln_pre(torch.cat([cls, tokens], dim=1) + pos.to(tokens.dtype))
         for block in visual.transformer.resblocks[:-1]:
             tokens = block(tokens)
