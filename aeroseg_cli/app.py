@@ -10,7 +10,7 @@ import warnings
 import typer
 import typer.core
 
-from aeroseg_cli import __version__
+from aeroseg_cli import __version__, progress
 from aeroseg_cli.files import signals
 from aeroseg_cli.files.errors import CLIError, Interrupted
 
@@ -40,7 +40,17 @@ def _root(
 
 def _register() -> None:
     """Add every subcommand to the app (commands never import the app, so there is no import cycle)."""
-    from aeroseg_cli.commands import check, datasets, evaluate, export, preview, segment, train, vectorize, weights
+    from aeroseg_cli.commands import (
+        check,
+        datasets,
+        evaluate,
+        export,
+        preview,
+        segment,
+        train,
+        vectorize,
+        weights,
+    )
 
     if app.registered_commands:
         return
@@ -106,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     if debug:
         os.environ["AEROSEG_DEBUG"] = "1"  # libraries' own diagnostics stay on
     signals.install()
+    progress.set_mode()  # each run starts in the default mode; a command's --progress changes it
     for message in NO_GEOREFERENCING:  # the CLI checks georeferencing itself (--allow-ungeoreferenced)
         warnings.filterwarnings("ignore", message=message)
     try:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import PROGRESS
+
 HELP_MODEL = "Checkpoint file or preset (tiny and probe are test/measurement presets that know no classes)."
 
 
@@ -37,6 +39,7 @@ def segment(
     max_memory: str = typer.Option("auto", "--max-memory", help="Memory for blending, e.g. 512M, 4G [auto]."),
     allow_ungeoreferenced: bool = typer.Option(False, "--allow-ungeoreferenced", help="Accept scenes without CRS."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings or summary."),
+    progress: str = PROGRESS,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:

@@ -116,7 +116,8 @@ def vectorize_step(plan: Plan, result: SegmentResult, labels: Path) -> None:
         overwrite=req.overwrite, probabilities=req.probabilities, allow_ungeoreferenced=req.allow_ungeoreferenced
     )
     try:
-        summary = vectorize_raster(labels, req.vector, opts)
+        with progress_display(f"polygonising {labels.name}", unit="rows", quiet=req.quiet, stage="vectorize") as update:
+            summary = vectorize_raster(labels, req.vector, opts, lambda n, done, total: update(done, total, polygons=n))
     except CLIError as exc:
         raise CLIError(f"the labels are written to {labels}, but polygonising them failed: {exc}") from None
     result.outputs.append(str(req.vector))
