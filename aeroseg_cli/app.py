@@ -46,6 +46,7 @@ def _register() -> None:
         evaluate,
         export,
         preview,
+        qgis_plugin,
         segment,
         train,
         vectorize,
@@ -59,6 +60,7 @@ def _register() -> None:
         app.command()(fn)
     app.add_typer(weights.weights_app, name="weights")
     app.add_typer(datasets.datasets_app, name="datasets")
+    app.add_typer(qgis_plugin.qgis_app, name="qgis-plugin")
 
 
 NO_GEOREFERENCING = ("Dataset has no geotransform, gcps, or rpcs", "The given matrix is equal to Affine.identity")

@@ -1,0 +1,288 @@
+"""Issue #23 item 4: the QGIS Processing provider, run by Debian's QGIS 3.22 headless.
+
+The plugin is installed by ``aeroseg qgis-plugin install`` into a scratch profile, enabled with ``qgis_process.bin
+plugins enable`` (Debian's ``qgis_process`` wrapper is broken in 3.22), and run on a copy of the real NAIP scene
+with the bundled demo model (QGIS writes a ``.aux.xml`` beside every raster it opens, so the shared data is never
+opened by QGIS). Its labels must equal the CLI's pixel for pixel. Cancelling is done both ways a user can: the
+Cancel of a Processing dialog (``feedback.cancel()`` in a PyQGIS session, ``tests/qgis_session.py``) and a signal to
+``qgis_process`` itself; either way nothing lands at the output, the child is gone and the partial resumes to the
+same map. The PyQGIS session also renders the README's screenshot (written to ``sample_data/qgis_segment.png``
+when ``AEROSEG_QGIS_SCREENSHOT=1``).
+
+Skipped, with the reason, only where QGIS is not installed; ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from aeroseg_cli.qgis_plugin.install import PLUGIN, SOURCE, default_profile_root
+from aeroseg_cli.segment.writer import partial_paths
+from tests.conftest import GEOTIFF, ROOT, run_cli
+
+DEMO = ROOT / "sample_data" / "demo_model.pt"
+QGIS_PROCESS = shutil.which("qgis_process.bin")
+QGIS_PYTHON = os.environ.get("AEROSEG_QGIS_PYTHON", "/usr/bin/python3")
+SESSION = ROOT / "tests" / "qgis_session.py"
+SCREENSHOT = ROOT / "sample_data" / "qgis_segment.png"
+
+
+def _qgis_missing() -> str | None:
+    if QGIS_PROCESS is None:
+        return "QGIS is not installed (no qgis_process.bin): apt-get install -y qgis python3-qgis qgis-providers"
+    probe = subprocess.run([QGIS_PYTHON, "-c", "import qgis.core"], capture_output=True, text=True)
+    if probe.returncode:
+        return f"{QGIS_PYTHON} cannot import qgis.core (python3-qgis missing): {probe.stderr.strip()[-200:]}"
+    return None
+
+
+needs_qgis = pytest.mark.skipif(_qgis_missing() is not None, reason=str(_qgis_missing()))
+
+
+# -- the installer (no QGIS needed) ---------------------------------------------------------------------------------
+
+
+def test_install_copies_the_plugin_and_records_this_aeroseg(tmp_path: Path) -> None:
+    r = run_cli("qgis-plugin", "install", "--profile-root", tmp_path)
+    assert r.code == 0, r.stderr
+    folder = tmp_path / "profiles" / "default" / "python" / "plugins" / PLUGIN
+    assert {p.name for p in folder.iterdir()} >= {"__init__.py", "metadata.txt", "provider.py", "aeroseg.json"}
+    assert "hasProcessingProvider=yes" in (folder / "metadata.txt").read_text()
+    config = json.loads((folder / "aeroseg.json").read_text())
+    assert config["command"] == [os.path.abspath(sys.executable), "-m", "aeroseg_cli"]
+    assert Path(config["pythonpath"]) == ROOT  # the very package that installed it, whatever else is on the path
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": config["pythonpath"]}
+    probe = subprocess.run([*config["command"], "--version"], capture_output=True, text=True, env=env)
+    assert probe.returncode == 0 and probe.stdout.startswith("aeroseg "), probe.stderr
+    assert str(folder) in r.stderr and "plugins enable aeroseg_qgis" in r.stderr
+    (folder / "stale.py").write_text("")  # an update replaces the whole folder
+    assert run_cli("qgis-plugin", "install", "--profile-root", tmp_path, "-q").code == 0
+    assert not (folder / "stale.py").exists() and (folder / "aeroseg.json").is_file()
+    assert sorted(p.name for p in folder.parent.iterdir()) == [PLUGIN]  # no staging folder left behind
+
+
+def test_install_refuses_a_folder_it_did_not_make(tmp_path: Path, monkeypatch) -> None:
+    foreign = tmp_path / "profiles" / "work" / "python" / "plugins" / PLUGIN
+    foreign.mkdir(parents=True)
+    (foreign / "mine.txt").write_text("keep me")
+    r = run_cli("qgis-plugin", "install", "--profile-root", tmp_path, "--profile", "work")
+    assert r.code == 2 and r.stderr.count("\n") == 1 and "not installed by aeroseg" in r.stderr
+    assert (foreign / "mine.txt").read_text() == "keep me"
+    monkeypatch.setenv("QGIS_CUSTOM_CONFIG_PATH", str(tmp_path / "custom"))
+    assert default_profile_root() == tmp_path / "custom"  # the folder QGIS itself reads that variable as
+
+
+def test_plugin_never_imports_aeroseg_or_torch() -> None:
+    """QGIS's Python must need nothing installed: the plugin imports QGIS, PyQt and the standard library only."""
+    allowed = {"qgis", "__future__"} | set(sys.stdlib_module_names)
+    for path in SOURCE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def test_wheel_carries_the_plugin(tmp_path: Path) -> None:
+    """metadata.txt and the icon are package data: a pip install has a complete plugin to copy. Built from a copy
+    of the sources (setuptools writes build/ and egg-info beside them)."""
+    src = tmp_path / "src"
+    for name in ("aeroseg_cli", "models"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, src]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    import zipfile
+
+    names = zipfile.ZipFile(next(tmp_path.glob("aeroseg-*.whl"))).namelist()
+    for name in ("__init__.py", "metadata.txt", "icon.svg", "algorithms.py", "runner.py"):
+        assert f"aeroseg_cli/qgis_plugin/{PLUGIN}/{name}" in names
+
+
+# -- QGIS headless ---------------------------------------------------------------------------------------------------
+
+
+def qgis_env(profile_root: Path) -> dict:
+    runtime = profile_root / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    return {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QGIS_CUSTOM_CONFIG_PATH": str(profile_root),
+            "XDG_RUNTIME_DIR": str(runtime)}  # fmt: skip
+
+
+def qgis_process(profile_root: Path, *args, **kwargs) -> subprocess.CompletedProcess:
+    cmd = [QGIS_PROCESS, *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=qgis_env(profile_root), timeout=900, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory) -> Path:
+    """A scratch QGIS profile with the plugin installed by the real command and enabled by ``qgis_process``."""
+    if _qgis_missing():
+        pytest.skip(_qgis_missing())
+    root = tmp_path_factory.mktemp("qgis-profile")
+    r = subprocess.run([sys.executable, "-m", "aeroseg_cli", "qgis-plugin", "install", "--profile-root", root],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    enabled = qgis_process(root, "plugins", "enable", PLUGIN)
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    """A copy of the real NAIP scene (QGIS writes beside what it opens)."""
+    path = tmp_path_factory.mktemp("scene") / "naip.tif"
+    shutil.copy(GEOTIFF / "naip_2020_rgbn_utm14n.tif", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(scene: Path, tmp_path_factory) -> Path:
+    """The CLI's labels of the scene with the demo model, in a process of its own as the plugin's child is."""
+    out = tmp_path_factory.mktemp("cli") / "labels.tif"
+    r = subprocess.run([sys.executable, "-m", "aeroseg_cli", "segment", scene, "--model", DEMO, "-o", out, "-q"],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def labels_of(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def assert_same_map(path: Path, reference: Path) -> None:
+    with rasterio.open(path) as ds, rasterio.open(reference) as ref:
+        assert (ds.crs, ds.transform, ds.shape) == (ref.crs, ref.transform, ref.shape)
+        np.testing.assert_array_equal(ds.read(1), ref.read(1))
+
+
+@pytest.mark.slow
+@needs_qgis
+def test_qgis_process_runs_segment_and_vectorize_like_the_cli(profile: Path, scene: Path, reference, tmp_path):
+    listed = qgis_process(profile, "list")
+    assert "aeroseg:segment" in listed.stdout and "aeroseg:vectorize" in listed.stdout, listed.stderr
+    out, vector = tmp_path / "labels.tif", tmp_path / "polygons.gpkg"
+    r = qgis_process(profile, "run", "aeroseg:segment", "--", f"INPUT={scene}", f"MODEL={DEMO}", f"OUTPUT={out}",
+                     f"VECTOR={vector}")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_same_map(out, reference)
+    assert "100 - done" in r.stdout and "segmenting naip.tif" in r.stdout  # the bar and the stage names reached QGIS
+    polygons = tmp_path / "again.gpkg"
+    v = qgis_process(profile, "run", "aeroseg:vectorize", "--", f"INPUT={out}", f"OUTPUT={polygons}")
+    assert v.returncode == 0, v.stdout + v.stderr
+    cli = run_cli("vectorize", reference, "-o", tmp_path / "cli.gpkg", "-q")
+    assert cli.code == 0, cli.stderr
+    import geopandas as gpd
+
+    theirs = gpd.read_file(tmp_path / "cli.gpkg").dissolve("class_id")
+    for made in (vector, polygons):
+        ours = gpd.read_file(made)
+        assert len(ours) == len(gpd.read_file(tmp_path / "cli.gpkg")) > 0 and ours.crs == theirs.crs
+        ours = ours.dissolve("class_id")
+        assert list(ours.index) == list(theirs.index) and list(ours["class_name"]) == list(theirs["class_name"])
+        assert ours.geometry.symmetric_difference(theirs.geometry, align=True).area.max() < 1e-6
+
+
+def child_of(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def wait_for(condition, timeout: float = 600, what: str = "") -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # a zombie has exited
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+@needs_qgis
+def test_sigterm_to_qgis_process_stops_aeroseg_too(profile: Path, scene: Path, reference: Path, tmp_path: Path):
+    """``qgis_process`` has no cancel of its own and dies on SIGTERM; the aeroseg it started must not go on writing
+    (it gets SIGTERM when its parent dies): nothing at the output, the partial kept, ``--resume`` completes it."""
+    out = tmp_path / "labels.tif"
+    cmd = [QGIS_PROCESS, "run", "aeroseg:segment", "--", f"INPUT={scene}", f"MODEL={DEMO}", f"OUTPUT={out}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=qgis_env(profile))
+    try:
+        wait_for(lambda: partial_paths(out)[1].exists() or proc.poll() is not None, what="the partial")
+        assert proc.poll() is None, "qgis_process ended before it could be stopped"
+        (child,) = child_of(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == -signal.SIGTERM
+        wait_for(lambda: gone(child), 120, "aeroseg to stop")
+    finally:
+        proc.kill()
+    assert not out.exists() and all(p.exists() for p in partial_paths(out))
+    r = run_cli("segment", scene, "--model", DEMO, "-o", out, "--resume", "-q")
+    assert r.code == 0, r.stderr
+    assert_same_map(out, reference)
+
+
+@pytest.mark.slow
+@needs_qgis
+def test_cancel_in_qgis_then_resume_loads_styled_outputs(profile: Path, scene: Path, reference: Path, tmp_path):
+    """A PyQGIS session: Cancel once the bar passes 10 % (the child gets SIGTERM and exits 143, nothing at the
+    output); the same run with Resume, loaded as the dialog loads it, equals the CLI and carries the style beside
+    the output; then the screenshot."""
+    out, vector, shot = tmp_path / "labels.tif", tmp_path / "polygons.gpkg", tmp_path / "qgis.png"
+    view = shutil.copy(scene, tmp_path / "view.tif")
+    base = {"INPUT": str(scene), "MODEL": str(DEMO), "OUTPUT": str(out)}
+    steps = [
+        {"do": "cancel", "algorithm": "aeroseg:segment", "cancel_at": 10, "parameters": base},
+        {"do": "style", "path": str(out.with_suffix(".qml")), "source": str(view)},
+        {"do": "load", "algorithm": "aeroseg:segment", "outputs": ["OUTPUT", "VECTOR"],
+         "parameters": {**base, "VECTOR": str(vector), "RESUME": True}},
+        {"do": "screenshot", "labels": str(out), "scene": str(view), "path": str(shot),
+         "title": "aeroseg:segment in QGIS 3.22 (Debian 12), demo model, NAIP 2020 scene"},
+    ]  # fmt: skip
+    cancelled, _styled, loaded, screenshot = run_session(profile, steps, tmp_path)
+    assert cancelled["cancelled"] and cancelled["raised"].startswith("cancelled (aeroseg exit 143)")
+    assert any(5 < p < 100 for p in cancelled["progress"]) and max(cancelled["progress"]) < 100  # really midway
+    assert any("stopped by SIGTERM" in e for e in cancelled["errors"])
+    assert loaded["errors"] == [] and max(loaded["progress"]) == 100
+    assert_same_map(out, reference)
+    assert not partial_paths(out)[0].exists()  # the resumed run consumed the partial
+    by_source = {Path(layer["source"].split("|")[0]): layer for layer in loaded["layers"]}
+    style = by_source[out]["qml"]  # the style beside the output when it was loaded, whoever wrote it
+    assert (
+        by_source[out]["renderer"] == style["renderer"] and len(by_source[out].get("classes", [])) == style["entries"]
+    )
+    assert vector in by_source
+    assert screenshot["status"] == 0 and shot.stat().st_size > 10_000
+    if os.environ.get("AEROSEG_QGIS_SCREENSHOT") == "1":
+        shutil.copy(shot, SCREENSHOT)
+
+
+def run_session(profile: Path, steps: list[dict], tmp_path: Path) -> list[dict]:
+    job, result = tmp_path / "job.json", tmp_path / "result.json"
+    plugins = profile / "profiles" / "default" / "python" / "plugins"
+    job.write_text(json.dumps({"plugins": str(plugins), "result": str(result), "steps": steps}))
+    r = subprocess.run([QGIS_PYTHON, SESSION, job], capture_output=True, text=True, env=qgis_env(profile),
+                       timeout=1800)  # fmt: skip
+    assert result.exists(), r.stdout[-2000:] + r.stderr[-4000:]
+    results = json.loads(result.read_text())
+    assert "exception" not in results[-1], results[-1].get("exception")
+    return results
