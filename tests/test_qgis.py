@@ -242,9 +242,10 @@ def gone(pid: int) -> bool:
 
 @pytest.mark.slow
 @needs_qgis
-def test_sigterm_to_qgis_process_stops_aeroseg_too(profile: Path, scene: Path, reference: Path, tmp_path: Path):
+def test_sigterm_to_qgis_process_stops_aeroseg_too(profile: Path, scene: Path, tmp_path: Path) -> None:
     """``qgis_process`` has no cancel of its own and dies on SIGTERM; the aeroseg it started must not go on writing
-    (it gets SIGTERM when its parent dies): nothing at the output, the partial kept, ``--resume`` completes it."""
+    (it gets SIGTERM when its parent dies): nothing at the output, the partial kept (that it resumes is the next
+    test's, where the same SIGTERM comes from Cancel)."""
     out = tmp_path / "labels.tif"
     cmd = [QGIS_PROCESS, "run", "aeroseg:segment", "--", f"INPUT={scene}", f"MODEL={DEMO}", f"OUTPUT={out}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=qgis_env(profile))
@@ -258,9 +259,7 @@ def test_sigterm_to_qgis_process_stops_aeroseg_too(profile: Path, scene: Path, r
     finally:
         proc.kill()
     assert not out.exists() and all(p.exists() for p in partial_paths(out))
-    r = run_cli("segment", scene, "--model", DEMO, "-o", out, "--resume", "-q")
-    assert r.code == 0, r.stderr
-    assert_same_map(out, reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in partial_paths(out))  # no lock left
 
 
 @pytest.mark.slow
