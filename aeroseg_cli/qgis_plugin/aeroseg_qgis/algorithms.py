@@ -33,7 +33,6 @@ from . import runner
 DEVICES = ["auto", "cpu", "cuda"]
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 ON_ERROR = ["fail", "skip"]
-DEFAULT_MODEL = "aeroseg-vitb16-samvitl"
 
 
 class StyleBeside(QgsProcessingLayerPostProcessorInterface):
@@ -120,7 +119,8 @@ SEGMENT_HELP = """Segments a raster into classes named in plain words with AerOS
 that installed this plugin (its own Python environment: QGIS needs no torch).
 
 <b>Classes</b>: comma-separated names, "a|b" for synonyms; empty: the checkpoint's own classes.
-<b>Model</b>: a checkpoint file (.pt / .safetensors) or a preset name [aeroseg-vitb16-samvitl].
+<b>Model</b>: a checkpoint file (.pt / .safetensors), a released model or a preset name; empty: the one aeroseg \
+picks on this machine (your `aeroseg weights default`, else the best model it has).
 The labels are uint8 class ids (255 = nodata / unknown) in the input's CRS and grid, styled with the class names.
 Cancel stops aeroseg (SIGTERM): nothing is written at the output and the finished rows are kept; run again with the \
 same settings and <b>Resume</b> ticked to continue from them."""
@@ -136,7 +136,7 @@ class SegmentAlgorithm(_Algorithm):
         self.addParameter(QgsProcessingParameterString("CLASSES", "Classes (comma-separated)", optional=True))
         model = QgsProcessingParameterFile(
             "MODEL",
-            "Model (checkpoint file or preset name)",
+            "Model (checkpoint file, released model or preset; empty: aeroseg's default)",
             optional=True,
             fileFilter="AerOSeg checkpoints (*.pt *.pth *.safetensors)",
         )
@@ -202,7 +202,8 @@ class SegmentAlgorithm(_Algorithm):
     def _options(self, parameters, context) -> list[str]:
         v = _Values(self, parameters, context)
         tile, batch = int(v.number("TILE")), int(v.number("BATCH_SIZE"))
-        args = ["--model", v.text("MODEL") or DEFAULT_MODEL, "--device", v.enum("DEVICE", DEVICES)]
+        args = ["--model", v.text("MODEL")] if v.text("MODEL") else []  # empty: aeroseg picks the best model here
+        args += ["--device", v.enum("DEVICE", DEVICES)]
         args += ["--overlap", repr(v.number("OVERLAP")), "--batch-size", str(batch) if batch else "auto"]
         args += ["--unknown-threshold", repr(v.number("UNKNOWN_THRESHOLD"))]
         args += ["--precision", v.enum("PRECISION", PRECISIONS), "--on-error", v.enum("ON_ERROR", ON_ERROR)]
