@@ -164,7 +164,7 @@ def screenshot(step: dict) -> dict:
     project.addMapLayer(scene, False)
     layout = QgsPrintLayout(project)
     layout.initializeDefaults()
-    page_w, map_w, map_h = step.get("page_mm", (300, 120, 93))
+    page_w, map_w, map_h = step.get("page_mm", (320, 120, 93))
     layout.pageCollection().page(0).setPageSize(QgsLayoutSize(page_w, map_h + 14, QgsUnitTypes.LayoutMillimeters))
     for i, layer in enumerate([scene, labels]):
         item = QgsLayoutItemMap(layout)
