@@ -144,6 +144,8 @@ def test_usage_errors_come_before_the_export(tmp_path: Path) -> None:
         (["--onnx", "--resolution", "50", "-c", "ship,harbor"], "knows only the classes"),
         (["--onnx", "--resolution", "50", "--tile", "100"], "multiple of 16"),
         (["--classes", "water"], "go with --onnx"),
+        (["--overlap", "0.5"], "go with --onnx"),
+        (["--onnx", "--resolution", "50", "--self-contained"], "--self-contained is for checkpoints"),
     ]
     for extra, said in cases:
         r = run_cli("export", DEMO, "-o", out, *extra)

@@ -22,7 +22,7 @@ def export(
     onnx: bool = typer.Option(False, "--onnx", help="Write an ONNX model for Deepness (QGIS), classes fixed."),
     classes: str = typer.Option(None, "--classes", "-c", help="With --onnx: comma-separated classes [its own]."),
     tile: int = typer.Option(None, "--tile", help="With --onnx: the tile in pixels [the model's crop]."),
-    overlap: float = typer.Option(0.25, "--overlap", help="With --onnx: the tile overlap Deepness uses (fraction)."),
+    overlap: float = typer.Option(None, "--overlap", help="With --onnx: the tile overlap for Deepness [0.25]."),
     resolution: float = typer.Option(
         None, "--resolution", help="With --onnx: cm per pixel of the imagery the model is for (Deepness resamples)."
     ),
@@ -31,10 +31,13 @@ def export(
 ) -> None:
     """Rewrite a checkpoint, lean or self-contained; it loads to the same weights either way (checked). With --onnx:
     an ONNX model of it for Deepness, checked against torch with onnxruntime."""
+    if onnx and self_contained:
+        raise UsageError("--self-contained is for checkpoints; an ONNX model always holds every weight it needs")
     if onnx:
-        return _onnx(str(checkpoint), output, classes, tile, overlap, resolution, overwrite, quiet)
-    if classes is not None or tile is not None or resolution is not None:
-        raise UsageError("--classes, --tile and --resolution go with --onnx")
+        return _onnx(str(checkpoint), output, classes, tile, 0.25 if overlap is None else overlap, resolution,
+                     overwrite, quiet)  # fmt: skip
+    if any(v is not None for v in (classes, tile, overlap, resolution)):
+        raise UsageError("--classes, --tile, --overlap and --resolution go with --onnx")
     import models
     from aeroseg_cli.files.atomic import atomic_output
     from aeroseg_cli.files.safety import check_output
