@@ -88,10 +88,20 @@ def _plain_arguments(command) -> None:
         _plain_arguments(sub)
 
 
+def _last_line(text: str) -> None:
+    """The run's last line on stderr. When stderr is gone (the program that started aeroseg died: a broken pipe),
+    there is no one to tell, and the exit code must stay the one that says what happened (not Python's 120 for a
+    failed flush at exit)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+
+
 def _fail(message: str, code: int, debug: bool) -> None:
     if debug:
         traceback.print_exc()
-    print(f"aeroseg: error: {message}", file=sys.stderr)
+    _last_line(f"aeroseg: error: {message}")
     sys.exit(code)
 
 
@@ -130,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as exc:
         if debug:
             traceback.print_exc()
-        print(f"aeroseg: {exc}", file=sys.stderr)
+        _last_line(f"aeroseg: {exc}")
         sys.exit(exc.exit_code)
     except CLIError as exc:
         _fail(str(exc), exc.exit_code, debug)

@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import typer
 
 from aeroseg_cli.app import _register, app
 from aeroseg_cli.commands.options import PROGRESS
+from aeroseg_cli.segment.writer import partial_paths
 from tests.support.cli import run_cli
+from tests.support.paths import ROOT
 from tests.support.scenes import smooth_scene, write_scene
 
 SEG = ["-c", "a,b", "--model", "tiny", "--tile", "128"]
@@ -93,3 +99,24 @@ def test_one_option_on_every_command_that_shows_progress() -> None:
         assert option.help == PROGRESS.help and option.default == "auto", path
     r = run_cli("segment", "--help")
     assert "--progress" in r.stdout and "json:FD" in r.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_after_the_reader_is_gone_still_exits_143(tmp_path: Path) -> None:
+    """The program reading ``--progress json`` died (its end of the pipe closed), then SIGTERM: aeroseg cannot say
+    so on stderr, but still stops as asked (143, nothing at the output) instead of crashing on the broken pipe
+    (exit 1) or failing Python's flush at exit (120)."""
+    scene = write_scene(tmp_path / "s.tif", smooth_scene(1200, 600))
+    out = tmp_path / "o.tif"
+    cmd = [sys.executable, "-m", "aeroseg_cli", "segment", scene, *SEG, "-o", out, "--progress", "json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while '"state":"update"' not in proc.stderr.readline():  # windows are being segmented
+            assert proc.poll() is None
+        proc.stderr.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 143
+    finally:
+        proc.kill()
+    assert not out.exists() and partial_paths(out)[1].exists()
