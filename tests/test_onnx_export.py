@@ -150,6 +150,8 @@ def test_usage_errors_come_before_the_export(tmp_path: Path) -> None:
     for extra, said in cases:
         r = run_cli("export", DEMO, "-o", out, *extra)
         assert r.code == 2 and r.stderr.count("\n") == 1 and said in r.stderr, (extra, r.stderr)
+    r = run_cli("export", "tiny", "-o", out, "--onnx", "--resolution", "50")
+    assert r.code == 2 and "tiny knows no classes of its own" in r.stderr, r.stderr
     out.write_text("mine")
     r = run_cli("export", DEMO, "-o", out, "--onnx", "--resolution", "50")
     assert r.code == 2 and "--overwrite" in r.stderr and out.read_text() == "mine"

@@ -75,10 +75,11 @@ def _onnx(model: str, output: Path, classes, tile, overlap: float, resolution, o
     from aeroseg_cli.runtime.modelio import load_model
     from aeroseg_cli.segment.job import check_class_names, parse_classes
 
+    given, _colours = parse_classes(classes, None)  # colours do not travel: Deepness picks its own
     loaded = load_model(model)
-    names = check_class_names(parse_classes(classes, None) or list(loaded.classes or []))
-    if not names:
+    if not given and not loaded.classes:
         raise UsageError(f'{model} knows no classes of its own: name them with --classes "a,b"')
+    names = given or check_class_names(list(loaded.classes))
     check_vocabulary(loaded, names)
     net = loaded.model
     tile = tile or net.cfg.crop_size
