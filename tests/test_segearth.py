@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import http.server
 import json
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -194,7 +195,7 @@ def test_simfeatup_download_verifies_git_blob_and_loads(
 
 def test_help_says_which_preset_is_which() -> None:
     for command in ("segment", "evaluate"):
-        text = " ".join(run_cli(command, "--help").stdout.split())
+        text = re.sub(r"-\s+", "-", " ".join(run_cli(command, "--help").stdout.split()))  # rich breaks at hyphens
         assert "zeroshot-vitb16 is the plain baseline" in text and "segearth-ov-vitb16 is SegEarth-OV" in text
 
 

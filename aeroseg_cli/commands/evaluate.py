@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import PROGRESS
 from aeroseg_cli.datasets.specs import DATASETS
 from aeroseg_cli.files.errors import UsageError
 
@@ -57,6 +58,7 @@ def evaluate(
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16, fp16."),
     json_out: Path = typer.Option(None, "--json", help="Also write the metrics as JSON to this file ('-': stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table or progress."),
+    progress: str = PROGRESS,
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """All classes (seen + unseen) given to the model; IoU per class, mIoU, s-/u-/h-mIoU, pixel accuracy."""
