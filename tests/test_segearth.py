@@ -179,6 +179,9 @@ def test_simfeatup_download_verifies_git_blob_and_loads(
     monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
     r = run_cli("weights", "download", spec.name, "-q", "--mirror", url)
     assert r.code == 0, r.stderr
+    assert run_cli("weights", "list").code == 0
+    row = next(r for r in json.loads(run_cli("weights", "list", "--json").stdout) if r["name"] == spec.name)
+    assert row["status"] == "git-blob" and row["git_blob"] == spec.git_blob
     model = models.build("segearth-ov-vitb16", clip_weights=None)
     expected = simfeatup_checkpoint(1)["state_dict"]
     assert all(torch.equal(v, expected[f"upsampler.{k}"]) for k, v in model.upsampler.state_dict().items())
@@ -191,6 +194,8 @@ def test_simfeatup_download_verifies_git_blob_and_loads(
     torch.save(simfeatup_checkpoint(2), file)
     r = run_cli("weights", "download", spec.name, "-q", "--force", "--mirror", url)
     assert r.code == 1 and "checksum mismatch" in r.stderr and "git blob id" in r.stderr
+    r = run_cli("weights", "import", spec.name, file)
+    assert r.code == 1 and "git blob id is not the published one" in r.stderr
 
 
 def test_help_says_which_preset_is_which() -> None:
