@@ -46,13 +46,16 @@ def segment(
 
     start = time.perf_counter()
     job = plan(SegmentRequest.from_options(given))  # every check that needs no model, before torch loads
-    from aeroseg_cli.segment.run import load, run
+    from aeroseg_cli.segment.run import load, locks, run
 
     if not quiet:
         for warning in (w for info in job.infos for w in info.warnings):
             sys.stderr.write(f"aeroseg: warning: {warning}\n")
-    loaded = load(job)
-    results = run(job, loaded)
+    with locks(job):  # before the model loads: a second run on an output is refused at once
+        loaded = load(job)
+        for warning in loaded.warnings if not quiet and loaded.ddp.main else []:
+            sys.stderr.write(f"aeroseg: warning: {warning}\n")
+        results = run(job, loaded)
     if not loaded.ddp.main:
         return
     wall = time.perf_counter() - start

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from aeroseg_cli import __version__
 from aeroseg_cli.files.errors import UsageError
-from aeroseg_cli.files.safety import Output, check_outputs, is_remote
+from aeroseg_cli.files.identity import RESUME_KEYS
+from aeroseg_cli.files.safety import Output, check_input_file, check_outputs, file_kind, is_remote
 
 if TYPE_CHECKING:
     from aeroseg_cli.segment.reader import SceneInfo
@@ -86,19 +87,19 @@ def parse_size(text: str) -> int | None:
 
 
 def parse_classes(text: str | None, file: Path | None) -> list[str] | None:
-    """Class names from ``--classes "a,b|c"`` or a file with one class per line (``|`` separates synonyms)."""
+    """Class names from ``--classes "a,b|c"`` or a file with one class per line (``|`` separates synonyms; blank
+    lines and lines starting with ``#`` are comments; a UTF-8 byte-order mark is dropped)."""
     if text is not None and file is not None:
         raise UsageError("give --classes or --classes-file, not both")
     if text is None and file is None:
         return None
     if file is not None:
-        if not file.is_file():
-            raise UsageError(f"--classes-file {file}: no such file")
+        check_input_file(file, "--classes-file")
         try:
-            lines = file.read_text(encoding="utf-8").splitlines()
+            lines = file.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError:
             raise UsageError(f"--classes-file {file}: not a text file (one class name per line)") from None
-        names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        names = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     else:
         names = [n.strip() for n in text.split(",")]
     return check_class_names(names)
@@ -148,6 +149,9 @@ def output_paths(infos: list[SceneInfo], output: Path | None) -> tuple[list[Path
         return [
             Path(n) if is_remote(i.path) else Path(i.path).parent / n for i, n in zip(infos, names, strict=True)
         ], None
+    kind = file_kind(output)
+    if kind not in (None, "a folder"):
+        raise UsageError(f"-o {output} is {kind}, not a regular file; it is never replaced: give a .tif or a folder")
     tif = output.suffix.lower() in (".tif", ".tiff")
     if len(infos) == 1 and tif and not output.is_dir():
         return [output], None
@@ -176,6 +180,8 @@ def plan(req: SegmentRequest) -> Plan:
 
     t0 = time.perf_counter()
     check_options(req)
+    if file_kind(req.model) not in (None, "a folder"):  # a FIFO would block the load (a folder: a preset's name)
+        raise UsageError(f"--model {req.model} is {file_kind(req.model)}, not a checkpoint file")
     check_preset(req.model)
     max_memory = parse_size(req.max_memory)
     from aeroseg_cli.segment.reader import inspect_scene, parse_bands, parse_scale
@@ -183,10 +189,27 @@ def plan(req: SegmentRequest) -> Plan:
     bands, scale = parse_bands(req.bands), parse_scale(req.scale)
     names = parse_classes(req.classes, req.classes_file)
     infos = [inspect_scene(s, bands, scale, req.target_gsd, req.allow_ungeoreferenced) for s in req.scenes]
+    check_sizes(req, infos, len(names) if names else 1, max_memory)
     outputs, new_folder = output_paths(infos, req.output)
     inputs = [*req.scenes, *(p for p in (req.classes_file, Path(req.model)) if p is not None and p.is_file())]
     check_outputs(planned_outputs(outputs, req), inputs, req.overwrite, new_folder)
     return Plan(req, infos, outputs, names, max_memory, new_folder, {"checks": time.perf_counter() - t0})
+
+
+def check_sizes(req: SegmentRequest, infos: list[SceneInfo], num_classes: int, max_memory: int | None) -> None:
+    """A given ``--tile`` whose one batch cannot fit in this machine's memory (or its blender in ``--max-memory``) is
+    refused now, in microseconds; ``run.load`` checks again with the model's classes, tile and device."""
+    if req.tile is None:
+        return
+    import numpy as np
+
+    from aeroseg_cli.segment.limits import available_memory, check_batch, check_blend_budget
+
+    batch = 1 if req.batch_size == "auto" else int(req.batch_size)
+    bands = max(len(i.bands) for i in infos)
+    itemsize = max(np.dtype(i.dtype).itemsize for i in infos)
+    check_batch(req.tile, batch, num_classes, bands, itemsize, available_memory())
+    check_blend_budget(req.tile, num_classes, round(req.overlap * req.tile), max_memory)
 
 
 def model_identity(spec: str) -> str:
@@ -204,10 +227,7 @@ def model_identity(spec: str) -> str:
 def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, batch: int, runtime: dict) -> dict:
     """Everything that can change a pixel of this scene's output: the resume fingerprint, compared key by key."""
     req = plan_.request
-    identity = {"scene": info.path}
-    if not is_remote(info.path):
-        st = Path(info.path).stat()
-        identity |= {"scene_bytes": st.st_size, "scene_mtime_ns": st.st_mtime_ns}
+    identity = {"scene": info.path} | {k: v for k, v in info.identity.items() if k in RESUME_KEYS}
     return (
         identity
         | runtime
