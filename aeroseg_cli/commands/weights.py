@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from aeroseg_cli.files.errors import CLIError, UsageError
-from aeroseg_cli.files.safety import exclusive, same_file
+from aeroseg_cli.files.safety import exclusive, refuse_non_file, same_file
 
 weights_app = typer.Typer(
     help="List, download, verify or import the official CLIP and SAM weights.", no_args_is_help=True
@@ -93,6 +93,7 @@ def download(
                 progress.update(task, completed=done, total=total or None)
 
             try:
+                refuse_non_file(path, "the cached weights file")  # before a long download, not after it
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with exclusive([path]):
                     placement.download(spec, mirror=mirror, progress=report)
@@ -137,6 +138,7 @@ def import_(
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
     dest = hub.cached_path(spec)
+    refuse_non_file(dest, "the cached weights file")
     try:
         if same_file(file, dest):  # importing the cached file onto itself: only verify it
             hub.verify_file(spec, file)
