@@ -243,9 +243,9 @@ def fifo_released(path: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def range_server(path: Path, budget: int = 1 << 62) -> Iterator[str]:
-    """``tests/range_server.py`` serving ``path`` in its own process; yields the file's URL. After ``budget`` bytes of
-    ranges it stops answering, as a server that dies midway."""
-    proc = subprocess.Popen([sys.executable, "-m", "tests.range_server", str(path), str(budget)],
+    """``tests/support/range_server.py`` serving ``path`` in its own process; yields the file's URL. After ``budget``
+    bytes of ranges it stops answering, as a server that dies midway."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.range_server", str(path), str(budget)],
                             stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)  # fmt: skip
     try:
         port = int(proc.stdout.readline())

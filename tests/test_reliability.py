@@ -367,7 +367,7 @@ def _class_names_are(ws, names: list[str]) -> Callable:
 
 
 @case("segment", "`--classes-file` with a UTF-8 BOM and `#` comment lines", "exit 0: the BOM dropped, `#` lines "
-      "skipped (documented)", code=0, lines=None, created=["o.tif", "o.tif.aux.xml"])  # fmt: skip
+      "skipped (documented)", code=0, lines=None, created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
 def segment_classes_file_bom(ws):
     names = ws.write("names.txt", "\ufeffbuilding\n# roads are left out\n  # an indented comment\nwater\n")
     return Setup(["segment", ws.scene(), "--classes-file", names, "-o", ws / "o.tif", *TINY],
@@ -386,7 +386,7 @@ def _nodata_where(ws, rows: slice) -> Callable:
 
 
 @case("segment", "+inf and -inf pixels", "exit 0, they are nodata (255) as NaN is", code=0, lines=None,
-      created=["o.tif", "o.tif.aux.xml"])  # fmt: skip
+      created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
 def segment_inf_is_nodata(ws):
     data = smooth_scene(160, 160).astype(np.float32)
     data[0, :40], data[1, 40:80] = np.inf, -np.inf
@@ -406,7 +406,7 @@ def _all_nodata(ws) -> Callable:
 
 
 @case("segment", "an all-nodata uint8 scene", "exit 0: a valid all-255 map, with a warning", code=0, lines=None,
-      match=[NO_VALID], created=["o.tif", "o.tif.aux.xml"])  # fmt: skip
+      match=[NO_VALID], created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
 def segment_all_nodata_uint8(ws):
     s = write_scene(ws / "empty.tif", np.zeros((3, 160, 160), np.uint8), nodata=0)
     return Setup(["segment", s, "-c", "a,b", "-o", ws / "o.tif", "--model", "tiny", "--tile", "128"],
@@ -414,7 +414,7 @@ def segment_all_nodata_uint8(ws):
 
 
 @case("segment", "an all-NaN float scene", "exit 0: the same all-255 map and warning as all-nodata uint8", code=0,
-      lines=None, match=[NO_VALID], created=["o.tif", "o.tif.aux.xml"])  # fmt: skip
+      lines=None, match=[NO_VALID], created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
 def segment_all_nan(ws):
     s = write_scene(ws / "nan.tif", np.full((3, 160, 160), np.nan, np.float32))
     return Setup(["segment", s, "-c", "a,b", "-o", ws / "o.tif", "--model", "tiny", "--tile", "128"],
@@ -454,7 +454,7 @@ def segment_max_memory_below_one_window(ws):
 
 @case("segment", "`--overlap 0.9`", "exit 0 with a warning: every pixel runs through ~100 windows", code=0,
       lines=None, match=["--overlap 0.9 runs every pixel through about"],
-      created=["o.tif", "o.tif.aux.xml"])  # fmt: skip
+      created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
 def segment_overlap_warning(ws):
     return ["segment", ws.scene(height=64, width=64), "-c", "a,b", "-o", ws / "o.tif", "--model", "tiny", "--tile",
             "64", "--overlap", "0.9"]  # fmt: skip

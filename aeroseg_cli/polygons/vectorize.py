@@ -109,7 +109,9 @@ def _check_labels(ds, path: Path | str, opts: VectorizeOptions) -> bool:
     if not georef and not opts.allow_ungeoreferenced:
         raise UsageError(f"{path}: no CRS or geotransform (use --allow-ungeoreferenced for pixel units)")
     if not georef and opts.dst_crs:
-        raise UsageError(f"--dst-crs needs a georeferenced raster; {path.name} has no CRS or geotransform")
+        raise UsageError(
+            f"--dst-crs needs a georeferenced raster; {PurePosixPath(str(path)).name} has no CRS or geotransform"
+        )
     if ds.dtypes[0] not in SIEVE_DTYPES and opts.min_area > 0:
         raise UsageError(f"--min-area needs uint8/uint16/int16/int32 labels, got {ds.dtypes[0]}")
     return georef

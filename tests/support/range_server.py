@@ -1,10 +1,10 @@
 """A local HTTP server for one file with Range requests (what GDAL's /vsicurl/ needs), that stops midway on purpose.
 
-``python -m tests.range_server FILE BUDGET`` serves FILE at ``http://127.0.0.1:PORT/NAME`` (the port is printed on
-the first line) with HEAD (size, ``ETag`` and ``Last-Modified`` from the file as it is now, so a file replaced on
-disk is seen as changed) and ranged GET; other paths are 404. Once BUDGET bytes of ranges have been sent, every
-request gets its connection closed without a reply ("Empty reply from server"), as from a server that died. It runs
-in its own process: an in-process server would wait for the GIL that a GDAL read holds.
+``python -m tests.support.range_server FILE BUDGET`` serves FILE at ``http://127.0.0.1:PORT/NAME`` (the port is
+printed on the first line) with HEAD (size, ``ETag`` and ``Last-Modified`` from the file as it is now, so a file
+replaced on disk is seen as changed) and ranged GET; other paths are 404. Once BUDGET bytes of ranges have been sent,
+every request gets its connection closed without a reply ("Empty reply from server"), as from a server that died. It
+runs in its own process: an in-process server would wait for the GIL that a GDAL read holds.
 """
 
 from __future__ import annotations
