@@ -460,6 +460,13 @@ def segment_overlap_warning(ws):
             "64", "--overlap", "0.9"]  # fmt: skip
 
 
+@case("segment", "`--aoi` a FIFO", "exit 2 at once (no hang)", code=2, match=["--aoi", "is a FIFO"])
+def segment_aoi_fifo(ws):
+    fifo = ws.node("aoi.gpkg", "fifo")
+    args = ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--aoi", fifo, *TINY]
+    return Setup(args, context=lambda: fifo_released(fifo))
+
+
 @case("segment", "`-o` locked by another process, `--model` a damaged checkpoint", "exit 1 naming the other "
       "process: the lock is taken before the model loads", code=1, match=["(process {held})"],
       forbid=["m.pt", "loading model"])  # fmt: skip

@@ -21,7 +21,7 @@ HELP_AOI = "Polygons (any vector file, any CRS): only windows touching them run;
 def segment(
     scenes: list[str] = typer.Argument(..., metavar="SCENE...", help="GeoTIFFs or any GDAL raster paths."),
     classes: str = typer.Option(None, "--classes", "-c", help=HELP_CLASSES),
-    classes_file: Path = typer.Option(None, "--classes-file", help="One class per line (| for synonyms)."),
+    classes_file: Path = typer.Option(None, "--classes-file", help="One class per line (| synonyms, # comments)."),
     colors: Path = typer.Option(None, "--colors", help=HELP_COLORS),
     output: Path = typer.Option(None, "--output", "-o", help="Output .tif (one scene) or folder [SCENE.labels.tif]."),
     model: str = typer.Option(None, "--model", "-m", help=HELP_MODEL, show_default=False),
