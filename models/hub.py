@@ -40,6 +40,7 @@ STATUS_WORDS = {
     "unverified": "present, not yet verified",
     "published": "official (published SHA-256)",
     "recorded": "SHA-256 recorded at download (none published)",
+    "git-blob": "official (git blob id checked at download)",
     "accepted": "accepted (your own copy's SHA-256)",
 }
 
@@ -47,12 +48,15 @@ STATUS_WORDS = {
 @dataclass(frozen=True)
 class Source:
     """One place a registry file is published: URL, SHA-256 (None: not published), the name a mirror holds, its
-    size and whose file it is, for messages ("OpenAI's file", "open_clip's safetensors copy")."""
+    size and whose file it is, for messages ("OpenAI's file", "open_clip's safetensors copy"); ``git_blob``: for a
+    file in a git repository that publishes no SHA-256, its blob id there (SHA-1 of "blob <size>\\0" + its bytes, as
+    the repository's tree names it), which the download must match."""
 
     url: str
     sha256: str | None
     filename: str
     size_mb: int | None = None
+    git_blob: str | None = None
     what: str = "the file"
 
 
@@ -70,11 +74,13 @@ class WeightSpec:
     description: str
     convert: str | None = None
     alternates: tuple[Source, ...] = ()
+    git_blob: str | None = None  # the first source's git blob id (``Source.git_blob``)
     what: str = "the file"  # whose file the first source is, for messages
 
     @property
     def sources(self) -> tuple[Source, ...]:
-        return (Source(self.url, self.sha256, self.filename, self.size_mb, self.what), *self.alternates)
+        first = Source(self.url, self.sha256, self.filename, self.size_mb, git_blob=self.git_blob, what=self.what)
+        return (first, *self.alternates)
 
     @property
     def published(self) -> frozenset[str]:
@@ -102,13 +108,15 @@ def _open_clip_hf(repo: str, size_mb: int) -> tuple[Source, ...]:
     files = {"open_clip_model.safetensors": "safetensors", "open_clip_pytorch_model.bin": ".bin"}
     base = f"https://huggingface.co/timm/{repo}/resolve/main"
     return tuple(
-        Source(f"{base}/{f}", None, f"{repo}/{f}", size_mb, f"open_clip's {kind} copy") for f, kind in files.items()
+        Source(f"{base}/{f}", None, f"{repo}/{f}", size_mb, what=f"open_clip's {kind} copy")
+        for f, kind in files.items()
     )
 
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"  # openai/CLIP clip.py; answers 404 since late 2025
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything"
 _CATSEG = "https://huggingface.co/spaces/hamacojr/CAT-Seg-weights/resolve/main"  # CAT-Seg README "Pretrained Models"
+_SEGEARTH = "https://raw.githubusercontent.com/likyoo/SegEarth-OV/3e22a969b32c6d751bdbba64a88a0b670e630f55"
 REGISTRY: dict[str, WeightSpec] = {
     s.name: s
     for s in (
@@ -189,6 +197,18 @@ REGISTRY: dict[str, WeightSpec] = {
             convert="catseg",
             what="CAT-Seg's release",
         ),
+        # SegEarth-OV's SimFeatUp (its configs/base_config.py); its repository publishes neither a SHA-256 nor the
+        # size, but its tree names the file by its git blob id, which a download must match
+        WeightSpec(
+            "simfeatup-vit-b-16",
+            f"{_SEGEARTH}/simfeatup_dev/weights/xclip_jbu_one_million_aid.ckpt",
+            None,
+            "xclip_jbu_one_million_aid.ckpt",
+            None,
+            "SimFeatUp upsampler for CLIP ViT-B/16, trained on Million-AID (SegEarth-OV, training-free)",
+            git_blob="d40f00838331331faa04a926ea5991f5203f91a8",
+            what="SegEarth-OV's file",
+        ),
     )
 }
 
@@ -253,6 +273,11 @@ def not_offered(spec: WeightSpec, given: str = "") -> str:
     )
 
 
+def git_blob_id(data: bytes) -> str:
+    """git's blob id of ``data`` (what ``git hash-object`` prints)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -276,14 +301,20 @@ def sam_weights_name(sam_name: str) -> str:
     return f"sam-{sam_name.replace('_', '-')}"
 
 
+def simfeatup_weights_name(clip_name: str) -> str:
+    return f"simfeatup-{clip_name.lower()}"
+
+
 def weight_sources(cfg: AerOSegConfig) -> dict[str, tuple[str, str]]:
     """role -> (the config's value: a registry alias such as "openai" or a file path, the registry name) for every
     pretrained file ``models.build(cfg)`` reads. The one place that says which files a config needs."""
     out = {}
-    if cfg.arch in ("aeroseg", "zeroshot") and cfg.clip_weights:
+    if cfg.arch in ("aeroseg", "zeroshot", "segearth") and cfg.clip_weights:
         out["clip"] = (cfg.clip_weights, clip_weights_name(cfg.clip.name))
     if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights:
         out["sam"] = (cfg.sam_weights, sam_weights_name(cfg.sam.name))
+    if cfg.arch == "segearth" and cfg.segearth.upsampler_weights:
+        out["upsampler"] = (cfg.segearth.upsampler_weights, simfeatup_weights_name(cfg.clip.name))
     return out
 
 
@@ -401,7 +432,8 @@ def verify(spec: WeightSpec, full: bool = False) -> Cached:
     if fast is not None:
         return Cached(spec.name, fast, expected, trust)
     if sha256_file(path) != expected:
-        what = "published SHA-256" if trust == "published" else f"SHA-256 {trust} for it"
+        words = {"published": "published SHA-256", "git-blob": "SHA-256 recorded when it matched its git blob id"}
+        what = words.get(trust, f"SHA-256 {trust} for it")
         raise Unusable(
             f"{spec.name} ({spec.size_text()}) at {path} does not match the {what} ({expected[:16]}...); refused, "
             "and left as it is",
@@ -500,23 +532,29 @@ def _urls(spec: WeightSpec, mirror: str | None) -> list[tuple[str, Source]]:
     return [(s.url, s) for s in spec.sources]
 
 
-def _stream(url: str, out: BinaryIO, progress: Callable[[int, int], None] | None) -> str:
-    """Copy ``url`` into ``out`` -> the SHA-256 of the bytes; ``Incomplete`` when fewer bytes arrive than the server
-    announced (http.client returns a short body without complaint), ``OSError``/``URLError`` when it cannot be read."""
-    digest = hashlib.sha256()
+def _stream(
+    url: str, out: BinaryIO, progress: Callable[[int, int], None] | None, blob: bool = False
+) -> tuple[str, str | None]:
+    """Copy ``url`` into ``out`` -> (the SHA-256 of the bytes, their git blob id when ``blob``: a git blob id needs
+    the size first, so those bytes, files of a git repository, are also held until the end). ``Incomplete`` when
+    fewer bytes arrive than the server announced (http.client returns a short body without complaint),
+    ``OSError``/``URLError`` when it cannot be read."""
+    digest, held = hashlib.sha256(), []
     with urllib.request.urlopen(url, timeout=60) as response:
         total = int(response.headers.get("Content-Length") or 0)
         done = 0
         while block := response.read(1 << 20):
             out.write(block)
             digest.update(block)
+            if blob:
+                held.append(block)
             done += len(block)
             if progress:
                 progress(done, total)
     if total and done != total:
         raise Incomplete(f"incomplete: the connection ended after {done:,} of the {total:,} bytes announced")
     out.flush()
-    return digest.hexdigest()
+    return digest.hexdigest(), git_blob_id(b"".join(held)) if blob else None
 
 
 def fetch(
@@ -537,14 +575,19 @@ def fetch(
         out.seek(0)
         out.truncate()
         try:
-            got = _stream(url, out, progress)
+            got, blob = _stream(url, out, progress, blob=source.git_blob is not None)
             if source.sha256 is not None and got != source.sha256:
                 raise WeightsError(
                     f"checksum mismatch: got {got[:16]}..., the published SHA-256 is {source.sha256[:16]}...: a "
                     "damaged or altered file, refused"
                 )
-            if got not in spec.published and check is not None:  # unpublished: what the bytes hold decides
-                check(source)
+            if source.sha256 is None and source.git_blob is not None and blob != source.git_blob:
+                raise WeightsError(
+                    f"checksum mismatch: git blob id {blob[:16]}..., the published one is {source.git_blob[:16]}...: "
+                    "a damaged or altered file, refused"
+                )
+            if got not in spec.published and source.git_blob is None and check is not None:
+                check(source)  # nothing published identifies these bytes: what they hold decides
             return Fetched(source, url, got, tuple((s, why) for s, _, why in failures))
         except urllib.error.HTTPError as exc:
             failures.append((source, url, f"HTTP {exc.code} {exc.reason}"))
@@ -556,14 +599,25 @@ def fetch(
     )
 
 
+def git_blob_match(spec: WeightSpec, path: Path) -> bool:
+    """``path`` is the file a source of ``spec`` names by its git blob id."""
+    blobs = {s.git_blob for s in spec.sources if s.git_blob}
+    return bool(blobs) and git_blob_id(Path(path).read_bytes()) in blobs
+
+
 def verify_file(spec: WeightSpec, source: Path) -> str:
-    """A file fetched by other means -> its SHA-256 when it is a published one; refused otherwise, saying how to use
-    a copy that differs (``--accept-checksum``)."""
+    """A file fetched by other means -> its SHA-256 when it is a published one (or the file a published git blob id
+    names); refused otherwise, saying how to use a copy that differs (``--accept-checksum``)."""
     if not source.is_file():
         raise WeightsError(f"{source} is not a file")
     got = sha256_file(source)
-    if got in spec.published:
+    if got in spec.published or git_blob_match(spec, source):
         return got
+    if any(s.git_blob for s in spec.sources):
+        raise WeightsError(
+            f"{source} is not the official {spec.name} file (its git blob id is not the published one); refused. "
+            "If it is a copy of the same weights, import it with --accept-checksum"
+        )
     if not spec.published:
         raise WeightsError(
             f"{spec.name} has no published SHA-256, so {source} cannot be checked against it (SHA-256 {got[:16]}...); "

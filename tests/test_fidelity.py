@@ -347,6 +347,7 @@ def test_preset_status_for_every_preset() -> None:
         "aeroseg-vitb16-samvitb": "untrained",
         "baseline-vitb16": "untrained",
         "zeroshot-vitb16": "training-free",
+        "segearth-ov-vitb16": "training-free",
         "tiny": "test",
         "demo": "untrained",
         "probe": "test",

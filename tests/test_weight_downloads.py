@@ -85,7 +85,7 @@ def tiny_clip(server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
         None,
         "hf/open_clip_model.safetensors",
         2,
-        "open_clip's safetensors copy",
+        what="open_clip's safetensors copy",
     )
     digest = hashlib.sha256(openai).hexdigest()
     spec = hub.WeightSpec("clip-custom", f"{base}/openai/ViT-custom.pt", digest, "ViT-custom.pt", 1, "tiny CLIP",

@@ -50,6 +50,7 @@ def _row(spec) -> dict:
         "path": str(hub.cached_path(spec)),
         "sha256": spec.sha256,
         "sha256_published": spec.sha256 is not None,
+        "git_blob": spec.git_blob,
         "recorded_sha256": record.sha256 if record and status != "missing" else None,
         "url": spec.url,
         "sources": [s.url for s in spec.sources],
@@ -89,12 +90,18 @@ def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     for r in rows:
         table.add_row(r["name"], r["description"], r["size"], _status_text(r))
     Console().print(table)
-    unpublished = "".join(f"{r['name']}, " for r in rows if not r["sha256_published"])
-    typer.echo(  # a plain line: never wrapped
+    unpublished = "".join(f"{r['name']}, " for r in rows if not r["sha256_published"] and not r["git_blob"])
+    blobs = [r["name"] for r in rows if not r["sha256_published"] and r["git_blob"]]
+    typer.echo(  # plain lines: never wrapped
         f"No published SHA-256 for {unpublished + 'nor for ' if unpublished else ''}open_clip's copies CLIP falls "
         "back to: such a download is read and checked (its tensors; a released model by converting it), then its "
         "SHA-256 is recorded and checked from then on ('SHA-256 recorded at download')."
     )
+    if blobs:
+        typer.echo(
+            f"{', '.join(blobs)}: no published SHA-256, but the git repository it comes from names it by its git blob "
+            "id, which the download must match; its SHA-256 is then recorded."
+        )
     typer.echo(f"default model: {read_default() or 'none set (the best model here is used)'}")
 
 
@@ -140,6 +147,8 @@ def _verified(spec) -> bool:
 def _say_placed(console, spec, placed) -> None:
     """Where the file came from and what its hash is; sources passed over (a refused published file may have been
     damaged or altered) and a recorded hash are said even with -q, on stderr."""
+    from models import hub
+
     passed = "".join(f"{s.what} not used ({why}); " for s, why in placed.passed_over)
     used = f"used {placed.what} ({placed.source})" if passed else f"from {placed.source}"
     if placed.trust == "recorded":
@@ -151,9 +160,9 @@ def _say_placed(console, spec, placed) -> None:
             err=True,
         )
     elif passed:
-        typer.echo(f"{spec.name}: {passed}{used}, verified (published SHA-256) and saved to {placed.path}", err=True)
+        typer.echo(f"{spec.name}: {passed}{used}, {hub.STATUS_WORDS[placed.trust]}, saved to {placed.path}", err=True)
     else:
-        console.print(f"{spec.name}: verified (published SHA-256) and saved to {placed.path} ({used})")
+        console.print(f"{spec.name}: {hub.STATUS_WORDS[placed.trust]}, saved to {placed.path} ({used})")
     if placed.converted:
         console.print(f"{spec.name}: converted into {placed.converted}; use it with --model {spec.name}")
 
@@ -255,6 +264,8 @@ def import_(
 
 
 def _say_imported(spec, placed) -> None:
+    from models import hub
+
     if placed.trust == "accepted":
         typer.echo(
             f"{spec.name}: imported {placed.source} as it is (accepted: SHA-256 {placed.sha256}, not a published "
@@ -262,7 +273,7 @@ def _say_imported(spec, placed) -> None:
             "with it reference this SHA-256"
         )
     else:
-        typer.echo(f"{spec.name}: imported {placed.source} (published SHA-256 verified) into {placed.path}")
+        typer.echo(f"{spec.name}: imported {placed.source} ({hub.STATUS_WORDS[placed.trust]}) into {placed.path}")
     if placed.converted:
         typer.echo(f"{spec.name}: converted into {placed.converted}; use it with --model {spec.name}")
 

@@ -49,7 +49,9 @@ def download(
 
         with open(tmp, "wb") as out:
             fetched = hub.fetch(spec, out, mirror=mirror, progress=progress, check=check)
-        trust = "published" if fetched.sha256 in spec.published else "recorded"
+        trust = (
+            "published" if fetched.sha256 in spec.published else "git-blob" if fetched.source.git_blob else "recorded"
+        )
         placed = Placed(dest, fetched.sha256, trust, fetched.url, fetched.source.what, fetched.passed_over)
         if dest == hub.cached_path(spec):
             placed = replace(placed, converted=_place(spec, tmp, hub.Record(fetched.sha256, trust, fetched.url), read))
@@ -68,7 +70,8 @@ def import_file(spec: hub.WeightSpec, source: Path, accept_checksum: bool = Fals
         else:  # the user vouches for the file (--accept-checksum): a TorchScript archive may be read
             read["state"] = check_tensors(spec, source, f"{source} cannot be {spec.name}", torchscript=True)
     else:
-        digest, trust = hub.verify_file(spec, source), "published"
+        digest = hub.verify_file(spec, source)
+        trust = "published" if digest in spec.published else "git-blob"
     dest = hub.cached_path(spec)
     with atomic_output(dest, suffix=".part") as tmp:
         shutil.copyfile(source, tmp)
