@@ -13,6 +13,7 @@ import here (``aeroseg weights list`` starts fast), except through ``models.conv
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import http.client
 import importlib
@@ -261,8 +262,31 @@ def converters() -> dict[str, Any]:
 
 def offered(spec: WeightSpec) -> bool:
     """Whether this aeroseg can make use of ``spec``: a backbone file always, a released model only when its
-    converter exists (otherwise it is neither listed, nor suggested, nor downloaded)."""
-    return spec.convert is None or spec.convert in converters()
+    converter exists (otherwise it is neither listed, nor suggested, nor downloaded). Decided without importing
+    ``models.convert`` where its ``CONVERTERS`` is a literal dict (importing it means torch and the whole network:
+    seconds, for ``weights list``)."""
+    if spec.convert is None:
+        return True
+    names = None if "models.convert" in sys.modules else _converter_names()
+    return spec.convert in (names if names is not None else converters())
+
+
+def _converter_names() -> frozenset[str] | None:
+    """The keys of ``models.convert.CONVERTERS`` read from the module's source, {} without the module; None where
+    the source does not say them plainly (then the module is imported)."""
+    found = importlib.util.find_spec("models.convert")
+    if found is None or not found.origin:
+        return frozenset() if found is None else None
+    try:
+        tree = ast.parse(Path(found.origin).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        targets = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        if "CONVERTERS" in targets and isinstance(node.value, ast.Dict):
+            keys = [k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+            return frozenset(keys) if len(keys) == len(node.value.keys) else None
+    return None
 
 
 def not_offered(spec: WeightSpec, given: str = "") -> str:

@@ -7,7 +7,9 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 import random
+import subprocess
 import sys
 import threading
 import types
@@ -25,6 +27,7 @@ from models.clip_backbone import build_open_clip
 from models.config import CLIP_VARIANTS, preset_config
 from tests.support.cli import run_cli
 from tests.support.layouts import open_clip_hub_state, openai_clip_state, save_torchscript
+from tests.support.paths import ROOT
 from tests.support.scenes import smooth_scene, write_scene
 
 SHORT: dict[str, tuple[int, bytes]] = {}  # URL path -> (Content-Length announced, the bytes actually sent)
@@ -368,3 +371,19 @@ def test_integration_catseg_converter_contract() -> None:
         fn = convert.CONVERTERS[hub.REGISTRY[name].convert]
         params = inspect.signature(fn).parameters
         assert list(params)[:2] == ["src", "out"] and params["self_contained"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_weights_list_imports_no_torch(home: Path) -> None:
+    """`weights list` decides which released models it offers without importing models.convert (torch and the
+    whole network: seconds), in a fresh process."""
+    code = (
+        "import sys; from aeroseg_cli.app import main\n"
+        "try: main(['weights', 'list', '--json'])\n"
+        "except SystemExit: pass\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stderr.strip().endswith("no torch"), r.stderr
+    offered = {row["name"] for row in json.loads(r.stdout)}
+    assert {n for n, s in hub.REGISTRY.items() if hub.offered(s)} == offered
