@@ -168,7 +168,7 @@ def check_sizes(req: SegmentRequest, infos: list[SceneInfo], num_classes: int, m
 
 def model_identity(spec: str) -> str:
     """What makes a model the same model for ``--resume``: a checkpoint's SHA-256 (a converted released model's
-    too), a preset's name and version."""
+    too), a preset's name and version with each registry file it is built from (``weights_used``)."""
     from models.hub import converted_model, sha256_file
 
     path = Path(spec).expanduser()
@@ -176,8 +176,21 @@ def model_identity(spec: str) -> str:
     if converted:
         return f"{spec} checkpoint sha256 {sha256_file(converted)}"
     if not path.is_file():
-        return f"preset {spec} (aeroseg {__version__})"
+        files = "".join(f"; {w['name']} sha256 {w['sha256']} ({w['trust']})" for w in weights_used(spec))
+        return f"preset {spec} (aeroseg {__version__}){files}"
     return f"checkpoint sha256 {sha256_file(path)}"
+
+
+def weights_used(spec: str) -> list[dict[str, str]]:
+    """The registry files preset ``spec`` is built from, each with the SHA-256 its cache record holds and what that
+    hash is (published, recorded, accepted): nothing is hashed, loading verified each file against exactly this
+    hash. [] for a checkpoint: its own SHA-256 identifies it (a lean one's rebuilt weights match its digest)."""
+    from models.config import PRESETS, preset_config
+    from models.hub import converted_model, identity, required_weights
+
+    if Path(spec).expanduser().is_file() or converted_model(spec) or spec not in PRESETS:
+        return []
+    return [identity(name) for name in required_weights(preset_config(spec))]
 
 
 def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, batch: int, runtime: dict) -> dict:
@@ -204,6 +217,7 @@ def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, ba
 
 
 def scene_tags(info: SceneInfo, names: list[str], tile: int, model_label: str, req: SegmentRequest) -> dict[str, str]:
+    weights = weights_used(req.model)  # AEROSEG_WEIGHTS: which CLIP/SAM files (official or not) made the map
     return {
         "AEROSEG_VERSION": __version__,
         "AEROSEG_MODEL": model_label,
@@ -215,4 +229,5 @@ def scene_tags(info: SceneInfo, names: list[str], tile: int, model_label: str, r
         "AEROSEG_UNKNOWN_THRESHOLD": str(req.unknown_threshold),
         "AEROSEG_SOURCE": info.name,
         **({"AEROSEG_AOI": req.aoi.name} if req.aoi is not None else {}),
+        **({"AEROSEG_WEIGHTS": json.dumps(weights)} if weights else {}),
     }
