@@ -104,13 +104,18 @@ def to_python(message: str, command: str) -> str:
 
 
 def flag_table(command: str) -> dict[str, tuple[str, bool]]:
-    """Every flag of ``command`` (``--tile``, ``-o``) -> its parameter's name and whether it is an on/off flag."""
-    from aeroseg_cli.app import cli
+    """Every flag of ``command`` (``--tile``, ``-o``) -> its parameter's name and whether it is an on/off flag, read
+    from the command's declaration (the one place a flag is written)."""
+    import importlib
+    import inspect
 
-    click_command = cli().commands[command]
-    return {
-        opt: (RENAMED.get(param.name, param.name), bool(getattr(param, "is_flag", False)))
-        for param in click_command.params
-        for opt in getattr(param, "opts", [])
-        if opt.startswith("-")
-    }
+    from aeroseg_cli.commands import COMMANDS
+
+    entry = next(c for c in COMMANDS if c.name == command)
+    function = getattr(importlib.import_module(f"aeroseg_cli.commands.{entry.module}"), entry.attr)
+    table = {}
+    for param in inspect.signature(function).parameters.values():
+        for flag in getattr(param.default, "param_decls", None) or ():
+            if flag.startswith("-"):
+                table[flag] = (RENAMED.get(param.name, param.name), param.annotation in ("bool", bool))
+    return table
