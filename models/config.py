@@ -76,12 +76,16 @@ LEGACY_V1: dict[str, Any] = {
     "guidance_antialias": False,
     "fp32_correlation": False,
 }
-# ... and files of format 2 or older lack those added in format 3 (issue 21).
+# ... files of format 2 or older lack those added in format 3 (issue 21, CLIP side) ...
 LEGACY_V2: dict[str, Any] = {
     "pos_embed_interp": "antialias",
     "template_period": True,
 }
-LEGACY: dict[int, dict[str, Any]] = {1: LEGACY_V1, 2: LEGACY_V2}
+# ... and files of format 3 or older the shifted-window mask of format 4 (issue 21).
+LEGACY_V3: dict[str, Any] = {
+    "shifted_window_mask": "rolled",
+}
+LEGACY: dict[int, dict[str, Any]] = {1: LEGACY_V1, 2: LEGACY_V2, 3: LEGACY_V3}
 
 
 @dataclass
@@ -108,8 +112,10 @@ class AerOSegConfig:
     guidance_dim: int = 128  # spatial/class guidance width
     num_heads: int = 4
     window_size: int = 12
+    shifted_window_mask: str = "swin"  # SW-MSA mask built as Swin/CAT-Seg ("swin") or rolled (formats <= 3)
     num_refinement_blocks: int = 2
-    class_pool_train: int = 2  # class refinement average-pools space by this in training (1 at evaluation)
+    class_pool_train: int = 2  # class refinement average-pools space by this in training (1 at evaluation, as the
+    # references' eval.sh sets POOLING_SIZES [1,1])
     max_classes: int = 256  # class refinement pads to this many class tokens
     # semantic back-projection (training only)
     backproj: bool = True
@@ -168,6 +174,7 @@ class AerOSegConfig:
             "clip_guidance": ("catseg", "v1"),
             "refinement": ("catseg", "v1"),
             "pos_embed_interp": ("bicubic", "antialias"),
+            "shifted_window_mask": ("swin", "rolled"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
