@@ -128,11 +128,11 @@ class AerOSeg(nn.Module):
         """Guidance sources resized to the grid (spatial), 2x and 4x (decoder stages) and projected (Conv3x3+ReLU)."""
         if src.spatial is None:
             return src
-        (h, w), aa = grid, self.cfg.guidance_antialias
+        (h, w), aa, up = grid, self.cfg.guidance_antialias, self.cfg.guidance_upsample
         return GuidanceMaps(
-            self.spatial_guidance(src.spatial, (h, w), aa),
-            self.decoder_guidance1(src.stage1, (2 * h, 2 * w), aa),
-            self.decoder_guidance2(src.stage2, (4 * h, 4 * w), aa),
+            self.spatial_guidance(src.spatial, (h, w), aa, up),
+            self.decoder_guidance1(src.stage1, (2 * h, 2 * w), aa, up),
+            self.decoder_guidance2(src.stage2, (4 * h, 4 * w), aa, up),
             src.sam_neck,
         )
 

@@ -27,7 +27,7 @@ from .hub import WeightsError, load_tensors
 from .vocabulary import Vocabulary
 
 FORMAT = "aeroseg-checkpoint"
-FORMAT_VERSION = 4  # 3: pos_embed_interp, template_period; 4: shifted_window_mask (issue 21)
+FORMAT_VERSION = 5  # issue 21: 3 pos_embed_interp, template_period; 4 shifted_window_mask; 5 guidance_upsample
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
