@@ -19,7 +19,11 @@ def resize(x: torch.Tensor, size: tuple[int, int], antialias: bool, upsample: st
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     if not shrink and upsample == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias and shrink)
+    if not (antialias and shrink):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    # CPUs have no half-precision antialiased kernel (bf16 autocast hands SAM's maps over in bf16): filter in fp32
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    return F.interpolate(work, size=size, mode="bilinear", align_corners=False, antialias=True).to(x.dtype)
 
 
 class GuidanceProjection(nn.Sequential):

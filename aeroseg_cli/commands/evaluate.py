@@ -48,7 +48,11 @@ def evaluate(
     classes: str = typer.Option(None, "--classes", help="Class names of the label ids (with --pred/--label)."),
     unseen: str = typer.Option(None, "--unseen", help="Which of --classes count as unseen (with --pred/--label)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16, fp16."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (GPU bf16, CPU fp32), fp32, bf16 (slower than fp32 on CPUs without AMX), fp16 (CUDA only).",
+    ),
     json_out: Path = typer.Option(None, "--json", help="Also write the metrics as JSON to this file ('-': stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table or progress."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),

@@ -22,7 +22,11 @@ def segment(
     overlap: float = typer.Option(0.25, "--overlap", help="Overlap between windows, as a fraction of --tile."),
     batch_size: str = typer.Option("4", "--batch-size", "-b", help="Windows per model call, or auto (GPU memory)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (GPU bf16, CPU fp32), fp32, bf16 (slower than fp32 on CPUs without AMX), fp16 (CUDA only).",
+    ),
     bands: str = typer.Option(None, "--bands", "--bidx", help="1-based R,G,B bands (or one grey band) [1,2,3]."),
     scale: str = typer.Option(None, "--scale", help="MIN,MAX raw values mapped to 0..1 (overrides the stretch)."),
     target_gsd: float = typer.Option(None, "--target-gsd", help="Resample to this pixel size (map units) first."),
