@@ -27,7 +27,8 @@ from rasterio.transform import from_origin
 from aeroseg_cli.datasets.patches import window_starts, windows
 from aeroseg_cli.datasets.readers import load_dataset
 from aeroseg_cli.datasets.specs import ISAID
-from tests.conftest import DUBAI, ROOT, run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
 
 # iSAID's official colour table, written out here (not imported) so that a wrong table in the code fails the tests
 ISAID_TABLE = [
@@ -88,6 +89,8 @@ def rgb_coded(h: int, w: int, seed: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------- iSAID
+
+MMSEG = ("--patch", "896", "--stride", "512", "--min-foreground", "0")  # mmsegmentation's windows, every one kept
 
 
 def isaid_raw(root: Path, sizes: dict[str, list[tuple[int, int]]], zipped: tuple[str, ...] = ("train",)) -> dict:
@@ -169,7 +172,7 @@ def test_isaid_from_official_zips_and_folders_keeps_every_pixel_class(tmp_path: 
     sizes = {"train": [(2300, 1900), (500, 300), (1000, 1200)], "val": [(900, 700)]}
     truth = isaid_raw(tmp_path / "raw", sizes)
     out = tmp_path / "out"
-    r = run_cli("datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", out, "--json")
+    r = run_cli("datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", out, "--json", *MMSEG)
     assert r.code == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["splits"]["train"]["patches"] == 12 + 1 + 4 and summary["splits"]["val"]["patches"] == 2
@@ -180,7 +183,9 @@ def test_isaid_from_official_zips_and_folders_keeps_every_pixel_class(tmp_path: 
         assert (got_image == image).all()
         expected = np.where(ids == 0, 255, ids - 1)  # background -> ignore, official id k -> class index k-1
         assert (got_mask == expected).all()
-    r = run_cli("datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", tmp_path / "par", "-j", "2", "-q")
+    r = run_cli(
+        "datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", tmp_path / "par", "-j", "2", "-q", *MMSEG
+    )
     assert r.code == 0 and r.stderr == ""  # two worker processes: the same files (-q: no progress at all)
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")} == {
         p.relative_to(tmp_path / "par"): p.read_bytes() for p in (tmp_path / "par").rglob("*.png")
@@ -201,7 +206,7 @@ def test_isaid_bad_inputs_get_one_clear_line_and_nothing_written(tmp_path: Path)
     masks = raw / "train" / "Semantic_masks" / "images"
 
     def fails(*extra: str, code: int = 2) -> str:
-        r = run_cli("datasets", "prepare", "isaid", "--from", raw, "-o", out, "--splits", "train", "-q", *extra)
+        r = run_cli("datasets", "prepare", "isaid", "--from", raw, "-o", out, "--splits", "train", "-q", *MMSEG, *extra)
         assert r.code == code and r.stderr.startswith("aeroseg: error: ") and r.stderr.count("\n") == 1, r.stderr
         return r.stderr
 
@@ -222,7 +227,9 @@ def test_isaid_bad_inputs_get_one_clear_line_and_nothing_written(tmp_path: Path)
     assert "masks without a P<digits>.png image: 1 (first: P0005)" in fails("--skip", "P0001")
     assert not out.exists()  # every check above came before anything was written
     (masks / "P0005_instance_color_RGB.png").unlink()
-    ok = run_cli("datasets", "prepare", "isaid", "--from", raw, "-o", out, "--splits", "train", "--skip", "P0001")
+    ok = run_cli(
+        "datasets", "prepare", "isaid", "--from", raw, "-o", out, "--splits", "train", "--skip", "P0001", *MMSEG
+    )
     assert ok.code == 0, ok.stderr
     assert "other settings (patch=896)" in fails("--patch", "512", "--skip", "P0001")
     r = run_cli("datasets", "prepare", "isaid", "--from", raw, "-o", raw / "prepared")
@@ -252,7 +259,7 @@ def test_isaid_interrupted_by_sigint_and_sigterm_then_rerun_gives_the_same_outpu
     raw = tmp_path / "raw"
     isaid_raw(raw, {"train": [(640, 600)] * 8}, zipped=("train",))
     args = ["datasets", "prepare", "isaid", "--from", str(raw), "--splits", "train", "--patch", "256"]
-    args += ["--stride", "256"]
+    args += ["--stride", "256", "--min-foreground", "0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = {}  # one real `python -m aeroseg_cli` run per signal, side by side
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -441,7 +448,9 @@ def test_openearthmap_xbd_images_compiled_into_a_mirror(tmp_path: Path) -> None:
     raw, xbd, out = tmp_path / "raw", tmp_path / "xbd", tmp_path / "oem"
     pngs = oem_raw(raw, xbd)
     before = snapshot(raw)
-    r = run_cli("datasets", "prepare", "openearthmap", "--from", raw, "-o", out, "--xbd", xbd, "--json", "-q")
+    r = run_cli(
+        "datasets", "prepare", "openearthmap", "--from", raw, "-o", out, "--xbd", xbd, "--json", "-q", "--tile", "0"
+    )
     assert r.code == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["compiled_xbd_images"] == 2 and s["missing_xbd_by_region"] == {}
@@ -472,8 +481,8 @@ def test_openearthmap_problems_stop_before_anything_is_written(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_check_on_the_real_dubai_data(tmp_path: Path) -> None:
-    r = run_cli("datasets", "check", "dubai", "--data-root", DUBAI, "--json")
+def test_check_on_the_real_dubai_data(tmp_path: Path, shared_dubai: Path) -> None:
+    r = run_cli("datasets", "check", "dubai", "--data-root", shared_dubai, "--json")
     assert r.code == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["layout"] == "dubai" and data["errors"] == [] and data["warnings"] == []
@@ -534,11 +543,11 @@ def test_check_reads_a_sample_quickly_and_everything_with_full(tmp_path: Path) -
     assert full["splits"]["train"]["masks_read"] == 100 and r.code == 1 and "values 99" in full["errors"][0]
 
 
-def test_check_tells_which_layout_a_folder_is_in(tmp_path: Path) -> None:
+def test_check_tells_which_layout_a_folder_is_in(tmp_path: Path, shared_dubai: Path) -> None:
     isaid_raw(tmp_path / "isaid_download", {"train": [(40, 40)]})
     r = run_cli("datasets", "check", "isaid", "--data-root", tmp_path / "isaid_download")
     assert r.code == 2 and "the official iSAID download" in r.stderr and "datasets prepare isaid" in r.stderr
-    r = run_cli("datasets", "check", "isaid", "--data-root", DUBAI)
+    r = run_cli("datasets", "check", "isaid", "--data-root", shared_dubai)
     assert r.code == 2 and "the Dubai layout" in r.stderr
     ovrs_folder(tmp_path / "parent" / "DLRSD_split", [np.zeros((8, 8), np.uint8)])
     r = run_cli("datasets", "check", "dlrsd", "--data-root", tmp_path / "parent")

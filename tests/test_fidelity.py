@@ -25,7 +25,8 @@ from aeroseg_cli.training.recipe import param_groups
 from models.clip_backbone import build_open_clip
 from models.config import LEGACY, CLIPConfig
 from models.factory import load_clip_weights
-from tests.conftest import ROOT, smooth_scene
+from tests.support.paths import ROOT
+from tests.support.scenes import smooth_scene
 
 CLASSES = ["ship", "harbor", "water"]
 

@@ -18,7 +18,8 @@ import torch
 
 import models
 from aeroseg_cli.runtime.modelio import BF16_CPU_WARNING, autocast, cpu_bf16_matrix_units, resolve_precision
-from tests.conftest import run_cli, smooth_scene, write_scene
+from tests.support.cli import run_cli
+from tests.support.scenes import smooth_scene, write_scene
 
 CPU = torch.device("cpu")
 CLASSES = ["water", "land", "road"]

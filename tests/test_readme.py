@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.conftest import ROOT, run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
 
 
 def readme_command(marker: str) -> str:
@@ -73,5 +74,7 @@ def test_help_of_every_command_and_version() -> None:
         "--min-area",
         "--simplify",
         "--dst-crs",
+        "--aoi",
+        "--colors",
     ):
         assert option in text, option

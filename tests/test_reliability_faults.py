@@ -21,7 +21,6 @@ import rasterio
 import rasterio.shutil
 
 from aeroseg_cli.segment.writer import LabelWriter, partial_paths
-from tests.conftest import GEOTIFF, smooth_scene, write_scene
 from tests.reliability_harness import (
     Expect,
     Snapshot,
@@ -35,7 +34,7 @@ from tests.reliability_harness import (
     tiny_checkpoint_bytes,
     wait_for,
 )
-from tests.test_distributed import corrupt_full_resolution_tile
+from tests.support.scenes import corrupt_full_resolution_tile, smooth_scene, write_scene
 
 SEG = ["-c", "a,b,c,d", "--model", "tiny", "--tile", "128", "-q"]
 HEIGHT = 3072  # the tall scene: three 1024-row write chunks, so a fault can land between them
@@ -91,7 +90,12 @@ def resume_to_reference(scene: Path, reference: Path, out: Path, workspace: Path
     partial; the scene is untouched."""
     before = Snapshot.take(workspace, [scene])
     r = run_in_process(["segment", scene, *SEG, "-o", out, "--resume", *extra])
-    expect = Expect(0, lines=None, created=[out.name, f"{out.name}.aux.xml"], removed=partial_names(out))
+    expect = Expect(
+        0,
+        lines=None,
+        created=[out.name, f"{out.name}.aux.xml", out.with_suffix(".qml").name],
+        removed=partial_names(out),
+    )
     check_outcome(r, before, Snapshot.take(workspace, [scene]), expect)
     assert_same_map(out, reference)
 
@@ -155,7 +159,7 @@ def test_disk_full_in_the_vector_step_of_an_ungeoreferenced_run(tmp_path: Path) 
     before = Snapshot.take(tmp_path)
     r = run_process(["segment", png, *SEG, "--allow-ungeoreferenced", "--vector", ws / "X.gpkg"], fsize=64_000)
     expect = Expect(1, match=["the labels are written to", "polygonising them failed", "X.gpkg", "File too large"],
-                    created=["X.labels.tif", "X.labels.tif.aux.xml"], absent=["X.gpkg"])  # fmt: skip
+                    created=["X.labels.tif", "X.labels.tif.aux.xml", "X.labels.qml"], absent=["X.gpkg"])  # fmt: skip
     check_outcome(r, before, Snapshot.take(tmp_path), expect)
     with rasterio.open(ws / "X.labels.tif") as ds:
         assert ds.read(1).shape == (150, 170) and ds.crs is None
@@ -203,7 +207,7 @@ def test_two_runs_on_one_output(tall, tmp_path: Path) -> None:
         first.send_signal(signal.SIGCONT)
     r = finish(first)
     assert r.code == 0, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif", "o.tif.aux.xml"]  # no lock, no partial
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.qml", "o.tif", "o.tif.aux.xml"]  # no lock, no partial
     assert_same_map(out, reference)
 
 
@@ -292,7 +296,9 @@ def test_resume_of_a_partial_completes_to_the_uninterrupted_map(short, tmp_path:
     make_partial(scene, tmp_path / "o.tif")
     before = Snapshot.take(tmp_path, [scene])
     r = run_in_process([*segment_args(scene, tmp_path / "o.tif"), "--resume"])
-    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml"], removed=partial_names(tmp_path / "o.tif"))
+    expect = Expect(
+        0, lines=None, created=["o.tif", "o.tif.aux.xml", "o.qml"], removed=partial_names(tmp_path / "o.tif")
+    )
     check_outcome(r, before, Snapshot.take(tmp_path, [scene]), expect)
     assert_same_map(tmp_path / "o.tif", reference)
 
@@ -306,7 +312,7 @@ def test_resume_onto_a_damaged_partial_never_publishes_a_broken_map(short, tmp_p
     corrupt_full_resolution_tile(partial_paths(out)[0], 0, 0)
     before = Snapshot.take(tmp_path, [scene])
     r = run_in_process([*segment_args(scene, out), "--resume"])
-    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml"], removed=partial_names(out))
+    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml", "o.qml"], removed=partial_names(out))
     check_outcome(r, before, Snapshot.take(tmp_path, [scene]), expect)
     assert_same_map(out, reference)
 
@@ -317,26 +323,27 @@ BAD_ROW, BAD_COL = 2, 3  # tile (row, col) of 128 x 128 tiles: rows 256-383, col
 
 
 @pytest.fixture(scope="module")
-def naip(tmp_path_factory) -> tuple[Path, Path, Path]:
+def naip(tmp_path_factory, shared_geotiff: Path) -> tuple[Path, Path, Path]:
     """The real NAIP scene re-tiled at 128 (with its overview), a copy with one damaged full-resolution tile, and the
     labels of the intact copy."""
     folder = tmp_path_factory.mktemp("naip")
     intact, damaged = folder / "intact.tif", folder / "damaged.tif"
+    source = shared_geotiff / "naip_2020_rgbn_utm14n.tif"
     for path in (intact, damaged):
-        rasterio.shutil.copy(GEOTIFF / "naip_2020_rgbn_utm14n.tif", path, driver="GTiff", tiled=True, blockxsize=128,
-                             blockysize=128, compress="deflate", COPY_SRC_OVERVIEWS="YES")  # fmt: skip
+        rasterio.shutil.copy(source, path, driver="GTiff", tiled=True, blockxsize=128, blockysize=128,
+                             compress="deflate", COPY_SRC_OVERVIEWS="YES")  # fmt: skip
     corrupt_full_resolution_tile(damaged, BAD_ROW, BAD_COL)
     r = run_in_process(["segment", intact, *SEG, "-o", folder / "reference.tif"])
     assert r.code == 0, r.stderr
     return intact, damaged, folder / "reference.tif"
 
 
-def test_damaged_tile_fails_with_gdal_cause_and_window(naip, tmp_path: Path) -> None:
+def test_damaged_tile_fails_with_gdal_cause_and_window(naip, tmp_path: Path, shared_geotiff: Path) -> None:
     _, damaged, _ = naip
-    before = Snapshot.take(tmp_path, [damaged, GEOTIFF / "naip_2020_rgbn_utm14n.tif"])
+    before = Snapshot.take(tmp_path, [damaged, shared_geotiff / "naip_2020_rgbn_utm14n.tif"])
     r = run_in_process(["segment", damaged, *SEG, "-o", tmp_path / "o.tif"])
     expect = Expect(1, match=["IReadBlock failed", "--on-error skip"], absent=["o.tif"])
-    check_outcome(r, before, Snapshot.take(tmp_path, [damaged, GEOTIFF / "naip_2020_rgbn_utm14n.tif"]), expect)
+    check_outcome(r, before, Snapshot.take(tmp_path, [damaged, shared_geotiff / "naip_2020_rgbn_utm14n.tif"]), expect)
     assert re.search(r"1 window\(s\) failed \(window at row \d+, col \d+: damaged\.tif, band 1: IReadBlock", r.stderr)
 
 
@@ -345,7 +352,7 @@ def test_damaged_tile_with_on_error_skip_is_nodata_and_the_rest_intact(naip, tmp
     out = tmp_path / "o.tif"
     before = Snapshot.take(tmp_path, [damaged])
     r = run_in_process(["segment", damaged, *SEG, "-o", out, "--on-error", "skip"])
-    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml"])
+    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml", "o.qml"])
     check_outcome(r, before, Snapshot.take(tmp_path, [damaged]), expect)
     with rasterio.open(out) as a, rasterio.open(reference) as b:
         got, want = a.read(1), b.read(1)

@@ -22,8 +22,10 @@ from affine import Affine
 
 from aeroseg_cli.files.errors import CLIError, Interrupted
 from aeroseg_cli.runtime.host import keep_freed_memory
+from aeroseg_cli.segment.aoi import Aoi
 from aeroseg_cli.segment.blender import FinishedRows, RowBlender, blender_bytes
 from aeroseg_cli.segment.feeder import Batch, Feeder
+from aeroseg_cli.segment.predictor import DeviceOutOfMemory
 from aeroseg_cli.segment.reader import SceneInfo
 from aeroseg_cli.segment.tiler import BLOCK, Grid, Superblock
 from aeroseg_cli.segment.writer import LabelWriter, RasterSpec
@@ -47,6 +49,7 @@ class SegmentOptions:
     chunk_rows: int = 1024  # rows per write (rounded to the 512-row GeoTIFF tiles)
     io_threads: str | int = "auto"  # decode threads: "auto", "off" (inline) or a number
     max_memory: int | None = None  # bytes for the blender and write buffers; None: HOST_BUDGET / GPU share
+    colors: list[tuple[int, int, int]] | None = None  # one per class; None: the palette's (styles.palette)
 
 
 @dataclass
@@ -188,6 +191,8 @@ def predict(predictor, batch: Batch, progress: Progress, opts: SegmentOptions) -
     t0 = time.perf_counter()
     try:
         return list(predictor(batch.images, opts.batch_size))
+    except DeviceOutOfMemory:
+        raise  # not a window's fault: the run stops, resumable
     except Exception:
         if batch.size == 1:
             return [_one(predictor, batch, 0, progress, opts)]
@@ -199,6 +204,8 @@ def predict(predictor, batch: Batch, progress: Progress, opts: SegmentOptions) -
 def _one(predictor, batch: Batch, slot: int, progress: Progress, opts: SegmentOptions) -> torch.Tensor | None:
     try:
         return predictor(batch.images[slot : slot + 1], opts.batch_size)[0]
+    except DeviceOutOfMemory:
+        raise
     except Exception as exc:
         window = next(e.window for e in batch.entries if e.slot == slot)
         fail(progress, f"window at row {window.row}, col {window.col}: {type(exc).__name__}: {exc}", opts)
@@ -238,6 +245,12 @@ def run_block(
             on_progress(progress)
 
 
+def outside_windows(grid: Grid, aoi: Aoi, work: list[tuple[Superblock, tuple[int, int]]]) -> int:
+    """How many of the windows this run had to do lie outside the AOI (never read nor run)."""
+    touching = aoi.touching(grid)
+    return int(sum((~touching[slice(*grid.rows_touching(*rows)), b.i0 : b.i1]).sum() for b, rows in work))
+
+
 def segment_scene(
     info: SceneInfo,
     predictor,
@@ -247,11 +260,13 @@ def segment_scene(
     settings: dict,
     on_progress: Callable[[Progress], None] | None = None,
     row_range: tuple[int, int] | None = None,
+    aoi: Aoi | None = None,
 ) -> SegmentResult:
     """Segment one scene into ``output``; the file appears only when the whole scene is done.
 
     ``row_range`` (r0, r1): only these scene rows, into a file of that band (one rank's share); every window that
-    touches the band runs, so its pixels are exactly those of a whole-scene run.
+    touches the band runs, so its pixels are exactly those of a whole-scene run. ``aoi``: only windows touching it
+    run, pixels outside it are nodata.
     """
     start = time.perf_counter()
     keep_freed_memory()
@@ -263,7 +278,7 @@ def segment_scene(
     spec = RasterSpec(info.width, r1 - r0, info.crs, info.transform @ Affine.translation(0, r0), r0)
     writer = LabelWriter(output, spec, predictor.class_names, tags, settings,
                          [(b.x0, b.x1) for b in grid.superblocks(width)], opts.probabilities, opts.cog, opts.resume,
-                         opts.chunk_rows)  # fmt: skip
+                         opts.chunk_rows, opts.colors)  # fmt: skip
     work = [(grid.superblock(x0, x1), (writer.rows_done(x0), r1)) for x0, x1 in writer.blocks]
     work = [(b, rows) for b, rows in work if rows[0] < rows[1]]
     total = sum((b.i1 - b.i0) * len(range(*grid.rows_touching(*rows))) for b, rows in work)
@@ -271,7 +286,7 @@ def segment_scene(
     ctx = {"grid": grid, "predictor": predictor, "opts": opts, "progress": progress}
     threads = decode_threads(opts.io_threads, predictor.device)
     try:
-        with Feeder(info, grid, predictor.device, opts.batch_size, threads) as ctx["feeder"]:
+        with Feeder(info, grid, predictor.device, opts.batch_size, threads, aoi) as ctx["feeder"]:
             ctx["sink"] = RowSink(writer, background=threads > 0 or predictor.device.type != "cpu")
             try:
                 for block, rows in work:
@@ -281,6 +296,9 @@ def segment_scene(
     except Interrupted as exc:
         done = progress.done + progress.skipped + progress.failed
         raise exc.with_detail(f"after {done} of {total} windows; rerun with --resume to continue") from None
+    except DeviceOutOfMemory as exc:
+        done = progress.done + progress.skipped + progress.failed
+        raise DeviceOutOfMemory(f"after {done} of {total} windows: {exc}") from None
     except WindowFailed:
         writer.discard()
         raise CLIError(
@@ -290,6 +308,11 @@ def segment_scene(
     outputs = writer.commit(opts.overwrite)
     windows = {"total": len(grid), "run": total, "done": progress.done, "skipped": progress.skipped,
                "failed": progress.failed}  # fmt: skip
+    notes = list(info.notes)
+    if aoi is not None:
+        windows["outside_aoi"] = outside = outside_windows(grid, aoi, work)
+        notes.append(f"--aoi {aoi.source}: {aoi.fraction:.1%} of the scene; {outside} of {total} windows lie "
+                     f"outside it and were not run ({outside / max(total, 1):.0%} of the work saved)")  # fmt: skip
     return SegmentResult(
         scene=info.path,
         outputs=[str(p) for p in outputs],
@@ -302,5 +325,5 @@ def segment_scene(
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         resumed_from_row=min((rows[0] for _, rows in work), default=r1),
         superblocks=len(writer.blocks),
-        notes=list(info.notes),
+        notes=notes,
     )
