@@ -68,7 +68,9 @@ class AerOSeg(nn.Module):
         self.class_blocks = nn.ModuleList()
         for _ in range(cfg.num_refinement_blocks):
             self.spatial_blocks.append(
-                SpatialRefinement(c, cg if g_on else 0, cfg.num_heads, cfg.window_size, cfg.refinement)
+                SpatialRefinement(
+                    c, cg if g_on else 0, cfg.num_heads, cfg.window_size, cfg.refinement, cfg.shifted_window_mask
+                )
             )
             self.class_blocks.append(
                 ClassRefinement(c, cg, cfg.num_heads, cfg.max_classes, cfg.class_pool_train, cfg.refinement)
@@ -102,14 +104,14 @@ class AerOSeg(nn.Module):
         """Per-class probabilities of this model's logits (independent sigmoids, as trained with BCE), in fp32."""
         return torch.sigmoid(logits.float())
 
-    def _guidance(
-        self, images: torch.Tensor, clip_maps: list[torch.Tensor], dense: torch.Tensor, grid: tuple[int, int]
+    def guidance_sources(
+        self, images: torch.Tensor, clip_maps: list[torch.Tensor], dense: torch.Tensor
     ) -> GuidanceMaps:
-        """Project the guidance sources: SAM's neck and block taps, or CLIP's final features and block taps."""
-        cfg, (h, w) = self.cfg, grid
-        aa = cfg.guidance_antialias
+        """The guidance maps before projection: SAM's neck and block taps, or CLIP's final features and block taps
+        (after CAT-Seg's learned upsampling); each at its encoder's grid. Empty without guidance."""
+        cfg = self.cfg
         if self.sam is not None:
-            x = resize(images, (cfg.sam_input_size, cfg.sam_input_size), aa)
+            x = resize(images, (cfg.sam_input_size, cfg.sam_input_size), cfg.guidance_antialias)
             neck, early, late = self.sam(normalize(x, SAM_MEAN, SAM_STD))
             spatial, sam_neck = neck, neck
         elif cfg.guidance == "clip":
@@ -120,11 +122,18 @@ class AerOSeg(nn.Module):
         first, second = stage_taps(cfg.decoder_guidance_order, early, late)
         if cfg.guidance == "clip" and cfg.clip_guidance == "catseg":
             first, second = self.guidance_upsample(first, second)
+        return GuidanceMaps(spatial, first, second, sam_neck)
+
+    def _project(self, src: GuidanceMaps, grid: tuple[int, int]) -> GuidanceMaps:
+        """Guidance sources resized to the grid (spatial), 2x and 4x (decoder stages) and projected (Conv3x3+ReLU)."""
+        if src.spatial is None:
+            return src
+        (h, w), aa, up = grid, self.cfg.guidance_antialias, self.cfg.guidance_upsample
         return GuidanceMaps(
-            self.spatial_guidance(spatial, (h, w), aa),
-            self.decoder_guidance1(first, (2 * h, 2 * w), aa),
-            self.decoder_guidance2(second, (4 * h, 4 * w), aa),
-            sam_neck,
+            self.spatial_guidance(src.spatial, (h, w), aa, up),
+            self.decoder_guidance1(src.stage1, (2 * h, 2 * w), aa, up),
+            self.decoder_guidance2(src.stage2, (4 * h, 4 * w), aa, up),
+            src.sam_neck,
         )
 
     def _select_classes(self, corr: torch.Tensor, text: torch.Tensor):
@@ -158,28 +167,34 @@ class AerOSeg(nn.Module):
         dense, clip_maps = self.clip.image_features(
             normalize(images, CLIP_MEAN, CLIP_STD), with_guidance=cfg.guidance == "clip"
         )  # (B, R, D, h, w)
-        h, w = dense.shape[-2:]
-        with fp32_region(cfg.fp32_correlation, images.device.type):
-            corr = cost_volume(dense, text, cfg.fp32_correlation)  # (B, R*P, K, h, w)
-            k_all = corr.shape[2]
-            corr, text, selected = self._select_classes(corr, text)
-            x = self.correlation(corr)  # (B, K, C, h, w)
-        g = self._guidance(images, clip_maps, dense, (h, w))
-        g_text = self._text_guidance(text, x.dtype)  # (1, K, Cg)
-        for spatial, klass in zip(self.spatial_blocks, self.class_blocks, strict=True):
-            x = spatial(x, g.spatial)
-            x = klass(x, g_text)
-        logits = self.decoder(x, g.stage1, g.stage2)
+        sources = self.guidance_sources(images, clip_maps, dense)
+        logits, x, selected = self.aggregate(dense, text, sources)
         with fp32_region(cfg.fp32_correlation, images.device.type):
             logits = logits.float() if cfg.fp32_correlation else logits
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         if selected is not None:
-            full = logits.new_full((b, k_all, height, width), UNSELECTED_LOGIT)
+            full = logits.new_full((b, len(class_names), height, width), UNSELECTED_LOGIT)
             full[:, selected] = logits
             logits = full
         if not self.training:
             return logits
-        return AerOSegOutput(logits, *self._backprojection(x, images, dense, g), cfg.ignore_pixels)
+        return AerOSegOutput(logits, *self._backprojection(x, images, dense, sources), cfg.ignore_pixels)
+
+    def aggregate(self, dense: torch.Tensor, text: torch.Tensor, sources: GuidanceMaps):
+        """The cost aggregation (OVRS's and CAT-Seg's ``Aggregator``): dense image embeddings (B, R, D, h, w) and
+        prompt embeddings (K, P, D), both L2-normalised, and the guidance sources -> (logits (B, K', 4h, 4w), refined
+        features (B, K', C, h, w), the K' <= max_classes kept class indices or None when all are kept)."""
+        cfg = self.cfg
+        with fp32_region(cfg.fp32_correlation, dense.device.type):
+            corr = cost_volume(dense, text, cfg.fp32_correlation)  # (B, R*P, K, h, w)
+            corr, text, selected = self._select_classes(corr, text)
+            x = self.correlation(corr)  # (B, K, C, h, w)
+        g = self._project(sources, tuple(dense.shape[-2:]))
+        g_text = self._text_guidance(text, x.dtype)  # (1, K, Cg)
+        for spatial, klass in zip(self.spatial_blocks, self.class_blocks, strict=True):
+            x = spatial(x, g.spatial)
+            x = klass(x, g_text)
+        return self.decoder(x, g.stage1, g.stage2), x, selected
 
     def _backprojection(self, x: torch.Tensor, images: torch.Tensor, dense: torch.Tensor, g: GuidanceMaps):
         """(reconstruction (B, C_t, h, w), detached target resized to (h, w)) or (None, None)."""

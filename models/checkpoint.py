@@ -6,8 +6,8 @@ loading never unpickles arbitrary objects; digests refuse files whose tensors we
 Since format 2 files are lean by default: tensors identical to the official pretrained files are replaced by a
 reference to each file (``models.lean``); ``self_contained=True`` stores every tensor. Format 1 files (every tensor,
 config without the fidelity fields) still load. Each format adds fidelity fields; a file of an older format lacks
-them and its config is read with their old values (``config.LEGACY``: format 1 gets ``LEGACY_V1`` and ``LEGACY_V2``,
-format 2 ``LEGACY_V2``), so every old checkpoint gives the same outputs as before, bit for bit.
+them and its config is read with their old values (``config.LEGACY[n]`` for every n >= the file's format), so
+every old checkpoint gives the same outputs as before, bit for bit.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .vocabulary import Vocabulary
 from .weightfiles import load_tensors
 
 FORMAT = "aeroseg-checkpoint"
-FORMAT_VERSION = 3  # 3: issue 21's fidelity fields (pos_embed_interp, template_period)
+FORMAT_VERSION = 5  # issue 21: 3 pos_embed_interp, template_period; 4 shifted_window_mask; 5 guidance_upsample
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:

@@ -95,12 +95,20 @@ LEGACY_V1: dict[str, Any] = {
     "guidance_antialias": False,
     "fp32_correlation": False,
 }
-# ... and files of format 2 or older lack those added in format 3 (issue 21).
+# ... files of format 2 or older lack those added in format 3 (issue 21, CLIP side) ...
 LEGACY_V2: dict[str, Any] = {
     "pos_embed_interp": "antialias",
     "template_period": True,
 }
-LEGACY: dict[int, dict[str, Any]] = {1: LEGACY_V1, 2: LEGACY_V2}
+# ... files of format 3 or older the shifted-window mask of format 4 (issue 21) ...
+LEGACY_V3: dict[str, Any] = {
+    "shifted_window_mask": "rolled",
+}
+# ... and files of format 4 or older the guidance upsampling of format 5 (issue 21).
+LEGACY_V4: dict[str, Any] = {
+    "guidance_upsample": "bilinear",
+}
+LEGACY: dict[int, dict[str, Any]] = {1: LEGACY_V1, 2: LEGACY_V2, 3: LEGACY_V3, 4: LEGACY_V4}
 
 
 @dataclass
@@ -119,7 +127,10 @@ class AerOSegConfig:
     guidance: str = "sam"  # "sam", "clip" (CAT-Seg baseline) or "none"
     sam: SAMConfig = field(default_factory=SAMConfig)
     sam_weights: str | None = "official"  # "official" (from the weights cache), a file path, or None (random)
-    sam_input_size: int = 1024  # SAM sees the crop resized to this (position embedding interpolated)
+    # SAM sees the crop resized to this (its position embedding interpolated): 384 puts SAM's maps on CLIP's 24 x 24
+    # grid, which the paper's Eq. 10 (SAM guidance upsampled x2 to the first decoder stage) implies; 1024 is the size
+    # SAM was trained at (3.4x the paper preset's FLOPs). See the README's "Fidelity to the paper".
+    sam_input_size: int = 384
     finetune_guidance: bool = False  # paper Table 4: SAM frozen
     sdpa: bool = True  # SAM attention through scaled_dot_product_attention (same weights, same result)
     # correlation refinement
@@ -127,8 +138,10 @@ class AerOSegConfig:
     guidance_dim: int = 128  # spatial/class guidance width
     num_heads: int = 4
     window_size: int = 12
+    shifted_window_mask: str = "swin"  # SW-MSA mask built as Swin/CAT-Seg ("swin") or rolled (formats <= 3)
     num_refinement_blocks: int = 2
-    class_pool_train: int = 2  # class refinement average-pools space by this in training (1 at evaluation)
+    class_pool_train: int = 2  # class refinement average-pools space by this in training (1 at evaluation, as the
+    # references' eval.sh sets POOLING_SIZES [1,1])
     max_classes: int = 256  # class refinement pads to this many class tokens
     # semantic back-projection (training only)
     backproj: bool = True
@@ -146,6 +159,7 @@ class AerOSegConfig:
     clip_guidance: str = "catseg"  # guidance="clip": "catseg" (learned ConvTranspose, raw CLIP features) or "v1"
     refinement: str = "catseg"  # class/spatial refinement details as CAT-Seg ("catseg") or as this project's v1
     guidance_antialias: bool = True  # shrink SAM's maps (64x64 -> 24x24, 48x48) with an antialiasing filter
+    guidance_upsample: str = "nearest"  # enlarge guidance maps to the decoder stages: "nearest" (Eq. 10) or "bilinear"
     fp32_correlation: bool = True  # cost volume, its embedding and the logits in fp32 even under autocast
     pos_embed_interp: str = "bicubic"  # CLIP position embedding to the crop's grid: "bicubic" (CAT-Seg) or "antialias"
     template_period: bool = False  # prompts end with "." (this project's format-2 prompts; the paper's have none)
@@ -189,6 +203,8 @@ class AerOSegConfig:
             "clip_guidance": ("catseg", "v1"),
             "refinement": ("catseg", "v1"),
             "pos_embed_interp": ("bicubic", "antialias"),
+            "shifted_window_mask": ("swin", "rolled"),
+            "guidance_upsample": ("nearest", "bilinear"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -11,12 +11,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def resize(x: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
-    """Bilinear resize of (B, C, H, W) to ``size``; with ``antialias``, shrinking low-pass filters first."""
+def resize(x: torch.Tensor, size: tuple[int, int], antialias: bool, upsample: str = "bilinear") -> torch.Tensor:
+    """Resize (B, C, H, W) to ``size``: shrinking bilinearly (with ``antialias``, low-pass filtered first),
+    enlarging with ``upsample`` ("bilinear" or "nearest": each value repeated, as the paper's Eq. 10)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias and shrink)
+    if not shrink and upsample == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    if not (antialias and shrink):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    # CPUs have no half-precision antialiased kernel (bf16 autocast hands SAM's maps over in bf16): filter in fp32
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    return F.interpolate(work, size=size, mode="bilinear", align_corners=False, antialias=True).to(x.dtype)
 
 
 class GuidanceProjection(nn.Sequential):
@@ -26,9 +33,9 @@ class GuidanceProjection(nn.Sequential):
         super().__init__(nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True))
 
     def forward(  # type: ignore[override]
-        self, x: torch.Tensor, size: tuple[int, int], antialias: bool = False
+        self, x: torch.Tensor, size: tuple[int, int], antialias: bool = False, upsample: str = "bilinear"
     ) -> torch.Tensor:
-        return super().forward(resize(x, size, antialias))
+        return super().forward(resize(x, size, antialias, upsample))
 
 
 def stage_taps(order: str, early: torch.Tensor, late: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

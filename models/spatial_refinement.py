@@ -2,6 +2,8 @@
 
 Query and key see the correlation and the guidance; the value sees the correlation only (CAT-Seg). CAT-Seg
 normalises the guidance once for both Swin blocks (``variant="catseg"``); this project's v1 had one LayerNorm per block.
+The shifted block's mask is Swin's (``mask="swin"``); ``"rolled"`` is the mask checkpoints of format 3 and older
+were trained with.
 """
 
 from __future__ import annotations
@@ -13,30 +15,46 @@ from torch import nn
 MASKED = -100.0
 
 
-def window_mask(h: int, w: int, window: int, shift: int, device: torch.device) -> torch.Tensor | None:
-    """Additive mask (nW, N, N) for (shifted) windows on an h x w grid padded to a multiple of ``window``.
+def window_geometry(h: int, w: int, window: int, shift: int, style: str = "swin") -> tuple[int, int]:
+    """(window, shift) a block uses on an h x w grid. ``"swin"``: as Swin and CAT-Seg, a grid no larger than the
+    window is one unshifted window; ``"rolled"`` (format <= 3): the window shrinks to the grid, the shift is kept
+    while the window is whole."""
+    if style == "swin":
+        return (min(h, w), 0) if min(h, w) <= window else (window, shift)
+    small = min(window, h, w)
+    return small, shift if small == window else 0
 
-    Tokens from different regions of a shifted window, and padding tokens as keys, get ``MASKED``.
+
+def window_mask(
+    h: int, w: int, window: int, shift: int, device: torch.device, style: str = "swin"
+) -> torch.Tensor | None:
+    """Additive mask (nW, N, N) for the windows of an h x w grid padded to a multiple of ``window``, cyclically
+    shifted by ``shift`` (the features are padded, then rolled by -shift, then cut into windows).
+
+    ``"swin"``: the regions are labelled with Swin's slices (0, -window), (-window, -shift), (-shift, None) directly
+    in the shifted frame, as Swin and CAT-Seg build ``attn_mask``; tokens of different regions get ``MASKED``, so a
+    window never mixes tokens that the roll brought from opposite edges. ``"rolled"`` (format <= 3) labels them in
+    the unshifted frame and rolls the labels, which cuts every shifted window into quadrants. Padding tokens (this
+    project's extension for grids that are not a multiple of the window) are masked as keys in both.
     """
     hp, wp = -(-h // window) * window, -(-w // window) * window
     if not shift and (hp, wp) == (h, w):
         return None
     region = torch.zeros(hp, wp, device=device)
+    padded = torch.zeros(hp, wp, dtype=torch.bool, device=device)
+    padded[h:, :] = True
+    padded[:, w:] = True
     if shift:
         cuts = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
-        label = 0
-        for hs in cuts:
-            for ws in cuts:
-                region[hs, ws] = label
-                label += 1
-    region[h:, :] = -1
-    region[:, w:] = -1
-    if shift:
-        region = torch.roll(region, (-shift, -shift), dims=(0, 1))
+        for label, (hs, ws) in enumerate((hs, ws) for hs in cuts for ws in cuts):
+            region[hs, ws] = label
+        padded = torch.roll(padded, (-shift, -shift), dims=(0, 1))
+        if style == "rolled":
+            region = torch.roll(region, (-shift, -shift), dims=(0, 1))
     win = region.reshape(hp // window, window, wp // window, window).permute(0, 2, 1, 3).reshape(-1, window * window)
+    pad = padded.reshape(hp // window, window, wp // window, window).permute(0, 2, 1, 3).reshape(-1, window * window)
     differ = win[:, None, :] != win[:, :, None]
-    padded_key = (win < 0)[:, None, :].expand_as(differ)
-    return torch.where(differ | padded_key, MASKED, 0.0)
+    return torch.where(differ | pad[:, None, :], MASKED, 0.0)
 
 
 def to_windows(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -84,13 +102,21 @@ class GuidedWindowAttention(nn.Module):
 
 
 class SwinBlock(nn.Module):
-    """Pre-norm Swin block (W-MSA or SW-MSA) with guidance, no relative position bias, MLP ratio 4."""
+    """Pre-norm Swin block (W-MSA or SW-MSA) with guidance, no relative position bias, MLP ratio 4; ``mask``: the
+    shifted-window mask's construction (``window_mask``)."""
 
     def __init__(
-        self, dim: int, guidance_dim: int, num_heads: int, window: int, shift: int, guidance_norm: bool = False
+        self,
+        dim: int,
+        guidance_dim: int,
+        num_heads: int,
+        window: int,
+        shift: int,
+        guidance_norm: bool = False,
+        mask: str = "swin",
     ) -> None:
         super().__init__()
-        self.window, self.shift = window, shift
+        self.window, self.shift, self.mask_style = window, shift, mask
         self.norm1 = nn.LayerNorm(dim)
         self.norm_g = nn.LayerNorm(guidance_dim) if guidance_dim and guidance_norm else None
         self.attn = GuidedWindowAttention(dim, guidance_dim, num_heads)
@@ -100,8 +126,7 @@ class SwinBlock(nn.Module):
     def forward(self, x: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         """x (N, h, w, C), g (N, h, w, Cg) or None (normalised by this block only if it has ``norm_g``)."""
         n, h, w, _ = x.shape
-        window = min(self.window, h, w)
-        shift = self.shift if window == self.window else 0
+        window, shift = window_geometry(h, w, self.window, self.shift, self.mask_style)
         y = self.norm1(x)
         gn = self.norm_g(g) if g is not None and self.norm_g is not None else g
         hp, wp = -(-h // window) * window, -(-w // window) * window
@@ -111,7 +136,7 @@ class SwinBlock(nn.Module):
         if shift:
             y = torch.roll(y, (-shift, -shift), dims=(1, 2))
             gn = torch.roll(gn, (-shift, -shift), dims=(1, 2)) if gn is not None else None
-        mask = window_mask(h, w, window, shift, x.device)
+        mask = window_mask(h, w, window, shift, x.device, self.mask_style)
         out = self.attn(to_windows(y, window), to_windows(gn, window) if gn is not None else None, mask)
         out = from_windows(out, n, hp, wp, window)
         if shift:
@@ -121,19 +146,21 @@ class SwinBlock(nn.Module):
 
 
 class SpatialRefinement(nn.Module):
-    """Two Swin blocks (shift 0, then window/2) per class map.
+    """Two Swin blocks (shift 0, then window/2) per class map; ``mask`` as ``window_mask``'s ``style``.
 
     x (B, K, C, h, w), guidance (B, Cg, h, w) or None -> (B, K, C, h, w). Classes share weights (order-equivariant).
     """
 
-    def __init__(self, dim: int, guidance_dim: int, num_heads: int, window: int, variant: str = "catseg") -> None:
+    def __init__(
+        self, dim: int, guidance_dim: int, num_heads: int, window: int, variant: str = "catseg", mask: str = "swin"
+    ) -> None:
         super().__init__()
         per_block = variant == "v1"
         self.norm_g = nn.LayerNorm(guidance_dim) if guidance_dim and not per_block else None
         self.blocks = nn.ModuleList(
             [
-                SwinBlock(dim, guidance_dim, num_heads, window, 0, guidance_norm=per_block),
-                SwinBlock(dim, guidance_dim, num_heads, window, window // 2, guidance_norm=per_block),
+                SwinBlock(dim, guidance_dim, num_heads, window, 0, per_block, mask),
+                SwinBlock(dim, guidance_dim, num_heads, window, window // 2, per_block, mask),
             ]
         )
 

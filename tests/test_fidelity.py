@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import models
 from aeroseg_cli.training.augment import train_augment
 from aeroseg_cli.training.coloraug import color_aug_ssd, hsv_to_rgb, rgb_to_hsv
 from aeroseg_cli.training.config import TrainConfig
+from aeroseg_cli.training.evaluation import eval_resize, sliding_window_probs
 from aeroseg_cli.training.recipe import param_groups
 from models.clip_backbone import build_open_clip
 from models.config import LEGACY, CLIPConfig
@@ -102,6 +104,34 @@ def test_sam_maps_are_shrunk_with_antialiasing() -> None:
     resize = {aa: F.interpolate(got["neck"], size=(24, 24), mode="bilinear", antialias=aa) for aa in (True, False)}
     torch.testing.assert_close(got["in"], resize[True])
     assert not torch.allclose(got["in"], resize[False])
+
+
+@pytest.mark.parametrize("preset", ["aeroseg-vitb16-samvitl", "aeroseg-vitl14-samvitl", "aeroseg-vitb16-samvitb"])
+def test_sam_sees_the_crop_so_that_its_maps_lie_on_clips_grid(preset: str) -> None:
+    """The paper's Eq. 10 upsamples SAM's guidance x2 to the first decoder stage: SAM's maps on CLIP's 24 x 24
+    grid, i.e. SAM fed 384 px (ViT-L/14 at 336 px has a 24 x 24 grid too)."""
+    cfg = models.preset_config(preset)
+    assert cfg.sam_input_size == 384
+    assert cfg.sam_input_size // cfg.sam.patch_size == cfg.crop_size // cfg.clip.patch_size == 24
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_guidance_is_enlarged_to_the_decoder_stages_by_nearest_neighbour(mode: str) -> None:
+    model = tiny(sam_input_size=384, guidance_upsample=mode).eval()  # SAM grid 24 = CLIP grid: x2 and x4 only
+    got = {}
+    model.decoder_guidance1[0].register_forward_pre_hook(lambda m, a: got.__setitem__("first", a[0]))
+    model.decoder_guidance2[0].register_forward_pre_hook(lambda m, a: got.__setitem__("second", a[0]))
+    model.sam.register_forward_hook(lambda m, a, out: got.__setitem__("taps", out[1:]))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 384, 384), CLASSES)
+    early, late = got["taps"]
+    assert early.shape[-2:] == (24, 24)
+    if mode == "nearest":
+        assert torch.equal(got["first"], early.repeat_interleave(2, -1).repeat_interleave(2, -2))
+        assert torch.equal(got["second"], late.repeat_interleave(4, -1).repeat_interleave(4, -2))
+    else:
+        torch.testing.assert_close(got["first"], F.interpolate(early, size=(48, 48), mode="bilinear"))
+        assert not torch.equal(got["first"], early.repeat_interleave(2, -1).repeat_interleave(2, -2))
 
 
 # -- 3. crop ---------------------------------------------------------------------------------------------------------
@@ -235,6 +265,44 @@ def test_prompts_are_the_papers_without_a_period_and_the_old_ones_one_field_away
     new, dotted = tiny().eval(), tiny(template_period=True).eval()  # same seed: the same weights
     assert new.clip.templates[0] == "A satellite image of a {}"
     assert not torch.allclose(new.clip.text_features(CLASSES), dotted.clip.text_features(CLASSES))
+
+
+# -- issue 21: evaluation resize -----------------------------------------------------------------------------------
+def _box_smoothed(h: int, w: int, seed: int) -> np.ndarray:
+    """The fixture's image recipe: seeded uint8 noise, 4 x 4 box mean (image-like content)."""
+    raw = np.random.default_rng(seed).integers(0, 256, (h + 3, w + 3, 3)).astype(np.float64)
+    c = np.pad(raw.cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))
+    return np.round(((c[4:, 4:] - c[:-4, 4:] - c[4:, :-4] + c[:-4, :-4]) / 16)[:h, :w]).astype(np.uint8)
+
+
+def test_eval_resize_equals_detectron2s_test_transform() -> None:
+    """``tests/fixtures/detectron2_test_resize.json``: facebookresearch/detectron2 02b5c4e2
+    ``ResizeShortestEdge(S, M, "choice").get_transform(img).apply_image(img)`` (CAT-Seg's test mapper: 640, 2560) on
+    the images of ``_box_smoothed``, run from the fetched code by /work/scratch/h21-network/gen_test_resize_fixture.py;
+    output shapes, SHA-256 of the bytes and each output's top-left 8 x 8 block."""
+    cases = json.loads((ROOT / "tests" / "fixtures" / "detectron2_test_resize.json").read_text())["cases"]
+    for case in cases:
+        out = eval_resize(_box_smoothed(case["h"], case["w"], case["seed"]), case["short"], case["max_size"])
+        assert list(out.shape) == case["shape"], case
+        assert np.array_equal(out[:8, :8], np.array(case["corner"], np.uint8)), case
+        assert hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest() == case["sha256"], case
+
+
+def test_evaluation_windows_are_cut_from_the_detectron2_resized_image() -> None:
+    model = models.build("probe").eval()  # crop 384: 640 px, windows at 0 and 256, plus the global view
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    image = _box_smoothed(797, 644, 4)
+    sliding_window_probs(model, image, CLASSES, torch.device("cpu"))
+    resized = torch.from_numpy(eval_resize(image, 640, 2560)).permute(2, 0, 1)[None].float() / 255  # 792 x 640
+    square = F.interpolate(resized, size=(640, 640), mode="bilinear", align_corners=False)
+    batch = seen[0]
+    assert batch.shape == (5, 3, 384, 384)
+    torch.testing.assert_close(batch[0], square[0, :, :384, :384], rtol=0, atol=0)
+    torch.testing.assert_close(batch[3], square[0, :, 256:, 256:], rtol=0, atol=0)
+    torch.testing.assert_close(batch[4], F.interpolate(resized, size=(384, 384), mode="bilinear")[0], rtol=0, atol=0)
+    direct = F.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, size=(640, 640))
+    assert (batch[0] - direct[0, :, :384, :384]).abs().max() > 0.01  # the old single torch resize: can fail
 
 
 # -- smaller departures ----------------------------------------------------------------------------------------------

@@ -149,7 +149,11 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress, warnings or summ
 JSON_SUMMARY = typer.Option(False, "--json", help="Print a JSON summary on stdout.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing outputs.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
-PRECISION = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16.")
+PRECISION = typer.Option(
+    "auto",
+    "--precision",
+    help="auto (GPU bf16, CPU fp32), fp32, bf16 (slower than fp32 on CPUs without AMX), fp16 (CUDA only).",
+)
 ALLOW_UNGEOREFERENCED = typer.Option(
     False, "--allow-ungeoreferenced", help="Accept rasters without CRS (outputs in pixel coordinates)."
 )

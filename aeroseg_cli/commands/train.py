@@ -24,7 +24,11 @@ def train(
     backbone_lr: float = typer.Option(None, "--backbone-lr", help="Learning rate of CLIP q/v [2e-6]."),
     output: Path = typer.Option(None, "--output", "-o", help="Run folder [runs/train]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
-    precision: str = typer.Option(None, "--precision", help="auto (bf16 on GPU), fp32, bf16, fp16."),
+    precision: str = typer.Option(
+        None,
+        "--precision",
+        help="auto (GPU bf16, CPU fp32), fp32, bf16 (slower than fp32 on CPUs without AMX), fp16 (CUDA only).",
+    ),
     seed: int = typer.Option(None, "--seed", help="Random seed [0]."),
     num_workers: int = typer.Option(None, "--num-workers", help="Data loading processes [2]."),
     ckpt_every: int = typer.Option(None, "--ckpt-every", help="Checkpoint period in iterations [1000]."),

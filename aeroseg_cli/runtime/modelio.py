@@ -4,6 +4,8 @@ not given), and resolve ``--device`` and ``--precision``."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +67,36 @@ def resolve_device(text: str) -> torch.device:
     raise UsageError(f"--device must be auto, cpu or cuda[:N], got {text!r}")
 
 
+BF16_CPU_WARNING = (
+    "aeroseg: warning: --precision bf16 on a CPU without bf16 matrix units (AMX) is slower than fp32 and changes "
+    "results slightly; fp32 (the default on CPU) is faster here"
+)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Scoped mixed precision (never global): a no-op context for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@functools.cache
+def cpu_bf16_matrix_units() -> bool:
+    """Whether this CPU has bf16 matrix units (Intel AMX-BF16, ``amx_bf16`` in /proc/cpuinfo), the hardware that makes
+    bf16 matrix multiplies faster than fp32 on a CPU (AVX512-BF16 alone did not here: benchmarks/precision_check.py
+    --speed). False where /proc/cpuinfo cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines())
+
+
 def resolve_precision(text: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. ``auto``: bf16 on a GPU that supports it, else fp32."""
+    """The autocast dtype, or None for fp32. ``auto``: bf16 on a GPU that supports it, else fp32.
+
+    Every accepted pair runs (tests/test_precision.py); fp16 on a CPU is refused here, and bf16 on a CPU without bf16
+    matrix units gets a one-line warning that it is slower than fp32."""
     if text not in ("auto", "fp32", "bf16", "fp16"):
         raise UsageError(f"--precision must be auto, fp32, bf16 or fp16, got {text!r}")
     if text == "fp32" or (text == "auto" and device.type != "cuda"):
@@ -75,11 +105,6 @@ def resolve_precision(text: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if text == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+    if text == "bf16" and device.type == "cpu" and not cpu_bf16_matrix_units():
+        print(BF16_CPU_WARNING, file=sys.stderr)
     return torch.bfloat16 if text == "bf16" else torch.float16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Scoped mixed precision (never global): a no-op context for fp32."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)

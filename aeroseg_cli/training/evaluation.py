@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from aeroseg_cli.datasets.readers import IGNORE, SegmentationDataset
 from aeroseg_cli.files.errors import UsageError
@@ -107,19 +108,42 @@ class Metrics:
         }
 
 
+def shortest_edge_shape(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
+    """detectron2's ``ResizeShortestEdge.get_output_shape``: the shorter edge to ``short`` keeping the aspect ratio,
+    unless the longer edge would exceed ``max_size``, then that edge to ``max_size``; rounded half up."""
+    scale = short / min(h, w)
+    newh, neww = (short, scale * w) if h < w else (scale * h, short)
+    if max(newh, neww) > max_size:
+        cap = max_size / max(newh, neww)
+        newh, neww = newh * cap, neww * cap
+    return int(newh + 0.5), int(neww + 0.5)
+
+
+def eval_resize(image: np.ndarray, short: int, max_size: int) -> np.ndarray:
+    """detectron2's test-time resize (``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)``, CAT-Seg/OVRS: 640, 2560)
+    of an (H, W, 3) uint8 image: PIL's bilinear filter, which widens with the scale (antialiased when shrinking)."""
+    newh, neww = shortest_edge_shape(*image.shape[:2], short, max_size)
+    if (newh, neww) == image.shape[:2]:
+        return image
+    return np.array(Image.fromarray(image).resize((neww, newh), Image.BILINEAR))
+
+
 @torch.inference_mode()
 def sliding_window_probs(
     model, image: np.ndarray, class_names: list[str], device: torch.device, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
-    """CAT-Seg protocol scaled to the model's crop c: resize to 5c/3 (640 for 384), windows of c at stride 2c/3
-    (256) plus one global view, probabilities averaged over windows, (windows + global) / 2, resized back.
+    """CAT-Seg's protocol scaled to the model's crop c: the shortest edge resized to 5c/3 (640 for 384; the long edge
+    at most 4 times that) as detectron2's test mapper does, then to 5c/3 square (torch bilinear), windows of c at
+    stride 2c/3 (256) plus one global view of the resized image, probabilities averaged over windows,
+    (windows + global) / 2, resized back to the image (``inference_sliding_window``, ``sem_seg_postprocess``).
     image (H, W, 3) uint8 -> probabilities (K, H, W)."""
     crop = model.cfg.crop_size
     big, stride = crop * 5 // 3, crop * 2 // 3
     big -= big % model.cfg.clip.patch_size
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
-    h, w = x.shape[-2:]
-    xb = F.interpolate(x, size=(big, big), mode="bilinear", align_corners=False)
+    h, w = image.shape[:2]
+    resized = eval_resize(image, big, 4 * big)
+    x = torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None].float().div(255).to(device)
+    xb = x if x.shape[-2:] == (big, big) else F.interpolate(x, size=(big, big), mode="bilinear", align_corners=False)
     starts = sorted({min(s, big - crop) for s in range(0, big - crop + stride, stride)})
     crops = [xb[..., r : r + crop, c : c + crop] for r in starts for c in starts]
     crops.append(F.interpolate(x, size=(crop, crop), mode="bilinear", align_corners=False))
