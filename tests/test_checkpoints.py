@@ -4,6 +4,7 @@ a test-only registry (``hub.REGISTRY`` patched) under a temporary ``AEROSEG_HOME
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 import models
 from models import hub
 from models.clip_backbone import build_open_clip
-from models.config import LEGACY_V1
+from models.config import LEGACY, LEGACY_V1
 from tests.support.cli import run_cli
 from tests.support.layouts import official_layout_sam
 from tests.support.paths import ROOT
@@ -131,24 +132,30 @@ def test_export_self_contained_loads_without_the_official_files(official: Path) 
     assert not (official / "again.pt").exists()
 
 
-def test_format_1_demo_checkpoint_loads_with_legacy_values() -> None:
+def test_bundled_demo_model_is_the_current_format_with_the_reference_behaviour() -> None:
+    """The demo model retrained after issue 21 (it was a format-1 file: format-1 reading is now proven on
+    tests/fixtures/legacy_v1_tiny.pt.gz, written by the format-1 code itself, in test_legacy_checkpoints.py)."""
     model, ckpt = models.load_checkpoint(DEMO)
-    assert ckpt["format_version"] == 1
-    for key, value in LEGACY_V1.items():
-        assert getattr(model.cfg, key) == value, key
-        assert ckpt["config"][key] == value
+    assert ckpt["format_version"] == models.FORMAT_VERSION
+    reference = models.AerOSegConfig()
+    for table in LEGACY.values():
+        for key in table:
+            assert getattr(model.cfg, key) == getattr(reference, key), key
     assert ckpt["vocabulary"] == models.Vocabulary(False, ("building", "land", "road", "vegetation", "water"))
     assert ckpt["references"] == [] and ckpt["dtype"] == "float16"
 
 
-def test_format_1_checkpoint_rewritten_as_format_2_gives_the_same_logits(tmp_path: Path) -> None:
-    model, ckpt = models.load_checkpoint(DEMO)
-    out = tmp_path / "demo_v2.pt"
-    models.export_checkpoint(DEMO, out, self_contained=False)  # no official files referenced: every tensor kept
+def test_format_1_checkpoint_rewritten_in_the_current_format_gives_the_same_logits(tmp_path: Path) -> None:
+    v1 = tmp_path / "legacy_v1_tiny.pt"
+    v1.write_bytes(gzip.decompress((ROOT / "tests" / "fixtures" / "legacy_v1_tiny.pt.gz").read_bytes()))
+    model, ckpt = models.load_checkpoint(v1)
+    assert ckpt["format_version"] == 1 and all(getattr(model.cfg, k) == v for k, v in LEGACY_V1.items())
+    out = tmp_path / "rewritten.pt"
+    models.export_checkpoint(v1, out, self_contained=False)  # no official files referenced: every tensor kept
     again, ckpt2 = models.load_checkpoint(out)
     assert ckpt2["format_version"] == models.FORMAT_VERSION and ckpt2["vocabulary"] == ckpt["vocabulary"]
-    assert out.stat().st_size < DEMO.stat().st_size * 1.1  # fp16 storage kept
-    x = torch.rand(1, 3, 256, 256)
+    assert out.stat().st_size < v1.stat().st_size * 1.1  # fp16 storage kept
+    x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(again(x, ckpt["class_names"]), model(x, ckpt["class_names"]))
 
