@@ -15,7 +15,7 @@ import typer.core
 from aeroseg_cli import __version__, progress
 from aeroseg_cli.files import signals
 from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
-from aeroseg_cli.runtime.host import configure_process, silence_libtiff
+from aeroseg_cli.runtime.host import configure_process, quiet_libtiff
 
 app = typer.Typer(
     name="aeroseg",
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
             if debug:
                 os.environ["AEROSEG_DEBUG"] = "1"  # libraries' own diagnostics stay on
             else:
-                silence_libtiff()
+                quiet_libtiff()
             _gdal_logging(debug)
             _check_environment()  # after --help and --version, which need none of it
             command.invoke(ctx)

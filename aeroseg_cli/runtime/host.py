@@ -46,12 +46,28 @@ def configure_process() -> None:
     keep_freed_memory()
 
 
-@functools.cache
+_LIBTIFF_QUIET = False
+
+
+def quiet_libtiff() -> None:
+    """Ask for libtiff's raw messages to be switched off in this process (the command line does, not with --debug).
+    The switch itself is made by ``silence_libtiff`` once GDAL has opened a TIFF: GDAL's TIFF driver installs its own
+    handlers when it starts, so a switch made before that does not hold (measured: the raw line came back)."""
+    global _LIBTIFF_QUIET
+    _LIBTIFF_QUIET = True
+
+
 def silence_libtiff() -> None:
     """libtiff's default error handler prints raw lines ("_tiffWriteProc: File too large.") to stderr on a path that
-    GDAL's own handlers do not catch; the label writer verifies every chunk and names the error itself, so the
-    command line switches that handler off (not with --debug). Only the copy of libtiff that rasterio loads is
-    touched, found without importing rasterio (``--help`` stays fast)."""
+    GDAL's own handlers do not catch; the label writer verifies every chunk and names the error itself. A no-op
+    unless the process asked for it (``quiet_libtiff``): a Python program keeps libtiff as it has it."""
+    if _LIBTIFF_QUIET:
+        _switch_off_libtiff_errors()
+
+
+@functools.cache
+def _switch_off_libtiff_errors() -> None:
+    """Only the copy of libtiff that rasterio loads is touched, found without importing rasterio."""
     spec = importlib.util.find_spec("rasterio")
     where = spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else ""
     bundled = glob.glob(os.path.join(where, os.pardir, "rasterio.libs", "libtiff*.so*")) if where else []

@@ -27,6 +27,7 @@ from rasterio.windows import Window
 from aeroseg_cli.files.atomic import atomic_output, default_permissions
 from aeroseg_cli.files.errors import CLIError, UsageError, diagnose
 from aeroseg_cli.files.sidecars import aux_xml_path, qml_path
+from aeroseg_cli.runtime.host import silence_libtiff
 from aeroseg_cli.segment.blender import NODATA, PROBABILITY_NODATA, FinishedRows
 from aeroseg_cli.segment.tiler import BLOCK
 from aeroseg_cli.styles.documents import label_aux_xml, label_qml, probability_qml
@@ -147,6 +148,7 @@ class LabelWriter:
         self.prob_partial = partial_paths(probabilities)[0] if probabilities else None
         self.done = {x0: [x0, x1, spec.row_offset] for x0, x1 in blocks}  # x0 -> [x0, x1, next row to write]
         self._pending: list[FinishedRows] = []
+        silence_libtiff()  # GDAL's TIFF driver is running by now (the scene is open)
         if not (resume and self._load_progress()):
             self._create(tags)
 
