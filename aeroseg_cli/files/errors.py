@@ -22,6 +22,15 @@ class UsageError(CLIError):
     exit_code = 2
 
 
+class AerosegWarning(UserWarning):
+    """Something the user should know that does not stop the work (a scene that looks like an elevation model, an
+    overlap that only repeats work): the CLI shows it as ``aeroseg: warning: ...``, Python callers filter it."""
+
+
+class WriteError(CLIError):
+    """Writing an output failed (full disk, file-size limit, I/O error); the verified rows stay resumable."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM: the command stops, keeps what can be resumed, and exits 130 or 143.
 
