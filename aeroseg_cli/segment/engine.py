@@ -4,7 +4,7 @@
 another. For each, the feeder reads rows of windows on decode threads and yields batches on the model's device, the
 predictor turns them into probabilities, the blender sums them there and finishes rows of uint8 labels, and the
 sink writes those on a background thread. Memory is bounded by the budget whatever the scene's size or class count
-(``segment/memory.py``).
+(``segment/memory.py`` sizes the superblocks and states the bound).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from aeroseg_cli.segment.aoi import Aoi
 from aeroseg_cli.segment.blender import NODATA, FinishedRows, RowBlender
 from aeroseg_cli.segment.feeder import Batch, Feeder
 from aeroseg_cli.segment.limits import CALL_OUTPUT_CAP, windows_per_call  # noqa: F401 (CALL_OUTPUT_CAP: re-export)
-from aeroseg_cli.segment.memory import CHUNK_ROWS, memory_budget, superblock_width
+from aeroseg_cli.segment.memory import CHUNK_ROWS, memory_budget, sink_depth, superblock_width
 from aeroseg_cli.segment.predictor import DeviceOutOfMemory
 from aeroseg_cli.segment.reader import SceneInfo
 from aeroseg_cli.segment.tiler import Grid, Superblock, Window
@@ -111,9 +111,9 @@ def check_unchanged(info: SceneInfo, writer: LabelWriter) -> None:
 class RowSink:
     """Finished rows to the writer: on a background thread (with a bounded queue) or inline."""
 
-    def __init__(self, writer: LabelWriter, background: bool) -> None:
+    def __init__(self, writer: LabelWriter, background: bool, depth: int) -> None:
         self.writer, self.error = writer, None
-        self.queue: queue.Queue = queue.Queue(maxsize=8)
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)  # window rows (memory.sink_depth)
         self.thread = threading.Thread(target=self._run, name="aeroseg-write", daemon=True) if background else None
         if self.thread:
             self.thread.start()
@@ -206,7 +206,8 @@ class BlockContext:
 def run_block(
     block: Superblock, rows: tuple[int, int], ctx: BlockContext, on_progress: Callable[[Progress], None] | None
 ) -> None:
-    """One superblock, from the first window row touching ``rows[0]``: batches in, finished rows out."""
+    """One superblock, from the first window row touching ``rows[0]``: batches in, finished rows out (each handed to
+    the sink as soon as its last window is added, so one window row at most waits: the memory bound counts on it)."""
     grid, predictor, opts, progress = ctx.grid, ctx.predictor, ctx.opts, ctx.progress
     blender = RowBlender(grid, block, predictor.num_classes, predictor.device, rows, opts.unknown_threshold,
                          opts.probabilities is not None, opts.unknown_label)  # fmt: skip
@@ -226,10 +227,10 @@ def run_block(
             if entry.error is not None or (entry.slot is not None and p is None):
                 failed.append(entry.window)
             blender.add(entry.window, p, batch.valid[entry.slot] if p is not None else None)
-        for finished in blender.pop():
-            blank_failed(finished, failed, grid.tile)
-            failed = [w for w in failed if w.row + grid.tile > finished.row0 + len(finished.labels)]
-            ctx.sink.put(finished)
+            for finished in blender.pop():  # every window that reaches these rows is added (grid order)
+                blank_failed(finished, failed, grid.tile)
+                failed = [w for w in failed if w.row + grid.tile > finished.row0 + len(finished.labels)]
+                ctx.sink.put(finished)
         if on_progress:
             on_progress(progress)
 
@@ -249,13 +250,19 @@ def outside_windows(grid: Grid, aoi: Aoi, work: list[tuple[Superblock, tuple[int
     return int(sum((~touching[slice(*grid.rows_touching(*rows)), b.i0 : b.i1]).sum() for b, rows in work))
 
 
+def background_writer(threads: int, device: torch.device) -> bool:
+    """Whether finished rows go to the writer through a queue on its own thread (else it writes inline)."""
+    return threads > 0 or device.type != "cpu"
+
+
 def open_writer(info: SceneInfo, grid: Grid, predictor, output: Path, opts: SegmentOptions, tags: dict[str, str],
-                settings: dict, rows: tuple[int, int]) -> LabelWriter:  # fmt: skip
+                settings: dict, rows: tuple[int, int], queued: bool) -> LabelWriter:  # fmt: skip
     """The scene's writer over rows [r0, r1), with superblocks as wide as the memory budget allows (or, resumed,
-    those of the partial it continues)."""
+    those of the partial it continues); ``queued``: the rows reach it through the writer thread's queue."""
     r0, r1 = rows
     budget = memory_budget(opts.max_memory, predictor.device)
-    width = superblock_width(grid, predictor.num_classes, budget, opts.probabilities is not None, opts.chunk_rows)
+    probabilities = opts.probabilities is not None
+    width = superblock_width(grid, predictor.num_classes, budget, probabilities, opts.chunk_rows, queued)
     spec = RasterSpec(info.width, r1 - r0, info.crs, info.transform @ Affine.translation(0, r0), r0)
     return LabelWriter(output, spec, predictor.class_names, tags, settings,
                        [(b.x0, b.x1) for b in grid.superblocks(width)], opts.probabilities, opts.cog, opts.resume,
@@ -283,15 +290,16 @@ def segment_scene(
     opts = replace(opts, batch_size=windows_per_call(opts.batch_size, predictor.num_classes, opts.tile))
     grid = Grid.from_overlap(info.height, info.width, opts.tile, opts.overlap)
     r0, r1 = row_range or (0, info.height)
-    writer = open_writer(info, grid, predictor, output, opts, tags, settings, (r0, r1))
+    threads = decode_threads(opts.io_threads, predictor.device)
+    queued = background_writer(threads, predictor.device)
+    writer = open_writer(info, grid, predictor, output, opts, tags, settings, (r0, r1), queued)
     work = [(grid.superblock(x0, x1), (writer.rows_done(x0), r1)) for x0, x1 in writer.blocks]
     work = [(b, rows) for b, rows in work if rows[0] < rows[1]]
     total = sum((b.i1 - b.i0) * len(range(*grid.rows_touching(*rows))) for b, rows in work)
     progress = Progress(total=total)
-    threads = decode_threads(opts.io_threads, predictor.device)
     try:
         with Feeder(info, grid, predictor.device, opts.batch_size, threads, aoi) as feeder:
-            sink = RowSink(writer, background=threads > 0 or predictor.device.type != "cpu")
+            sink = RowSink(writer, background=queued, depth=sink_depth(grid, opts.chunk_rows))
             ctx = BlockContext(grid, predictor, opts, progress, feeder, sink)
             run_blocks(ctx, work, on_progress)
     except Interrupted as exc:

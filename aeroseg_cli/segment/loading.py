@@ -75,13 +75,16 @@ def load(plan: Plan) -> Loaded:
 
 def check_sizes(plan: Plan, grids: list, num_classes: int, batch: int, device) -> list[str]:
     """The model's tile, classes and batch against the device's memory and ``--max-memory`` (exit 2 before any
-    scene is read); a warning for an overlap that only repeats work."""
+    scene is read); warnings for a default budget too small for the narrowest superblock and for an overlap that
+    only repeats work."""
     import numpy as np
     import torch
 
-    from aeroseg_cli.segment.limits import available_memory, check_batch, check_blend_budget, overlap_warning
+    from aeroseg_cli.segment.limits import available_memory, check_batch, overlap_warning
+    from aeroseg_cli.segment.memory import check_budget, default_budget_warning, memory_budget
 
     grid = grids[0]
+    probabilities = plan.request.probabilities is not None
     bands = max(len(i.bands) for i in plan.infos)
     itemsize = max(np.dtype(i.dtype).itemsize for i in plan.infos)
     if device.type == "cuda":
@@ -89,9 +92,13 @@ def check_sizes(plan: Plan, grids: list, num_classes: int, batch: int, device) -
     else:
         memory, where = available_memory(), "memory available"
     check_batch(grid.tile, batch, num_classes, bands, itemsize, memory, where)
-    check_blend_budget(grid.tile, num_classes, grid.overlap, plan.max_memory)
-    warning = overlap_warning(plan.request.overlap, grid.tile, grid.stride, sum(len(g) for g in grids))
-    return [warning] if warning else []
+    check_budget(grid, num_classes, probabilities, plan.max_memory)
+    budget = None if plan.max_memory is not None else memory_budget(None, device)
+    warnings = [
+        default_budget_warning(grid, num_classes, probabilities, budget) if budget is not None else None,
+        overlap_warning(plan.request.overlap, grid.tile, grid.stride, sum(len(g) for g in grids)),
+    ]
+    return [w for w in warnings if w]
 
 
 def settled_batch(predictor, tile: int, batch: int) -> int:

@@ -150,16 +150,20 @@ def scene_aois(path: Path | None, infos: list[SceneInfo]) -> dict:
 
 
 def check_sizes(req: SegmentRequest, infos: list[SceneInfo], num_classes: int, max_memory: int | None) -> None:
-    """A given ``--tile`` whose one batch cannot fit in this machine's memory (or its blender in ``--max-memory``) is
-    refused now, in microseconds; ``loading.load`` checks again with the model's classes, tile and device."""
+    """A given ``--tile`` whose one batch cannot fit in this machine's memory (or whose narrowest superblock cannot
+    fit in ``--max-memory``) is refused now, in microseconds; ``loading.load`` checks again with the model's classes,
+    tile and device."""
     if req.tile is None:
         return
     import numpy as np
 
-    from aeroseg_cli.segment.limits import available_memory, check_batch, check_blend_budget
+    from aeroseg_cli.segment.limits import available_memory, check_batch
+    from aeroseg_cli.segment.memory import check_budget
+    from aeroseg_cli.segment.tiler import Grid
 
     batch = req.batch_size or 1
     bands = max(len(i.bands) for i in infos)
     itemsize = max(np.dtype(i.dtype).itemsize for i in infos)
     check_batch(req.tile, batch, num_classes, bands, itemsize, available_memory())
-    check_blend_budget(req.tile, num_classes, round(req.overlap * req.tile), max_memory)
+    grid = Grid.from_overlap(max(i.height for i in infos), max(i.width for i in infos), req.tile, req.overlap)
+    check_budget(grid, num_classes, req.probabilities is not None, max_memory)

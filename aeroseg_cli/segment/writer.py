@@ -222,18 +222,21 @@ class LabelWriter:
         self._write_verified(self.partial, labels[None, :n], window)
         if probs is not None:
             self._write_verified(self.prob_partial, probs[:, :n], window)
-        rest = FinishedRows(first.row0 + n, first.col0, labels[n:], None if probs is None else probs[:, n:])
+        self._pending = []  # the rows kept for the next chunk are copied, so the written chunk is freed (memory.py)
+        kept = None if probs is None else probs[:, n:].copy()
+        rest = FinishedRows(first.row0 + n, first.col0, labels[n:].copy(), kept)
         self._pending = [rest] if len(rest.labels) else []
         block.next_row = first.row0 + n
         self._save_progress()
 
     def _write_verified(self, path: Path, data: np.ndarray, window: Window) -> None:
-        """Write, close (which flushes), then read back: the chunk counts as written only if it reads back equal."""
+        """Write, close (which flushes), then read back: the chunk counts as written only if it reads back equal (a
+        tile row at a time, so the check holds one tile row beside the chunk, not a second chunk: memory.py)."""
         try:
             with rasterio.open(path, "r+") as dst:
                 dst.write(data, window=window)
             with rasterio.open(path) as src:
-                ok = np.array_equal(src.read(window=window), data)
+                ok = all(np.array_equal(src.read(window=part), data[:, r : r + BLOCK]) for r, part in tile_rows(window))
             cause = "the written block did not read back"
         except (RasterioIOError, CPLE_BaseError) as exc:
             ok, cause = False, str(exc.__cause__ or exc)
@@ -313,3 +316,9 @@ class LabelWriter:
         for p in (self.partial, self.sidecar, self.prob_partial):
             if p is not None:
                 p.unlink(missing_ok=True)
+
+
+def tile_rows(window: Window) -> Iterator[tuple[int, Window]]:
+    """``window`` (its top on a tile boundary) cut into rows of whole tiles: (first row within it, sub-window)."""
+    for r in range(0, window.height, BLOCK):
+        yield r, Window(window.col_off, window.row_off + r, window.width, min(BLOCK, window.height - r))
