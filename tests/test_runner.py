@@ -4,13 +4,17 @@ lines made from them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import rasterio
 
 from aeroseg_cli.files.errors import AerosegWarning
+from aeroseg_cli.segment.fingerprint import scene_settings
+from aeroseg_cli.segment.plan import plan
 from aeroseg_cli.segment.request import SegmentRequest
+from aeroseg_cli.segment.resume import settings_differences
 from aeroseg_cli.segment.runner import segment
 from tests.support.cli import run_cli
 from tests.support.scenes import smooth_scene, write_scene
@@ -44,3 +48,15 @@ def test_the_command_line_shows_the_warnings_as_one_line_each_and_none_with_quie
     assert len(warned) == 1 and warned[0].startswith(f"aeroseg: warning: {OVERLAP_WARNING}")
     r = run_cli(*args, "--overwrite", "-q")
     assert r.code == 0 and r.stderr == "", r.stderr
+
+
+def test_the_fingerprint_reads_back_from_its_sidecar_as_it_was_written(tmp_path: Path) -> None:
+    """A partial's sidecar holds the settings as JSON: read back, they equal the run's own (a tuple, say the typed
+    --scale, would read back as a list and refuse every --resume with --scale), and --scale keeps its text form."""
+    scene = write_scene(tmp_path / "s.tif", smooth_scene(64, 64))
+    request = SegmentRequest([str(scene)], ["a"], output=tmp_path / "o.tif", model="tiny", tile=64, scale=(0.0, 200.0),
+                             bands=[3, 2, 1], target_gsd=2.0)  # fmt: skip
+    checked = plan(request)
+    settings = scene_settings(checked, checked.infos[0], ["a"], 64, 4, {"model": "preset tiny", "precision": "fp32"})
+    assert settings_differences(json.loads(json.dumps(settings)), settings) == []
+    assert settings["scale"] == "0,200"

@@ -45,7 +45,8 @@ def fingerprints(
 
 
 def scene_settings(plan: Plan, info: SceneInfo, names: list[str], tile: int, batch: int, runtime: dict) -> dict:
-    """Everything that can change a pixel of this scene's output: the resume fingerprint, compared key by key."""
+    """Everything that can change a pixel of this scene's output: the resume fingerprint, compared key by key with
+    the one a partial's sidecar holds, so every value is what JSON gives back (no tuples)."""
     req = plan.request
     identity = {"scene": info.path} | {k: v for k, v in info.identity.items() if k in RESUME_KEYS}
     return (
@@ -57,7 +58,7 @@ def scene_settings(plan: Plan, info: SceneInfo, names: list[str], tile: int, bat
             "overlap": req.overlap,
             "batch_size": batch,
             "bands": info.bands,
-            "scale": req.scale,
+            "scale": None if req.scale is None else ",".join(f"{v:g}" for v in req.scale),  # as typed: "0,200"
             "target_gsd": req.target_gsd,
             "unknown_threshold": req.unknown_threshold,
             "probabilities": req.probabilities is not None,
