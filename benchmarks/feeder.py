@@ -3,8 +3,8 @@ nothing, so reading, tiling, blending and writing are what is measured.
 
 Every configuration runs in its own process (peak RSS is per process) through `segment_scene`, the pipeline the
 command runs; windows/s counts the scene's grid windows (halo windows recomputed at superblock edges are work, not
-progress). "predicted" is the pipeline's own bound (`engine.memory_bound`) plus the process's RSS after the model
-is loaded.
+progress). "predicted" is the pipeline's own bound (`memory.memory_bound`, the terms that also size the superblocks)
+plus the process's RSS after the model is loaded.
 
     python benchmarks/feeder.py [--classes 4 15 60 254] [--scenes 4096x4096 2048x16384] [--io off auto]
                                 [--device cpu|cuda] [--batch-size 8] [--tile 384] [--max-memory auto]
@@ -37,15 +37,9 @@ def one(args: argparse.Namespace) -> dict:
     import models
     from aeroseg_cli.commands.options import parse_size
     from aeroseg_cli.runtime.host import configure_process
-    from aeroseg_cli.segment.engine import (
-        SegmentOptions,
-        decode_threads,
-        memory_bound,
-        memory_budget,
-        segment_scene,
-        superblock_width,
-        windows_per_call,
-    )
+    from aeroseg_cli.segment.engine import SegmentOptions, background_writer, decode_threads, segment_scene
+    from aeroseg_cli.segment.limits import windows_per_call
+    from aeroseg_cli.segment.memory import memory_bound, memory_budget, superblock_width
     from aeroseg_cli.segment.predictor import Predictor
     from aeroseg_cli.segment.reader import inspect_scene
     from aeroseg_cli.segment.tiler import Grid
@@ -61,8 +55,11 @@ def one(args: argparse.Namespace) -> dict:
     predictor(torch.rand(calls, 3, args.tile, args.tile, device=device), calls)  # warm-up
     base = rss_mb()
     grid = Grid.from_overlap(info.height, info.width, args.tile, opts.overlap)
-    width = superblock_width(grid, args.k, memory_budget(opts, device), False, opts.chunk_rows)
-    bound = memory_bound(grid, args.k, opts, 3, 1, decode_threads(args.io, device), width)
+    threads = decode_threads(args.io, device)
+    queued = background_writer(threads, device)
+    width = superblock_width(grid, args.k, memory_budget(opts.max_memory, device), False, opts.chunk_rows, queued)
+    bound = memory_bound(grid, args.k, batch_size=opts.batch_size, probabilities=False, bands=3, itemsize=1,
+                         threads=threads, width=width, chunk_rows=opts.chunk_rows, queued=queued)  # fmt: skip
     t0 = time.perf_counter()
     res = segment_scene(info, predictor, Path(args.out), opts, {}, {"bench": 1})
     seconds = time.perf_counter() - t0

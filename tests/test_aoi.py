@@ -110,7 +110,9 @@ def test_cli_summary_says_what_the_aoi_saved_and_the_resume_fingerprint_holds_it
     assert (labels[200:] == 255).all() and (labels[20:140, 20:190] != 255).all()
     r = run_cli(*args, "--overwrite")
     assert r.code == 0 and "of the work saved" in r.stderr and "outside --aoi" in r.stderr
-    from aeroseg_cli.segment.job import SegmentRequest, plan, scene_settings
+    from aeroseg_cli.segment.fingerprint import scene_settings
+    from aeroseg_cli.segment.plan import plan
+    from aeroseg_cli.segment.request import SegmentRequest
 
     def fingerprint(aoi: Path | None) -> dict:
         job = plan(SegmentRequest([str(scene)], classes="a", output=tmp_path / "f.tif", model="tiny", aoi=aoi))
@@ -124,12 +126,12 @@ def test_cli_summary_says_what_the_aoi_saved_and_the_resume_fingerprint_holds_it
 
 
 def test_bad_aoi_is_one_line_before_the_model_loads(scene, tmp_path, monkeypatch) -> None:
-    import aeroseg_cli.segment.run as segment_run
+    import aeroseg_cli.segment.runner as segment_runner
 
     def no_model(*args, **kw):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(segment_run, "load", no_model)
+    monkeypatch.setattr(segment_runner, "load", no_model)
     base = ["segment", scene, "-c", "a", "-m", "tiny", "-o", tmp_path / "o.tif", "--aoi"]
     far = aoi_file(tmp_path / "far.gpkg", [box(5000, 5000, 5100, 5100)])
     nocrs = tmp_path / "nocrs.shp"

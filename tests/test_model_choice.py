@@ -17,8 +17,9 @@ from safetensors.torch import save_file
 import models
 from aeroseg_cli.files.errors import CLIError
 from aeroseg_cli.runtime.modelchoice import choose_model, read_default
-from aeroseg_cli.segment.job import model_identity
-from aeroseg_cli.segment.writer import LabelWriter, partial_paths
+from aeroseg_cli.segment.fingerprint import model_identity
+from aeroseg_cli.segment.resume import partial_paths
+from aeroseg_cli.segment.writer import LabelWriter
 from models import config, hub
 from tests.support.cli import run_cli
 from tests.support.layouts import open_clip_hub_state, openai_clip_state, save_torchscript
@@ -205,7 +206,7 @@ def test_resume_refuses_a_preset_whose_weights_changed(small_zeroshot: dict, tmp
 
     def flush_then_interrupt(self, *a, **kw) -> None:  # a real SIGINT once the first rows are on disk
         flush(self, *a, **kw)
-        if any(rows > 0 for *_, rows in self.done.values()):
+        if any(block.next_row > 0 for block in self.done.values()):
             signal.raise_signal(signal.SIGINT)
 
     with mock.patch.object(LabelWriter, "_flush", flush_then_interrupt):

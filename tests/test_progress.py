@@ -20,7 +20,7 @@ import typer
 
 from aeroseg_cli.app import _register, app
 from aeroseg_cli.commands.options import PROGRESS
-from aeroseg_cli.segment.writer import partial_paths
+from aeroseg_cli.segment.resume import partial_paths
 from tests.support.cli import run_cli
 from tests.support.paths import ROOT
 from tests.support.scenes import smooth_scene, write_scene

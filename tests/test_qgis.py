@@ -28,7 +28,7 @@ import pytest
 import rasterio
 
 from aeroseg_cli.qgis_plugin.install import PLUGIN, SOURCE, default_profile_root
-from aeroseg_cli.segment.writer import partial_paths
+from aeroseg_cli.segment.resume import partial_paths
 from tests.support.cli import run_cli
 from tests.support.paths import ROOT
 

@@ -24,7 +24,8 @@ import pytest
 import rasterio
 import rasterio.shutil
 
-from aeroseg_cli.segment.writer import LabelWriter, partial_paths
+from aeroseg_cli.segment.resume import partial_paths
+from aeroseg_cli.segment.writer import LabelWriter
 from tests.reliability_harness import (
     ENV,
     LIBRARY_NOISE,
@@ -235,7 +236,7 @@ def make_partial(scene: Path, out: Path) -> None:
 
     def flush_then_interrupt(self, *args, **kwargs) -> None:
         flush(self, *args, **kwargs)
-        if any(rows > 0 for *_, rows in self.done.values()):
+        if any(block.next_row > 0 for block in self.done.values()):
             signal.raise_signal(signal.SIGINT)
 
     with mock.patch.object(LabelWriter, "_flush", flush_then_interrupt):

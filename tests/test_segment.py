@@ -16,7 +16,7 @@ from aeroseg_cli.files.errors import CLIError
 from aeroseg_cli.segment.engine import CALL_OUTPUT_CAP, SegmentOptions, segment_scene, windows_per_call
 from aeroseg_cli.segment.predictor import Predictor
 from aeroseg_cli.segment.reader import inspect_scene
-from aeroseg_cli.segment.writer import partial_paths
+from aeroseg_cli.segment.resume import partial_paths
 from tests.support.cli import run_cli
 from tests.support.scenes import smooth_scene, write_scene
 from tests.support.toys import ConvModel, PixelModel
@@ -357,7 +357,7 @@ def test_out_of_memory_midway_stops_resumable_and_never_mixes_call_shapes(scene:
 
 
 def test_a_batch_that_does_not_fit_is_lowered_before_any_window() -> None:
-    """``settle`` (probed on CUDA before the run, by ``segment.run.load``) halves the batch until one call fits, so
+    """``settle`` (probed on CUDA before the run, by ``segment.loading.load``) halves the batch until one call fits, so
     the whole map is made with that one call shape."""
     predictor = Predictor(BatchSensitive(fits=2), NAMES[:3], torch.device("cpu"))
     assert predictor.settle(64, 8, probe=True) == 2

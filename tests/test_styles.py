@@ -26,7 +26,7 @@ from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.segment.engine import SegmentOptions, segment_scene
 from aeroseg_cli.segment.predictor import Predictor
 from aeroseg_cli.segment.reader import inspect_scene
-from aeroseg_cli.segment.writer import partial_paths
+from aeroseg_cli.segment.resume import partial_paths
 from aeroseg_cli.styles.palette import class_colors, conventional_color, load_palette, parse_color, split_class_colors
 from tests.support.cli import run_cli
 from tests.support.paths import ROOT

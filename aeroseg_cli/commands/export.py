@@ -75,7 +75,7 @@ def _onnx(model: str, output: Path, classes, tile, overlap: float, resolution, o
     from aeroseg_cli.onnx_export import FixedClasses, deepness_metadata, export_onnx
     from aeroseg_cli.runtime.modelcheck import check_vocabulary
     from aeroseg_cli.runtime.modelio import load_model
-    from aeroseg_cli.segment.job import check_class_names
+    from aeroseg_cli.segment.plan import check_class_names
 
     given, _colours = parse_classes(classes, None)  # colours do not travel: Deepness picks its own
     loaded = load_model(model)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -27,6 +30,9 @@ from aeroseg_cli.commands.options import (
     parse_size,
 )
 from aeroseg_cli.segment.request import SegmentRequest as R
+
+if TYPE_CHECKING:
+    from aeroseg_cli.segment.runner import SegmentRun
 
 HELP_MODEL = (
     "Checkpoint file, released model (catseg-vitb16, after `aeroseg weights download`) or preset "
@@ -134,29 +140,41 @@ def segment(
 
 
 def run_segment(request: R, as_json: bool) -> None:
-    """Plan (every check that needs no model, before torch loads), lock the outputs, load the model, run, report."""
-    from aeroseg_cli.segment.job import plan
+    """The run (``segment.runner.segment``: plan, locks, model, scenes), its warnings as they come, its summary."""
+    from aeroseg_cli.segment.runner import segment as segment_scenes
 
-    start = time.perf_counter()
-    job = plan(request)
-    from aeroseg_cli.segment.run import load, locks, run
-
-    quiet = request.quiet
-    if not quiet:
-        for warning in (w for info in job.infos for w in info.warnings):
-            sys.stderr.write(f"aeroseg: warning: {warning}\n")
-    with locks(job):  # before the model loads: a second run on an output is refused at once
-        loaded = load(job)
-        for warning in loaded.warnings if not quiet and loaded.ddp.main else []:
-            sys.stderr.write(f"aeroseg: warning: {warning}\n")
-        results = run(job, loaded)
-    if not loaded.ddp.main:
+    with shown_warnings(request.quiet):
+        done = segment_scenes(request)
+    if not done.main:
         return
-    wall = time.perf_counter() - start
     if as_json:
-        typer.echo(json.dumps(summary_json(results, job, loaded, wall), indent=2))
-    elif not quiet:
-        sys.stderr.write(summary_text(results, job, wall, loaded.label))
+        typer.echo(json.dumps(summary_json(done), indent=2))
+    elif not request.quiet:
+        sys.stderr.write(summary_text(done))
+
+
+@contextlib.contextmanager
+def shown_warnings(quiet: bool) -> Iterator[None]:
+    """The library's warnings (``AerosegWarning``) as ``aeroseg: warning: ...`` lines on stderr (none with -q)."""
+    from aeroseg_cli.files.errors import AerosegWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if quiet else "always", AerosegWarning)
+        shown, warnings.showwarning = warnings.showwarning, show_warning
+        try:
+            yield
+        finally:
+            warnings.showwarning = shown
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the CLI: aeroseg's own warnings as one line each, any other as Python shows it."""
+    from aeroseg_cli.files.errors import AerosegWarning
+
+    if issubclass(category, AerosegWarning):
+        sys.stderr.write(f"aeroseg: warning: {message}\n")
+    else:
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def rates(r) -> dict:
@@ -164,13 +182,12 @@ def rates(r) -> dict:
     return {"windows_per_s": r.windows["done"] / seconds, "megapixels_per_s": r.width * r.height / 1e6 / seconds}
 
 
-def summary_json(results, job, loaded, wall: float) -> dict | list:
-    precision = loaded.runtime["precision"]
-    common = {"device": str(loaded.predictor.device), "precision": precision, "classes": loaded.names,
-              "model": loaded.label, "model_choice": job.model_choice, "processes": loaded.ddp.world}  # fmt: skip
-    scenes = [{**r.__dict__, **rates(r), **common} for r in sorted(results, key=lambda r: r.scene)]
+def summary_json(done: SegmentRun) -> dict | list:
+    common = {"device": done.device, "precision": done.precision, "classes": done.classes, "model": done.model,
+              "model_choice": done.model_choice, "processes": done.processes}  # fmt: skip
+    scenes = [{**r.__dict__, **rates(r), **common} for r in sorted(done.results, key=lambda r: r.scene)]
     if len(scenes) == 1:
-        return {**scenes[0], "wall_seconds": wall, "stages": job.timings}
+        return {**scenes[0], "wall_seconds": done.seconds, "stages": done.timings}
     return scenes
 
 
@@ -181,17 +198,17 @@ def skipped_text(windows: dict) -> str:
     return nodata if outside is None else f"{nodata}, {outside} outside --aoi"
 
 
-def summary_text(results, job, wall: float, model: str) -> str:
+def summary_text(done: SegmentRun) -> str:
     """One line per scene and one for the run; never wrapped (log files keep whole paths)."""
     lines = []
-    for r in sorted(results, key=lambda r: r.scene):
+    for r in sorted(done.results, key=lambda r: r.scene):
         w, rate = r.windows, rates(r)
         lines.append(
             f"{Path(r.scene).name}: {w['done']} windows ({skipped_text(w)}) in {r.seconds:.1f} s, "
             f"{rate['windows_per_s']:.1f} windows/s, {rate['megapixels_per_s']:.2f} Mpx/s -> {', '.join(r.outputs)}"
         )
         lines += [f"  {note}" for note in r.notes]
-    lines.append(f"model: {model} ({job.model_choice})")
-    stages = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in job.timings.items())
-    lines.append(f"done in {wall:.1f} s ({stages})")
+    lines.append(f"model: {done.model} ({done.model_choice})")
+    stages = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in done.timings.items())
+    lines.append(f"done in {done.seconds:.1f} s ({stages})")
     return "\n".join(lines) + "\n"

@@ -26,8 +26,12 @@ class UsageError(CLIError):
 
 
 class AerosegWarning(UserWarning):
-    """Something about an input worth knowing that does not stop the run (the command line prints it as one
-    ``aeroseg: warning: ...`` line)."""
+    """Something the user should know that does not stop the work (a scene that looks like an elevation model, an
+    overlap that only repeats work): the CLI shows it as ``aeroseg: warning: ...``, Python callers filter it."""
+
+
+class WriteError(CLIError):
+    """Writing an output failed (full disk, file-size limit, I/O error); the verified rows stay resumable."""
 
 
 class Interrupted(KeyboardInterrupt):

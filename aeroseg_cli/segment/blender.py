@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aeroseg_cli.segment.memory import blender_bytes
 from aeroseg_cli.segment.tiler import Grid, Superblock, Window, weight2d
 
 NODATA = 255
@@ -30,12 +31,6 @@ class FinishedRows:
     col0: int
     labels: np.ndarray  # (n, w) uint8, NODATA where nodata / no window / unknown
     probabilities: np.ndarray | None  # (K, n, w) uint8 (p * 255, at least 1; 0 where nodata), or None
-
-
-def blender_bytes(grid: Grid, num_classes: int, strip_width: int) -> int:
-    """Device memory of a blender over ``strip_width`` columns: carry and active window, K + 1 float planes + mask."""
-    per_pixel = 4 * (num_classes + 1) + 1
-    return per_pixel * (grid.overlap * strip_width + grid.tile * grid.tile)
 
 
 class RowBlender:

@@ -3,7 +3,8 @@
 ``segment_scene`` runs the scene's superblocks (full-height column blocks, sized from a memory budget) one after
 another. For each, the feeder reads rows of windows on decode threads and yields batches on the model's device, the
 predictor turns them into probabilities, the blender sums them there and finishes rows of uint8 labels, and the
-sink writes those on a background thread. Memory is bounded by the budget whatever the scene's size or class count.
+sink writes those on a background thread. Memory is bounded by the budget whatever the scene's size or class count
+(``segment/memory.py`` sizes the superblocks and states the bound).
 """
 
 from __future__ import annotations
@@ -23,16 +24,14 @@ from affine import Affine
 from aeroseg_cli.files.errors import CLIError, Interrupted
 from aeroseg_cli.files.identity import changes, scene_identity
 from aeroseg_cli.segment.aoi import Aoi
-from aeroseg_cli.segment.blender import NODATA, FinishedRows, RowBlender, blender_bytes
+from aeroseg_cli.segment.blender import NODATA, FinishedRows, RowBlender
 from aeroseg_cli.segment.feeder import Batch, Feeder
 from aeroseg_cli.segment.limits import CALL_OUTPUT_CAP, windows_per_call  # noqa: F401 (CALL_OUTPUT_CAP: re-export)
+from aeroseg_cli.segment.memory import CHUNK_ROWS, memory_budget, sink_depth, superblock_width
 from aeroseg_cli.segment.predictor import DeviceOutOfMemory
 from aeroseg_cli.segment.reader import SceneInfo
-from aeroseg_cli.segment.tiler import BLOCK, Grid, Superblock, Window
+from aeroseg_cli.segment.tiler import Grid, Superblock, Window
 from aeroseg_cli.segment.writer import LabelWriter, RasterSpec
-
-HOST_BUDGET = 512 << 20  # default --max-memory on CPU
-GPU_BUDGET_SHARE = 0.25  # default on CUDA: this share of the device memory free when the run starts
 
 
 @dataclass
@@ -47,9 +46,9 @@ class SegmentOptions:
     overwrite: bool = False
     resume: bool = False
     on_error: str = "fail"  # "fail": the first failed window ends the run, nothing written; "skip": 255 over it
-    chunk_rows: int = 1024  # rows per write (rounded to the 512-row GeoTIFF tiles)
+    chunk_rows: int = CHUNK_ROWS  # rows per write (rounded to the 512-row GeoTIFF tiles)
     io_threads: str | int = "auto"  # decode threads: "auto", "off" (inline) or a number
-    max_memory: int | None = None  # bytes for the blender and write buffers; None: HOST_BUDGET / GPU share
+    max_memory: int | None = None  # bytes for the blender and finished rows; None: memory.memory_budget's default
     colors: list[tuple[int, int, int]] | None = None  # one per class; None: the palette's (styles.palette)
 
 
@@ -97,53 +96,6 @@ def decode_threads(mode: str | int, device: torch.device) -> int:
     return max(1 if mode == "on" else 0, min(4, free))
 
 
-def memory_budget(opts: SegmentOptions, device: torch.device) -> int:
-    if opts.max_memory is not None:
-        return opts.max_memory
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * GPU_BUDGET_SHARE)
-    return HOST_BUDGET
-
-
-def superblock_width(grid: Grid, num_classes: int, budget: int, probabilities: bool, chunk_rows: int) -> int:
-    """Owned width of each superblock so that the blender, the finished rows and one write chunk fit ``budget``."""
-    fixed = blender_bytes(grid, num_classes, 0)
-    per_column = (
-        blender_bytes(grid, num_classes, 1) - fixed + (chunk_rows + grid.tile) * (1 + num_classes * probabilities)
-    )
-    columns = (budget - fixed) // max(per_column, 1) - 2 * grid.tile
-    return int(max(BLOCK, min(columns, grid.width)))
-
-
-def memory_bound(
-    grid: Grid, num_classes: int, opts: SegmentOptions, bands: int, itemsize: int, threads: int, width: int
-) -> dict[str, int]:
-    """The pipeline's own memory, term by term, for superblocks of ``width`` owned columns (what the README's formula
-    states; the benchmark compares it with the measured peak). Device terms live on the GPU when the model does."""
-    t, k = grid.tile, num_classes
-    b = windows_per_call(opts.batch_size, k, t)
-    strip = min(width + 2 * t, grid.width)
-    planes = 1 + k * (opts.probabilities is not None)  # uint8 labels, and probabilities when kept
-    return {
-        "blender (device)": blender_bytes(grid, k, strip),
-        "model output: logits, probabilities, a blend temporary (device)": 3 * 4 * b * k * t * t,
-        "batch images, staged + float (device)": b * t * t * (bands * itemsize + 3 * 4),
-        "rows read ahead (host)": (threads + 2) * t * strip * (bands * itemsize + 1),
-        "finished rows + one write chunk (host)": 2 * (opts.chunk_rows + grid.stride) * width * planes,
-        "GDAL block cache (host, at most)": gdal_cache_bytes(),
-    }
-
-
-def gdal_cache_bytes() -> int:
-    """GDAL_CACHEMAX as bytes (a number is MB, as GDAL reads it; aeroseg sets 256 unless the user did)."""
-    text = os.environ.get("GDAL_CACHEMAX", "256").strip().upper()
-    for unit, factor in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if text.endswith(unit) and text[: -len(unit)].strip().isdigit():
-            return int(text[: -len(unit)]) * factor
-    return int(text) << 20 if text.isdigit() else 256 << 20
-
-
 def check_unchanged(info: SceneInfo, writer: LabelWriter) -> None:
     """The scene is still the file the run started reading (else its map would mix two images): else nothing is
     written and the partial is dropped (its rows came from a file that is gone)."""
@@ -159,9 +111,9 @@ def check_unchanged(info: SceneInfo, writer: LabelWriter) -> None:
 class RowSink:
     """Finished rows to the writer: on a background thread (with a bounded queue) or inline."""
 
-    def __init__(self, writer: LabelWriter, background: bool) -> None:
+    def __init__(self, writer: LabelWriter, background: bool, depth: int) -> None:
         self.writer, self.error = writer, None
-        self.queue: queue.Queue = queue.Queue(maxsize=8)
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)  # window rows (memory.sink_depth)
         self.thread = threading.Thread(target=self._run, name="aeroseg-write", daemon=True) if background else None
         if self.thread:
             self.thread.start()
@@ -237,17 +189,32 @@ def blank_failed(rows: FinishedRows, failed: list[Window], tile: int) -> None:
                 rows.probabilities[:, r0 - rows.row0 : r1 - rows.row0, c0 - rows.col0 : c1 - rows.col0] = 0
 
 
+@dataclass
+class BlockContext:
+    """What every superblock of one scene runs with: the grid, the model, the options, the counts, the windows'
+    source and the rows' destination."""
+
+    grid: Grid
+    predictor: object
+    opts: SegmentOptions
+    progress: Progress
+    feeder: Feeder
+    sink: RowSink
+    blender_bytes: int = 0  # the largest blender so far
+
+
 def run_block(
-    block: Superblock, rows: tuple[int, int], ctx: dict, on_progress: Callable[[Progress], None] | None
+    block: Superblock, rows: tuple[int, int], ctx: BlockContext, on_progress: Callable[[Progress], None] | None
 ) -> None:
-    """One superblock, from the first window row touching ``rows[0]``: batches in, finished rows out."""
-    grid, predictor, opts, progress = ctx["grid"], ctx["predictor"], ctx["opts"], ctx["progress"]
+    """One superblock, from the first window row touching ``rows[0]``: batches in, finished rows out (each handed to
+    the sink as soon as its last window is added, so one window row at most waits: the memory bound counts on it)."""
+    grid, predictor, opts, progress = ctx.grid, ctx.predictor, ctx.opts, ctx.progress
     blender = RowBlender(grid, block, predictor.num_classes, predictor.device, rows, opts.unknown_threshold,
                          opts.probabilities is not None, opts.unknown_label)  # fmt: skip
-    ctx["blender_bytes"] = max(ctx.get("blender_bytes", 0), blender.nbytes)
+    ctx.blender_bytes = max(ctx.blender_bytes, blender.nbytes)
     j0, j1 = grid.rows_touching(*rows)
     failed: list[Window] = []
-    for batch in ctx["feeder"].batches(block, j0, j1):
+    for batch in ctx.feeder.batches(block, j0, j1):
         probs = predict(predictor, batch, progress, opts) if batch.size else []
         for entry in batch.entries:
             p = probs[entry.slot] if entry.slot is not None else None
@@ -260,18 +227,46 @@ def run_block(
             if entry.error is not None or (entry.slot is not None and p is None):
                 failed.append(entry.window)
             blender.add(entry.window, p, batch.valid[entry.slot] if p is not None else None)
-        for finished in blender.pop():
-            blank_failed(finished, failed, grid.tile)
-            failed = [w for w in failed if w.row + grid.tile > finished.row0 + len(finished.labels)]
-            ctx["sink"].put(finished)
+            for finished in blender.pop():  # every window that reaches these rows is added (grid order)
+                blank_failed(finished, failed, grid.tile)
+                failed = [w for w in failed if w.row + grid.tile > finished.row0 + len(finished.labels)]
+                ctx.sink.put(finished)
         if on_progress:
             on_progress(progress)
+
+
+def run_blocks(ctx: BlockContext, work: list[tuple[Superblock, tuple[int, int]]], on_progress) -> None:
+    """The scene's superblocks one after another; the sink is drained (and its error raised) whatever happens."""
+    try:
+        for block, rows in work:
+            run_block(block, rows, ctx, on_progress)
+    finally:
+        ctx.sink.close()
 
 
 def outside_windows(grid: Grid, aoi: Aoi, work: list[tuple[Superblock, tuple[int, int]]]) -> int:
     """How many of the windows this run had to do lie outside the AOI (never read nor run)."""
     touching = aoi.touching(grid)
     return int(sum((~touching[slice(*grid.rows_touching(*rows)), b.i0 : b.i1]).sum() for b, rows in work))
+
+
+def background_writer(threads: int, device: torch.device) -> bool:
+    """Whether finished rows go to the writer through a queue on its own thread (else it writes inline)."""
+    return threads > 0 or device.type != "cpu"
+
+
+def open_writer(info: SceneInfo, grid: Grid, predictor, output: Path, opts: SegmentOptions, tags: dict[str, str],
+                settings: dict, rows: tuple[int, int], queued: bool) -> LabelWriter:  # fmt: skip
+    """The scene's writer over rows [r0, r1), with superblocks as wide as the memory budget allows (or, resumed,
+    those of the partial it continues); ``queued``: the rows reach it through the writer thread's queue."""
+    r0, r1 = rows
+    budget = memory_budget(opts.max_memory, predictor.device)
+    probabilities = opts.probabilities is not None
+    width = superblock_width(grid, predictor.num_classes, budget, probabilities, opts.chunk_rows, queued)
+    spec = RasterSpec(info.width, r1 - r0, info.crs, info.transform @ Affine.translation(0, r0), r0)
+    return LabelWriter(output, spec, predictor.class_names, tags, settings,
+                       [(b.x0, b.x1) for b in grid.superblocks(width)], opts.probabilities, opts.cog, opts.resume,
+                       opts.chunk_rows, opts.colors)  # fmt: skip
 
 
 def segment_scene(
@@ -295,26 +290,18 @@ def segment_scene(
     opts = replace(opts, batch_size=windows_per_call(opts.batch_size, predictor.num_classes, opts.tile))
     grid = Grid.from_overlap(info.height, info.width, opts.tile, opts.overlap)
     r0, r1 = row_range or (0, info.height)
-    budget = memory_budget(opts, predictor.device)
-    width = superblock_width(grid, predictor.num_classes, budget, opts.probabilities is not None, opts.chunk_rows)
-    spec = RasterSpec(info.width, r1 - r0, info.crs, info.transform @ Affine.translation(0, r0), r0)
-    writer = LabelWriter(output, spec, predictor.class_names, tags, settings,
-                         [(b.x0, b.x1) for b in grid.superblocks(width)], opts.probabilities, opts.cog, opts.resume,
-                         opts.chunk_rows, opts.colors)  # fmt: skip
+    threads = decode_threads(opts.io_threads, predictor.device)
+    queued = background_writer(threads, predictor.device)
+    writer = open_writer(info, grid, predictor, output, opts, tags, settings, (r0, r1), queued)
     work = [(grid.superblock(x0, x1), (writer.rows_done(x0), r1)) for x0, x1 in writer.blocks]
     work = [(b, rows) for b, rows in work if rows[0] < rows[1]]
     total = sum((b.i1 - b.i0) * len(range(*grid.rows_touching(*rows))) for b, rows in work)
     progress = Progress(total=total)
-    ctx = {"grid": grid, "predictor": predictor, "opts": opts, "progress": progress}
-    threads = decode_threads(opts.io_threads, predictor.device)
     try:
-        with Feeder(info, grid, predictor.device, opts.batch_size, threads, aoi) as ctx["feeder"]:
-            ctx["sink"] = RowSink(writer, background=threads > 0 or predictor.device.type != "cpu")
-            try:
-                for block, rows in work:
-                    run_block(block, rows, ctx, on_progress)
-            finally:
-                ctx["sink"].close()
+        with Feeder(info, grid, predictor.device, opts.batch_size, threads, aoi) as feeder:
+            sink = RowSink(writer, background=queued, depth=sink_depth(grid, opts.chunk_rows))
+            ctx = BlockContext(grid, predictor, opts, progress, feeder, sink)
+            run_blocks(ctx, work, on_progress)
     except Interrupted as exc:
         done = progress.done + progress.skipped + progress.failed
         raise exc.with_detail(f"after {done} of {total} windows; rerun with --resume to continue") from None
@@ -344,7 +331,7 @@ def segment_scene(
         windows=windows,
         seconds=time.perf_counter() - start,
         model_seconds=progress.model_seconds,
-        blender_mb=ctx.get("blender_bytes", 0) / 2**20,
+        blender_mb=ctx.blender_bytes / 2**20,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         resumed_from_row=min((rows[0] for _, rows in work), default=r1),
         superblocks=len(writer.blocks),

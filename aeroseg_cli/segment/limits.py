@@ -5,7 +5,8 @@ The pipeline's own memory for one model call is known from the settings alone (`
 (staged in the stored dtype and as float), the model's output, the probabilities and a blend temporary, and the
 blender's active window. It is a lower bound of the run's peak (the network's activations come on top), so a batch
 that does not fit in the memory there is can never run: ``--tile 100000`` would otherwise end, after the checks and
-the model load, in torch's "tried to allocate 160000000000 bytes".
+the model load, in torch's "tried to allocate 160000000000 bytes". (A ``--max-memory`` too small for the narrowest
+superblock is refused by ``memory.check_budget``.)
 """
 
 from __future__ import annotations
@@ -65,18 +66,6 @@ def check_batch(tile: int, batch_size: int, num_classes: int, bands: int, itemsi
         f"batch (images, class probabilities, the blender's window), more than the {gib(memory)} of {where}: give "
         "a smaller --tile" + (" or --batch-size" if b > 1 else "")
     )
-
-
-def check_blend_budget(tile: int, num_classes: int, overlap_px: int, max_memory: int | None) -> None:
-    """``--max-memory`` must hold at least the blender's one window and the carry of one superblock."""
-    if max_memory is None:
-        return
-    need = (4 * (num_classes + 1) + 1) * (tile * tile + overlap_px * (512 + 2 * tile))
-    if need > max_memory:
-        raise UsageError(
-            f"--max-memory {gib(max_memory)} cannot hold the blender of one --tile {tile} window with "
-            f"{num_classes} class(es) ({gib(need)}): give a larger --max-memory or a smaller --tile"
-        )
 
 
 def redundancy(tile: int, stride: int) -> float:

@@ -1,10 +1,11 @@
 """Writer: the labelled GeoTIFF (and per-class probabilities) written chunk by chunk into a hidden partial file that
-belongs to this run, renamed into place only when complete.
+belongs to this run, styled and placed (renamed, or copied as a COG: ``segment/cog.py``) with its style files only
+when complete.
 
 Every chunk is read back after it is closed and compared with what was written: GDAL reports some write failures
 (a full disk while it rewrites a tile index on close) only on stderr, and a file that reads back is the only proof.
-A JSON sidecar records the run's settings and, per superblock, the rows that are safely on disk, so ``--resume``
-continues exactly there and refuses a partial made with other settings.
+After each chunk the partial's sidecar records the rows that are safely on disk (the protocol of
+``segment/resume.py``), so ``--resume`` continues exactly there.
 """
 
 from __future__ import annotations
@@ -19,21 +20,21 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from aeroseg_cli.files.atomic import atomic_output, default_permissions
-from aeroseg_cli.files.errors import CLIError, UsageError, diagnose
+from aeroseg_cli.files.atomic import default_permissions
+from aeroseg_cli.files.errors import CLIError, WriteError, diagnose
 from aeroseg_cli.files.sidecars import aux_xml_path, qml_path
 from aeroseg_cli.runtime.host import silence_libtiff
 from aeroseg_cli.segment.blender import NODATA, PROBABILITY_NODATA, FinishedRows
+from aeroseg_cli.segment.cog import place_as_cog
+from aeroseg_cli.segment.resume import BlockProgress, check_compatible, partial_paths, read_state, write_state
 from aeroseg_cli.segment.tiler import BLOCK
 from aeroseg_cli.styles.documents import label_aux_xml, label_qml, probability_qml
 from aeroseg_cli.styles.palette import RGB, class_colors
 
-SIDECAR_VERSION = 2
 GTIFF_OPTIONS = {
     "driver": "GTiff",
     "tiled": True,
@@ -46,10 +47,6 @@ GTIFF_OPTIONS = {
 }
 
 
-class WriteError(CLIError):
-    """Writing an output failed (full disk, file-size limit, I/O error); the verified rows stay resumable."""
-
-
 @dataclass
 class RasterSpec:
     """The grid of a file being written: scene rows [row_offset, row_offset + height) (a rank's band, or all)."""
@@ -59,11 +56,6 @@ class RasterSpec:
     crs: object
     transform: object
     row_offset: int = 0
-
-
-def partial_paths(output: Path) -> tuple[Path, Path]:
-    stem = output.parent / f".{output.name}.partial"
-    return stem.with_name(stem.name + ".tif"), stem.with_name(stem.name + ".json")
 
 
 def label_sidecars(output: Path) -> tuple[Path, Path]:
@@ -96,33 +88,6 @@ def staged(documents: dict[Path, str]) -> Iterator[dict[Path, Path]]:
             tmp.unlink(missing_ok=True)
 
 
-def settings_differences(saved: dict, now: dict) -> list[str]:
-    """Human-readable differences between the settings a partial was made with and this run's."""
-    keys = sorted(set(saved) | set(now))
-    return [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
-
-
-def read_sidecar(sidecar: Path) -> dict | None:
-    try:
-        state = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) and state.get("version") == SIDECAR_VERSION else None
-
-
-def check_resumable(output: Path, settings: dict) -> None:
-    """Before any work: refuse ``--resume`` onto a partial made with other settings, naming what differs."""
-    state = read_sidecar(partial_paths(output)[1])
-    if state is None:
-        return
-    diff = settings_differences(state.get("settings", {}), settings)
-    if diff:
-        raise UsageError(
-            f"--resume: the partial result for {output.name} was made with other settings ({'; '.join(diff)}); "
-            "rerun with those settings, or without --resume to start over"
-        )
-
-
 class LabelWriter:
     """Chunked, verified writes of finished rows; ``commit()`` moves the finished files into place."""
 
@@ -146,7 +111,7 @@ class LabelWriter:
         self.chunk_rows = max(BLOCK, chunk_rows // BLOCK * BLOCK)
         self.partial, self.sidecar = partial_paths(output)
         self.prob_partial = partial_paths(probabilities)[0] if probabilities else None
-        self.done = {x0: [x0, x1, spec.row_offset] for x0, x1 in blocks}  # x0 -> [x0, x1, next row to write]
+        self.done = {x0: BlockProgress(x0, x1, spec.row_offset) for x0, x1 in blocks}  # by the block's first column
         self._pending: list[FinishedRows] = []
         silence_libtiff()  # GDAL's TIFF driver is running by now (the scene is open)
         if not (resume and self._load_progress()):
@@ -154,15 +119,16 @@ class LabelWriter:
 
     @property
     def blocks(self) -> list[tuple[int, int]]:
-        return [(x0, x1) for x0, x1, _ in self.done.values()]
+        return [(b.x0, b.x1) for b in self.done.values()]
 
     def rows_done(self, x0: int) -> int:
-        return self.done[x0][2]
+        """The first scene row of superblock ``x0`` not yet safely written (where a resumed run starts)."""
+        return self.done[x0].next_row
 
     @property
     def finished(self) -> bool:
         end = self.spec.row_offset + self.spec.height
-        return all(r >= end for _, _, r in self.done.values())
+        return all(b.next_row >= end for b in self.done.values())
 
     # -- creation and resume ----------------------------------------------------------------------------------
     def _profile(self, count: int, nodata) -> dict:
@@ -194,13 +160,12 @@ class LabelWriter:
                 raise WriteError(f"creating {self.output} failed: {diagnose(path, 'the new file is incomplete')}")
 
     def _load_progress(self) -> bool:
-        state = read_sidecar(self.sidecar)
+        """Continue the partial its sidecar describes (same settings, its rows read back), else False: start over."""
+        state = read_state(self.sidecar)
         if state is None or not self.partial.exists() or (self.prob_partial and not self.prob_partial.exists()):
             return False
-        diff = settings_differences(state.get("settings", {}), self.settings)
-        if diff:
-            raise UsageError(f"--resume: {self.partial} was made with other settings ({'; '.join(diff)})")
-        done = {int(x0): [int(x0), int(x1), int(r)] for x0, x1, r in state["blocks"]}
+        check_compatible(self.output, state.settings, self.settings)
+        done = state.blocks
         try:
             for p in (self.partial, self.prob_partial):
                 if p is not None:
@@ -211,18 +176,17 @@ class LabelWriter:
         self.done = done
         return True
 
-    def _verify_rows(self, path: Path, done: dict[int, list[int]]) -> None:
+    def _verify_rows(self, path: Path, done: dict[int, BlockProgress]) -> None:
         """The rows the sidecar records as written read back, chunk by chunk (bounded memory)."""
         with rasterio.open(path) as ds:
-            for x0, x1, row in done.values():
-                for r in range(0, row - self.spec.row_offset, self.chunk_rows):
-                    ds.read(window=Window(x0, r, x1 - x0, min(self.chunk_rows, row - self.spec.row_offset - r)))
+            for b in done.values():
+                rows = b.next_row - self.spec.row_offset
+                for r in range(0, rows, self.chunk_rows):
+                    ds.read(window=Window(b.x0, r, b.x1 - b.x0, min(self.chunk_rows, rows - r)))
 
     def _save_progress(self) -> None:
-        state = {"version": SIDECAR_VERSION, "settings": self.settings, "blocks": list(self.done.values())}
         try:
-            with atomic_output(self.sidecar) as tmp:
-                tmp.write_text(json.dumps(state))
+            write_state(self.sidecar, self.settings, self.done.values())
         except OSError as exc:
             reason = diagnose(self.sidecar, exc.strerror or str(exc))
             raise WriteError(f"writing {self.output} failed: {reason}") from None
@@ -232,7 +196,7 @@ class LabelWriter:
         if self._pending and self._pending[0].col0 != rows.col0:
             self._flush()
         self._pending.append(rows)
-        done = self.done[rows.col0][2]
+        done = self.done[rows.col0].next_row
         pending = sum(r.labels.shape[0] for r in self._pending)
         if done + pending >= self.spec.row_offset + self.spec.height:
             self._flush()
@@ -246,9 +210,9 @@ class LabelWriter:
         if not self._pending:
             return
         first = self._pending[0]
-        entry = self.done[first.col0]
-        if first.row0 != entry[2]:
-            raise RuntimeError(f"rows arrive out of order ({first.row0} after {entry[2]})")
+        block = self.done[first.col0]
+        if first.row0 != block.next_row:
+            raise RuntimeError(f"rows arrive out of order ({first.row0} after {block.next_row})")
         labels = np.concatenate([r.labels for r in self._pending], axis=0)
         probs = np.concatenate([r.probabilities for r in self._pending], axis=1) if self.prob_partial else None
         top, n = first.row0 - self.spec.row_offset, labels.shape[0]
@@ -256,22 +220,25 @@ class LabelWriter:
             n = (top + n) // BLOCK * BLOCK - top
             if n <= 0:
                 return
-        window = Window(entry[0], top, entry[1] - entry[0], n)
+        window = Window(block.x0, top, block.x1 - block.x0, n)
         self._write_verified(self.partial, labels[None, :n], window)
         if probs is not None:
             self._write_verified(self.prob_partial, probs[:, :n], window)
-        rest = FinishedRows(first.row0 + n, first.col0, labels[n:], None if probs is None else probs[:, n:])
+        self._pending = []  # the rows kept for the next chunk are copied, so the written chunk is freed (memory.py)
+        kept = None if probs is None else probs[:, n:].copy()
+        rest = FinishedRows(first.row0 + n, first.col0, labels[n:].copy(), kept)
         self._pending = [rest] if len(rest.labels) else []
-        entry[2] = first.row0 + n
+        block.next_row = first.row0 + n
         self._save_progress()
 
     def _write_verified(self, path: Path, data: np.ndarray, window: Window) -> None:
-        """Write, close (which flushes), then read back: the chunk counts as written only if it reads back equal."""
+        """Write, close (which flushes), then read back: the chunk counts as written only if it reads back equal (a
+        tile row at a time, so the check holds one tile row beside the chunk, not a second chunk: memory.py)."""
         try:
             with rasterio.open(path, "r+") as dst:
                 dst.write(data, window=window)
             with rasterio.open(path) as src:
-                ok = np.array_equal(src.read(window=window), data)
+                ok = all(np.array_equal(src.read(window=part), data[:, r : r + BLOCK]) for r, part in tile_rows(window))
             cause = "the written block did not read back"
         except (RasterioIOError, CPLE_BaseError) as exc:
             ok, cause = False, str(exc.__cause__ or exc)
@@ -341,23 +308,9 @@ class LabelWriter:
     def _place(self, partial: Path, target: Path, overwrite: bool) -> Path:
         if target.exists() and not overwrite:
             raise CLIError(f"{target} appeared during the run; not replaced (use --overwrite)")
-        if not self.cog:
-            os.replace(partial, target)
-            return target
-        with atomic_output(target, suffix=".cog.tif") as tmp:
-            try:
-                rasterio.shutil.copy(partial, tmp, driver="COG", compress="zstd", predictor="YES", blocksize=BLOCK,
-                                     overview_resampling="nearest", BIGTIFF="IF_SAFER")  # fmt: skip
-                verify_copy(partial, tmp)
-            except (RasterioIOError, CPLE_BaseError, OSError, WriteError) as exc:
-                reason = diagnose(tmp, str(exc), needs=partial.stat().st_size * 4 // 3)  # tiles and overviews
-                for leftover in tmp.parent.glob(f"{tmp.name}.*"):  # GDAL's .ovr.tmp and .aux.xml beside it
-                    leftover.unlink(missing_ok=True)
-                raise WriteError(
-                    f"writing {target} as a COG failed: {reason}; the finished rows are kept: free space and rerun "
-                    "with --resume"
-                ) from None
-        partial.unlink()
+        if self.cog:
+            return place_as_cog(partial, target)
+        os.replace(partial, target)
         return target
 
     def discard(self) -> None:
@@ -367,11 +320,7 @@ class LabelWriter:
                 p.unlink(missing_ok=True)
 
 
-def verify_copy(src_path: Path, dst_path: Path) -> None:
-    """The copy holds the same pixels: same shape and a GDAL checksum per band (reads every block of both)."""
-    with rasterio.open(src_path) as a, rasterio.open(dst_path) as b:
-        if (a.count, a.shape) != (b.count, b.shape):
-            raise WriteError("the copy has another shape")
-        for band in range(1, a.count + 1):
-            if a.checksum(band) != b.checksum(band):
-                raise WriteError("the copy's pixels differ from the original")
+def tile_rows(window: Window) -> Iterator[tuple[int, Window]]:
+    """``window`` (its top on a tile boundary) cut into rows of whole tiles: (first row within it, sub-window)."""
+    for r in range(0, window.height, BLOCK):
+        yield r, Window(window.col_off, window.row_off + r, window.width, min(BLOCK, window.height - r))

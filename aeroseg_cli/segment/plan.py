@@ -1,21 +1,18 @@
-"""``aeroseg segment`` as a job: every check before any work, then the model, then the scenes.
+"""The plan of a ``segment`` run: every check that needs no model, before any work.
 
 ``plan`` checks the options, the scenes and every output against every input (nothing is read beyond headers and a
-decimated sample, nothing is written); ``load`` resolves device, precision and model; ``run`` takes the outputs'
-locks and segments each scene (or this rank's share under torchrun), polygonising when asked.
+decimated sample, nothing is written) and returns a ``Plan``: what the runner (``segment/runner.py``) then locks,
+loads the model for and segments.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aeroseg_cli import __version__
 from aeroseg_cli.files.errors import UsageError
-from aeroseg_cli.files.identity import RESUME_KEYS
 from aeroseg_cli.files.safety import Output, check_outputs, file_kind, is_remote
 from aeroseg_cli.segment.aoi import aoi_inputs, read_aoi, scene_aoi
 from aeroseg_cli.segment.request import SegmentRequest
@@ -28,6 +25,8 @@ MAX_CLASSES = 254  # ids 0..253; 255 is nodata/unknown
 
 @dataclass
 class Plan:
+    """A checked request: its scenes inspected, its outputs placed and checked, its classes, palette and AOIs."""
+
     request: SegmentRequest
     infos: list[SceneInfo]
     outputs: list[Path]
@@ -151,83 +150,20 @@ def scene_aois(path: Path | None, infos: list[SceneInfo]) -> dict:
 
 
 def check_sizes(req: SegmentRequest, infos: list[SceneInfo], num_classes: int, max_memory: int | None) -> None:
-    """A given ``--tile`` whose one batch cannot fit in this machine's memory (or its blender in ``--max-memory``) is
-    refused now, in microseconds; ``run.load`` checks again with the model's classes, tile and device."""
+    """A given ``--tile`` whose one batch cannot fit in this machine's memory (or whose narrowest superblock cannot
+    fit in ``--max-memory``) is refused now, in microseconds; ``loading.load`` checks again with the model's classes,
+    tile and device."""
     if req.tile is None:
         return
     import numpy as np
 
-    from aeroseg_cli.segment.limits import available_memory, check_batch, check_blend_budget
+    from aeroseg_cli.segment.limits import available_memory, check_batch
+    from aeroseg_cli.segment.memory import check_budget
+    from aeroseg_cli.segment.tiler import Grid
 
     batch = req.batch_size or 1
     bands = max(len(i.bands) for i in infos)
     itemsize = max(np.dtype(i.dtype).itemsize for i in infos)
     check_batch(req.tile, batch, num_classes, bands, itemsize, available_memory())
-    check_blend_budget(req.tile, num_classes, round(req.overlap * req.tile), max_memory)
-
-
-def model_identity(spec: str) -> str:
-    """What makes a model the same model for ``--resume``: a checkpoint's SHA-256 (a converted released model's
-    too), a preset's name and version with each registry file it is built from (``weights_used``)."""
-    from models.hub import converted_model, sha256_file
-
-    path = Path(spec).expanduser()
-    converted = converted_model(spec) if not path.is_file() else None
-    if converted:
-        return f"{spec} checkpoint sha256 {sha256_file(converted)}"
-    if not path.is_file():
-        files = "".join(f"; {w['name']} sha256 {w['sha256']} ({w['trust']})" for w in weights_used(spec))
-        return f"preset {spec} (aeroseg {__version__}){files}"
-    return f"checkpoint sha256 {sha256_file(path)}"
-
-
-def weights_used(spec: str) -> list[dict[str, str]]:
-    """The registry files preset ``spec`` is built from, each with the SHA-256 its cache record holds and what that
-    hash is (published, recorded, accepted): nothing is hashed, loading verified each file against exactly this
-    hash. [] for a checkpoint: its own SHA-256 identifies it (a lean one's rebuilt weights match its digest)."""
-    from models.config import PRESETS, preset_config
-    from models.hub import converted_model, identity, required_weights
-
-    if Path(spec).expanduser().is_file() or converted_model(spec) or spec not in PRESETS:
-        return []
-    return [identity(name) for name in required_weights(preset_config(spec))]
-
-
-def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, batch: int, runtime: dict) -> dict:
-    """Everything that can change a pixel of this scene's output: the resume fingerprint, compared key by key."""
-    req = plan_.request
-    identity = {"scene": info.path} | {k: v for k, v in info.identity.items() if k in RESUME_KEYS}
-    return (
-        identity
-        | runtime
-        | {
-            "classes": names,
-            "tile": tile,
-            "overlap": req.overlap,
-            "batch_size": batch,
-            "bands": info.bands,
-            "scale": req.scale,
-            "target_gsd": req.target_gsd,
-            "unknown_threshold": req.unknown_threshold,
-            "probabilities": req.probabilities is not None,
-            "aoi": plan_.aois[info.path].digest if info.path in plan_.aois else None,
-            "version": __version__,
-        }
-    )
-
-
-def scene_tags(info: SceneInfo, names: list[str], tile: int, model_label: str, req: SegmentRequest) -> dict[str, str]:
-    weights = weights_used(req.model)  # AEROSEG_WEIGHTS: which CLIP/SAM files (official or not) made the map
-    return {
-        "AEROSEG_VERSION": __version__,
-        "AEROSEG_MODEL": model_label,
-        "AEROSEG_CLASSES": json.dumps(names),
-        "AEROSEG_TILE": str(tile),
-        "AEROSEG_OVERLAP": str(req.overlap),
-        "AEROSEG_BANDS": ",".join(map(str, info.bands)),
-        "AEROSEG_RADIOMETRY": info.radiometry.as_tag(),
-        "AEROSEG_UNKNOWN_THRESHOLD": str(req.unknown_threshold),
-        "AEROSEG_SOURCE": info.name,
-        **({"AEROSEG_AOI": req.aoi.name} if req.aoi is not None else {}),
-        **({"AEROSEG_WEIGHTS": json.dumps(weights)} if weights else {}),
-    }
+    grid = Grid.from_overlap(max(i.height for i in infos), max(i.width for i in infos), req.tile, req.overlap)
+    check_budget(grid, num_classes, req.probabilities is not None, max_memory)
