@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import typer
 
-from aeroseg_cli.commands.options import DEVICE, OVERWRITE, PRECISION, PROGRESS, QUIET, parse_names
+from aeroseg_cli.commands.options import DEVICE, OVERWRITE, PRECISION, PROGRESS, QUIET, parse_names, shown_warnings
 from aeroseg_cli.datasets.specs import DATASETS
-from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.files.errors import AerosegWarning, UsageError
 
 HELP_MODEL = (
     "Checkpoint file, released model or preset [your default, else the best here]: zeroshot-vitb16 is the plain "
@@ -72,7 +73,8 @@ def evaluate(
     if pred is not None or label is not None:
         summary, unseen_list, title = _raster_pair(pred, label, classes, unseen)
     else:
-        summary, unseen_list, title = _dataset(dataset, data_root, model, split, limit, device, precision, quiet)
+        with shown_warnings(quiet):
+            summary, unseen_list, title = _dataset(dataset, data_root, model, split, limit, device, precision, quiet)
     if not quiet:
         print_table(summary, unseen_list, title)
     if json_out is not None:
@@ -92,7 +94,7 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
     from aeroseg_cli.progress import progress_display
     from aeroseg_cli.runtime.modelcheck import check_preset, check_vocabulary
     from aeroseg_cli.runtime.modelchoice import choose_model
-    from aeroseg_cli.runtime.modelio import load_model, resolve_device, resolve_precision
+    from aeroseg_cli.runtime.modelio import load_model, precision_warning, resolve_device, resolve_precision
     from aeroseg_cli.training.evaluation import evaluate_dataset
 
     if not dataset or not data_root:
@@ -108,6 +110,8 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
     check_vocabulary(loaded, list(data.spec.classes))
     net, label_ = loaded.model, loaded.label
     net = net.to(dev).eval()
+    if warning := precision_warning(precision, dev):
+        warnings.warn(warning, AerosegWarning, stacklevel=1)
     with progress_display(f"evaluating {dataset}/{split}", unit="images", quiet=quiet) as update:
         result = evaluate_dataset(net, data, dev, dtype, limit=limit, progress=update)
     summary = {

@@ -4,8 +4,12 @@ parses flag strings; commands build typed requests from these values field by fi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +162,27 @@ ALLOW_UNGEOREFERENCED = typer.Option(
     False, "--allow-ungeoreferenced", help="Accept rasters without CRS (outputs in pixel coordinates)."
 )
 CLASSES_FILE = typer.Option(None, "--classes-file", help="One class per line (| synonyms, # comments).")
+
+
+@contextlib.contextmanager
+def shown_warnings(quiet: bool) -> Iterator[None]:
+    """The library's warnings (``AerosegWarning``) as ``aeroseg: warning: ...`` lines on stderr (none with -q)."""
+    from aeroseg_cli.files.errors import AerosegWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if quiet else "always", AerosegWarning)
+        shown, warnings.showwarning = warnings.showwarning, show_warning
+        try:
+            yield
+        finally:
+            warnings.showwarning = shown
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the CLI: aeroseg's own warnings as one line each, any other as Python shows it."""
+    from aeroseg_cli.files.errors import AerosegWarning
+
+    if issubclass(category, AerosegWarning):
+        sys.stderr.write(f"aeroseg: warning: {message}\n")
+    else:
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))

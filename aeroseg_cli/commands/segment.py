@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +25,7 @@ from aeroseg_cli.commands.options import (
     parse_io_threads,
     parse_scale,
     parse_size,
+    shown_warnings,
 )
 from aeroseg_cli.segment.request import SegmentRequest as R
 
@@ -151,30 +149,6 @@ def run_segment(request: R, as_json: bool) -> None:
         typer.echo(json.dumps(summary_json(done), indent=2))
     elif not request.quiet:
         sys.stderr.write(summary_text(done))
-
-
-@contextlib.contextmanager
-def shown_warnings(quiet: bool) -> Iterator[None]:
-    """The library's warnings (``AerosegWarning``) as ``aeroseg: warning: ...`` lines on stderr (none with -q)."""
-    from aeroseg_cli.files.errors import AerosegWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore" if quiet else "always", AerosegWarning)
-        shown, warnings.showwarning = warnings.showwarning, show_warning
-        try:
-            yield
-        finally:
-            warnings.showwarning = shown
-
-
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """``warnings.showwarning`` for the CLI: aeroseg's own warnings as one line each, any other as Python shows it."""
-    from aeroseg_cli.files.errors import AerosegWarning
-
-    if issubclass(category, AerosegWarning):
-        sys.stderr.write(f"aeroseg: warning: {message}\n")
-    else:
-        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def rates(r) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from aeroseg_cli.commands.options import PROGRESS
+from aeroseg_cli.commands.options import PROGRESS, shown_warnings
 from aeroseg_cli.datasets.specs import DATASETS, SPECS
 from aeroseg_cli.files.errors import UsageError
 
@@ -55,7 +55,8 @@ def train(
     if not data.spec.seen:
         raise UsageError(f"{cfg.dataset}: no seen classes to train on")
     inputs = [config] if config else []
-    result = run_training(cfg, data, device, resume=resume, val_data=val, quiet=quiet, inputs=inputs)
+    with shown_warnings(quiet):
+        result = run_training(cfg, data, device, resume=resume, val_data=val, quiet=quiet, inputs=inputs)
     if as_json:
         seen = list(SPECS[cfg.dataset].seen) if cfg.dataset in SPECS else None
         typer.echo(json.dumps({**asdict(result), "dataset": cfg.dataset, "seen": seen}, indent=2))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +67,7 @@ def resolve_device(text: str) -> torch.device:
 
 
 BF16_CPU_WARNING = (
-    "aeroseg: warning: --precision bf16 on a CPU without bf16 matrix units (AMX) is slower than fp32 and changes "
+    "--precision bf16 on a CPU without bf16 matrix units (AMX) is slower than fp32 and changes "
     "results slightly; fp32 (the default on CPU) is faster here"
 )
 
@@ -95,8 +94,8 @@ def cpu_bf16_matrix_units() -> bool:
 def resolve_precision(text: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for fp32. ``auto``: bf16 on a GPU that supports it, else fp32.
 
-    Every accepted pair runs (tests/test_precision.py); fp16 on a CPU is refused here, and bf16 on a CPU without bf16
-    matrix units gets a one-line warning that it is slower than fp32."""
+    Every accepted pair runs (tests/test_precision.py); fp16 on a CPU is refused here. What is worth a warning is
+    ``precision_warning``'s: the caller gives it once every check has passed (a refused run shows only its error)."""
     if text not in ("auto", "fp32", "bf16", "fp16"):
         raise UsageError(f"--precision must be auto, fp32, bf16 or fp16, got {text!r}")
     if text == "fp32" or (text == "auto" and device.type != "cuda"):
@@ -105,6 +104,12 @@ def resolve_precision(text: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if text == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
-    if text == "bf16" and device.type == "cpu" and not cpu_bf16_matrix_units():
-        print(BF16_CPU_WARNING, file=sys.stderr)
     return torch.bfloat16 if text == "bf16" else torch.float16
+
+
+def precision_warning(text: str, device: torch.device) -> str | None:
+    """bf16 on a CPU without bf16 matrix units is slower than fp32: said once, without the ``aeroseg: warning:``
+    prefix (the command line adds it, the Python API gives it as an ``AerosegWarning``)."""
+    if text == "bf16" and device.type == "cpu" and not cpu_bf16_matrix_units():
+        return BF16_CPU_WARNING
+    return None

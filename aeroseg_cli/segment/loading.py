@@ -39,7 +39,7 @@ def load(plan: Plan) -> Loaded:
     """Device, precision and model (a status line while it loads); the classes and tile checked against it."""
     from aeroseg_cli.runtime.ddp import init_distributed
     from aeroseg_cli.runtime.modelcheck import check_vocabulary
-    from aeroseg_cli.runtime.modelio import load_model, resolve_precision
+    from aeroseg_cli.runtime.modelio import load_model, precision_warning, resolve_precision
     from aeroseg_cli.segment.predictor import Predictor
     from aeroseg_cli.segment.tiler import Grid
 
@@ -63,6 +63,7 @@ def load(plan: Plan) -> Loaded:
     batch = predictor.auto_batch_size(tile) if req.batch_size is None else req.batch_size
     # before the GPU is probed: on CUDA one window must fit (settled_batch lowers the batch), on CPU the batch asked
     warnings = check_sizes(plan, grids, len(names), batch if device.type != "cuda" else 1, device)
+    warnings += [w for w in [precision_warning(req.precision, device)] if w]
     batch = settled_batch(predictor, tile, batch)
     precision = str(dtype or "fp32").replace("torch.", "").replace("bfloat16", "bf16").replace("float16", "fp16")
     runtime = {"model": model_identity(req.model), "precision": precision, "device": device.type}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import models
 from aeroseg_cli.datasets.readers import SegmentationDataset
 from aeroseg_cli.files import signals
 from aeroseg_cli.files.atomic import atomic_output
-from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
+from aeroseg_cli.files.errors import AerosegWarning, CLIError, Interrupted, UsageError
 from aeroseg_cli.files.safety import Output, check_outputs, exclusive, file_kind, same_file
 from aeroseg_cli.runtime.ddp import init_distributed
 from aeroseg_cli.runtime.modelio import autocast
@@ -84,7 +85,7 @@ def open_run_folder(cfg: TrainConfig, resume: bool, inputs: Sequence[Path]) -> P
 
 def prepare_run(cfg: TrainConfig, data: SegmentationDataset, ddp, device: torch.device, resume: bool) -> Run:
     """Seeds, the model on its device, the optimiser and schedule, restored from the run folder on ``resume``."""
-    from aeroseg_cli.runtime.modelio import resolve_precision
+    from aeroseg_cli.runtime.modelio import precision_warning, resolve_precision
 
     iters = cfg.iters or data.spec.iters
     run_dir = Path(cfg.output)
@@ -95,6 +96,8 @@ def prepare_run(cfg: TrainConfig, data: SegmentationDataset, ddp, device: torch.
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(iters))
     dtype = resolve_precision(cfg.precision, device)
+    if (warning := precision_warning(cfg.precision, device)) and ddp.main:
+        warnings.warn(warning, AerosegWarning, stacklevel=1)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     net = model
     if ddp.world > 1:
