@@ -80,7 +80,7 @@ def checkpoint_and_scene(tmp_path_factory) -> tuple[Path, Path]:
 def test_segment_cli_runs_under_every_cpu_precision(checkpoint_and_scene, tmp_path: Path, precision: str) -> None:
     ckpt, scene = checkpoint_and_scene
     out = tmp_path / "labels.tif"
-    r = run_cli("segment", scene, "--model", ckpt, "-o", out, "--precision", precision, "--device", "cpu", "-q")
+    r = run_cli("segment", scene, "--model", ckpt, "-o", out, "--precision", precision, "--device", "cpu")
     assert r.code == 0, r.stderr
     assert out.is_file() and "Traceback" not in r.stderr
     warned = BF16_CPU_WARNING in r.stderr
