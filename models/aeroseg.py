@@ -42,6 +42,18 @@ class GuidanceMaps:
     sam_neck: torch.Tensor | None = None
 
 
+@dataclass
+class DecodeState:
+    """What ``_decode`` leaves for the output step: the refined classes (None: all), their count, the refined
+    correlation (B, K', C, h, w), CLIP's dense embeddings and the guidance maps (for back-projection)."""
+
+    selected: torch.Tensor | None
+    num_classes: int
+    features: torch.Tensor
+    dense: torch.Tensor
+    guidance: GuidanceMaps
+
+
 class AerOSeg(nn.Module):
     """``model(images, class_names)``: images (B, 3, H, W) RGB in [0, 1], H = W a multiple of the CLIP patch.
 
@@ -79,7 +91,7 @@ class AerOSeg(nn.Module):
             if cfg.backproj_target == "sam" and self.sam is None:
                 raise ValueError("backproj_target='sam' needs guidance='sam'")
             self.backproj = SemanticBackProjection(cfg.backproj_classes, c, cfg.backproj_hidden, target_dim)
-        self.decoder = Decoder(c, cfg.decoder_dims, (gd1, gd2))
+        self.decoder = Decoder(c, cfg.decoder_dims, (gd1, gd2), cfg.decoder_fusion)
 
     def _build_guidance(self, cfg: AerOSegConfig) -> None:
         """Guidance encoder (SAM) and the projections of its maps (names kept from format-1 checkpoints).
@@ -142,18 +154,21 @@ class AerOSeg(nn.Module):
             mean = F.normalize(mean.float(), dim=-1)
         return self.text_guidance(mean.to(dtype)).unsqueeze(0)
 
-    def forward(self, images: torch.Tensor, class_names: list[str]):
+    def _check(self, images: torch.Tensor, class_names: list[str]) -> None:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
         if not class_names:
             raise ValueError("at least one class name is needed")
-        cfg = self.cfg
-        if self.training and cfg.backproj and self.backproj is None:
+        if self.training and self.cfg.backproj and self.backproj is None:
             raise ValueError(
                 "back-projection is on (backproj=True) but the model was built without backproj_classes: build it "
                 "with backproj_classes=<number of training classes>, or with backproj=False"
             )
-        b, _, height, width = images.shape
+
+    def _decode(self, images: torch.Tensor, class_names: list[str]) -> tuple[torch.Tensor, DecodeState]:
+        """The decoder's logits (B, K', 4h, 4w) for the K' refined classes, and what the caller needs besides."""
+        self._check(images, class_names)
+        cfg = self.cfg
         text = self.clip.text_features(list(class_names))  # (K, P, D)
         dense, clip_maps = self.clip.image_features(
             normalize(images, CLIP_MEAN, CLIP_STD), with_guidance=cfg.guidance == "clip"
@@ -170,16 +185,39 @@ class AerOSeg(nn.Module):
             x = spatial(x, g.spatial)
             x = klass(x, g_text)
         logits = self.decoder(x, g.stage1, g.stage2)
-        with fp32_region(cfg.fp32_correlation, images.device.type):
-            logits = logits.float() if cfg.fp32_correlation else logits
+        if cfg.fp32_correlation:
+            logits = logits.float()
+        return logits, DecodeState(selected, k_all, x, dense, g)
+
+    @staticmethod
+    def _all_classes(logits: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """(B, K', H, W) logits of the refined classes -> (B, K, H, W), the others at ``UNSELECTED_LOGIT``."""
+        if state.selected is None:
+            return logits
+        full = logits.new_full((logits.shape[0], state.num_classes, *logits.shape[2:]), UNSELECTED_LOGIT)
+        full[:, state.selected] = logits
+        return full
+
+    def forward(self, images: torch.Tensor, class_names: list[str]):
+        height, width = images.shape[-2:]
+        logits, state = self._decode(images, class_names)
+        with fp32_region(self.cfg.fp32_correlation, images.device.type):
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        if selected is not None:
-            full = logits.new_full((b, k_all, height, width), UNSELECTED_LOGIT)
-            full[:, selected] = logits
-            logits = full
+        logits = self._all_classes(logits, state)
         if not self.training:
             return logits
-        return AerOSegOutput(logits, *self._backprojection(x, images, dense, g), cfg.ignore_pixels)
+        recon, target = self._backprojection(state.features, images, state.dense, state.guidance)
+        return AerOSegOutput(logits, recon, target, self.cfg.ignore_pixels)
+
+    def predict_proba(
+        self, images: torch.Tensor, class_names: list[str], size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Probabilities as CAT-Seg's whole-image inference makes them: the sigmoid on the decoder's grid (4h x 4w),
+        then bilinear to ``size`` (default: the input's). ``sigmoid(model(x))`` resizes the logits first instead, as
+        CAT-Seg's sliding-window inference does per window. -> (B, K, *size) float32."""
+        logits, state = self._decode(images, class_names)
+        probs = self.probabilities(self._all_classes(logits, state))
+        return F.interpolate(probs, size=size or tuple(images.shape[-2:]), mode="bilinear", align_corners=False)
 
     def _backprojection(self, x: torch.Tensor, images: torch.Tensor, dense: torch.Tensor, g: GuidanceMaps):
         """(reconstruction (B, C_t, h, w), detached target resized to (h, w)) or (None, None)."""

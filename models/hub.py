@@ -59,6 +59,14 @@ REGISTRY: dict[str, WeightSpec] = {
             890,
             "OpenAI CLIP ViT-L/14 (open_clip 'openai' tag)",
         ),
+        WeightSpec(  # CAT-Seg's ViT-L model (catseg-vitl14) is built on this one; size derived, not measured here
+            "clip-vit-l-14-336",
+            f"{_OPENAI}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+            "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
+            "ViT-L-14-336px.pt",
+            891,
+            "OpenAI CLIP ViT-L/14@336px (open_clip 'openai' tag of ViT-L-14-336)",
+        ),
         WeightSpec(
             "sam-vit-b",
             f"{_SAM}/sam_vit_b_01ec64.pth",

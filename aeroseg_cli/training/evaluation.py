@@ -116,7 +116,7 @@ def sliding_window_probs(
     image (H, W, 3) uint8 -> probabilities (K, H, W)."""
     crop = model.cfg.crop_size
     big, stride = crop * 5 // 3, crop * 2 // 3
-    big -= big % model.cfg.clip.patch_size
+    big -= big % model.cfg.input_multiple
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
     h, w = x.shape[-2:]
     xb = F.interpolate(x, size=(big, big), mode="bilinear", align_corners=False)
