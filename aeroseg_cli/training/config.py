@@ -13,6 +13,7 @@ class TrainConfig:
     dataset: str = "dubai"
     data_root: str = ""
     preset: str = "aeroseg-vitb16-samvitl"
+    init: str = ""  # a checkpoint whose tensors that fit the preset's network start the run ("": as built)
     iters: int = 0  # 0: the paper's length for the dataset
     batch_size: int = 4  # global, split across ranks
     lr: float = 2e-4
@@ -68,6 +69,8 @@ class TrainConfig:
         for name in ("iters", "batch_size", "ckpt_every", "log_every"):
             if getattr(self, name) < 0 or (name != "iters" and getattr(self, name) == 0):
                 raise UsageError(f"--{name.replace('_', '-')} must be positive")
+        if self.init and not Path(self.init).expanduser().is_file():
+            raise UsageError(f"--init {self.init}: no such checkpoint file")
         if self.save_dtype not in ("float32", "float16"):
             raise UsageError(f"save_dtype must be float32 or float16, got {self.save_dtype!r}")
 
