@@ -3,10 +3,11 @@
 Written with ``torch.save`` of plain containers and tensors only, read with ``torch.load(weights_only=True)``, so
 loading never unpickles arbitrary objects; digests refuse files whose tensors were altered or truncated.
 
-Format 2 (this version) is lean by default: tensors identical to the official pretrained files are replaced by a
+Since format 2 files are lean by default: tensors identical to the official pretrained files are replaced by a
 reference to each file (``models.lean``); ``self_contained=True`` stores every tensor. Format 1 files (every tensor,
-config without the fidelity fields) still load, their config read with ``config.LEGACY_V1``, so they give the same
-outputs as before.
+config without the fidelity fields) still load. Each format adds fidelity fields; a file of an older format lacks
+them and its config is read with their old values (``config.LEGACY``: format 1 gets ``LEGACY_V1`` and ``LEGACY_V2``,
+format 2 ``LEGACY_V2``), so every old checkpoint gives the same outputs as before, bit for bit.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .hub import WeightsError, load_tensors
 from .vocabulary import Vocabulary
 
 FORMAT = "aeroseg-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: issue 21's fidelity fields (pos_embed_interp, template_period)
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:

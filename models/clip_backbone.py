@@ -48,6 +48,26 @@ def build_open_clip(cfg: CLIPConfig, image_size: int) -> CLIP:
     return CLIP(embed_dim=cfg.embed_dim, vision_cfg=vision, text_cfg=text, quick_gelu=True)
 
 
+def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """CLIP's position embedding (1 + s*s, C), class token first, for a ``grid`` of patches -> (1 + gh*gw, C).
+
+    ``"bicubic"``: bicubic, ``align_corners=False``, no antialiasing, as CAT-Seg, OVRS and SegEarth-OV resize it (at
+    run time, ``VisionTransformer.resized_pos_embed``; the embedding is frozen, so resizing once when loading gives
+    the same tensor). ``"antialias"``: open_clip's ``resize_pos_embed`` (antialiased bicubic), how checkpoints of
+    format 2 and older were built. Computed in at least fp32 (CPUs have no half-precision antialiased kernels, and
+    the references resize the fp16 OpenAI weights after casting them to fp32).
+    """
+    side = int(math.sqrt(pos.shape[0] - 1))
+    if (side, side) == tuple(grid):
+        return pos
+    if mode not in ("bicubic", "antialias"):
+        raise ValueError(f"pos_embed_interp must be bicubic or antialias, got {mode!r}")
+    work = pos.to(torch.promote_types(pos.dtype, torch.float32))
+    img = work[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    img = F.interpolate(img, size=tuple(grid), mode="bicubic", align_corners=False, antialias=mode == "antialias")
+    return torch.cat([work[:1], img.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)], dim=0)
+
+
 def rotate_batch(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (4*B, C, H, W): the input rotated by 0, 90, 180, 270 degrees, rotation-major."""
     return torch.cat([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)], dim=0)
@@ -144,14 +164,8 @@ class CLIPBackbone(nn.Module):
 
     # -- image -------------------------------------------------------------------------------------------------
     def _pos_embed(self, grid: tuple[int, int]) -> torch.Tensor:
-        pos = self.model.visual.positional_embedding
-        n = pos.shape[0] - 1
-        side = int(math.sqrt(n))
-        if grid == (side, side):
-            return pos
-        img = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
-        img = F.interpolate(img, size=grid, mode="bicubic", align_corners=False)
-        return torch.cat([pos[:1], img.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)], dim=0)
+        """The embedding for an input of another size than the crop: resized at run time as the references do."""
+        return resize_pos_embed(self.model.visual.positional_embedding, grid, "bicubic")
 
     @staticmethod
     def _dense_last_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:

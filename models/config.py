@@ -2,8 +2,9 @@
 
 Every ablation switch of the paper (Tables 3-6) is a field here, so an experiment is a preset plus overrides:
 ``models.build("aeroseg-vitb16-samvitl", backproj_target="rgb")``. Every fidelity switch (a place where this project
-once departed from the reference code) is a field too: its default is the reference's behaviour and ``LEGACY_V1``
-holds the first version's, which a format-1 checkpoint's config (written before the field existed) is read with.
+once departed from the reference code) is a field too: its default is the reference's behaviour, and ``LEGACY[n]``
+holds the old behaviour of every field added after checkpoint format n, which a config written by format n or older
+(before the field existed) is read with, so old checkpoints keep their logits bit for bit.
 No torch import here: ``from models import config`` stays fast.
 """
 
@@ -13,13 +14,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# As the paper prints them and as CAT-Seg's 'single' template (cat_seg_predictor.py l. 85): no trailing period.
 REMOTE_SENSING_TEMPLATES: tuple[str, ...] = (
-    "A satellite image of a {}.",
-    "A land use image of a {}.",
-    "A remote sensing image of a {}.",
-    "An aerial image of a {}.",
+    "A satellite image of a {}",
+    "A land use image of a {}",
+    "A remote sensing image of a {}",
+    "An aerial image of a {}",
 )
-GENERIC_TEMPLATES: tuple[str, ...] = ("A photo of a {} in the scene.",)
+GENERIC_TEMPLATES: tuple[str, ...] = ("A photo of a {} in the scene",)
 
 
 @dataclass
@@ -66,6 +68,7 @@ CLIP_VARIANTS: dict[str, CLIPConfig] = {
 }
 
 
+# Format 1 files (the first version) lack the fields added in format 2 ...
 LEGACY_V1: dict[str, Any] = {
     "ignore_pixels": "exclude",
     "decoder_guidance_order": "late_coarse",
@@ -74,6 +77,12 @@ LEGACY_V1: dict[str, Any] = {
     "guidance_antialias": False,
     "fp32_correlation": False,
 }
+# ... and files of format 2 or older lack those added in format 3 (issue 21).
+LEGACY_V2: dict[str, Any] = {
+    "pos_embed_interp": "antialias",
+    "template_period": True,
+}
+LEGACY: dict[int, dict[str, Any]] = {1: LEGACY_V1, 2: LEGACY_V2}
 
 
 @dataclass
@@ -115,24 +124,28 @@ class AerOSegConfig:
     decoder_guidance_dims: tuple[int, int] = (32, 16)
     decoder_fusion: str = "attention"  # guidance into each decoder stage: "attention" (OVRS) or "concat" (CAT-Seg)
     clip_guidance_upsample_dims: tuple[int, int] = (256, 128)  # CLIP guidance: ConvTranspose widths (CAT-Seg)
-    # fidelity switches: the defaults are the reference code's (CAT-Seg / OVRS); LEGACY_V1 holds this project's first
+    # fidelity switches: the defaults are the reference code's (CAT-Seg / OVRS); LEGACY holds this project's old values
     ignore_pixels: str = "negative"  # loss on 255 pixels: "negative" for every seen class (CAT-Seg), or "exclude"
     decoder_guidance_order: str = "early_coarse"  # early tap -> first, coarser decoder stage (CAT-Seg); "late_coarse"
     clip_guidance: str = "catseg"  # guidance="clip": "catseg" (learned ConvTranspose, raw CLIP features) or "v1"
     refinement: str = "catseg"  # class/spatial refinement details as CAT-Seg ("catseg") or as this project's v1
     guidance_antialias: bool = True  # shrink SAM's maps (64x64 -> 24x24, 48x48) with an antialiasing filter
     fp32_correlation: bool = True  # cost volume, its embedding and the logits in fp32 even under autocast
+    pos_embed_interp: str = "bicubic"  # CLIP position embedding to the crop's grid: "bicubic" (CAT-Seg) or "antialias"
+    template_period: bool = False  # prompts end with "." (this project's format-2 prompts; the paper's have none)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], format_version: int = 2) -> AerOSegConfig:
-        """The config stored in a checkpoint; a format-1 file lacks the fidelity fields and gets their v1 values."""
+    def from_dict(cls, d: dict[str, Any], format_version: int | None = None) -> AerOSegConfig:
+        """The config stored in a checkpoint of ``format_version`` (None: the current format): a field added after
+        that format is missing from it and gets its old value from ``LEGACY``."""
         d = dict(d)
-        if format_version < 2:
-            for key, value in LEGACY_V1.items():
-                d.setdefault(key, value)
+        for fmt, table in LEGACY.items():
+            if format_version is not None and format_version <= fmt:
+                for key, value in table.items():
+                    d.setdefault(key, value)
         clip = CLIPConfig(**d.pop("clip", {}))
         sam_d = dict(d.pop("sam", {}))
         if "global_attn_indexes" in sam_d:
@@ -158,6 +171,7 @@ class AerOSegConfig:
             "clip_guidance": ("catseg", "v1"),
             "refinement": ("catseg", "v1"),
             "decoder_fusion": ("attention", "concat"),
+            "pos_embed_interp": ("bicubic", "antialias"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -181,7 +195,10 @@ class AerOSegConfig:
 
     @property
     def templates(self) -> tuple[str, ...]:
-        return REMOTE_SENSING_TEMPLATES if self.prompts == "remote_sensing" else GENERIC_TEMPLATES
+        """The prompt templates: the paper's four remote-sensing ones or CAT-Seg's generic one (``template_period``:
+        each with a trailing period, as checkpoints of format 2 and older were trained)."""
+        chosen = REMOTE_SENSING_TEMPLATES if self.prompts == "remote_sensing" else GENERIC_TEMPLATES
+        return tuple(t + "." for t in chosen) if self.template_period else chosen
 
 
 def _tiny() -> AerOSegConfig:

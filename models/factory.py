@@ -55,13 +55,16 @@ def sam_file_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_clip_weights(backbone_model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load an open_clip/OpenAI CLIP state dict, resizing the position embedding to the model's grid (bicubic)."""
-    import open_clip
+def load_clip_weights(backbone_model: nn.Module, state: dict[str, torch.Tensor], interp: str = "bicubic") -> None:
+    """Load an open_clip/OpenAI CLIP state dict, resizing the position embedding to the model's grid (``interp``:
+    the config's ``pos_embed_interp``)."""
+    from .clip_backbone import resize_pos_embed
 
     own = backbone_model.state_dict()
     state = {k: v for k, v in clip_file_state(state).items() if k in own}
-    open_clip.model.resize_pos_embed(state, backbone_model)
+    pos = state.get("visual.positional_embedding")
+    if pos is not None and pos.ndim == 2 and round((pos.shape[0] - 1) ** 0.5) ** 2 == pos.shape[0] - 1:
+        state["visual.positional_embedding"] = resize_pos_embed(pos, tuple(backbone_model.visual.grid_size), interp)
     _check_shapes(backbone_model, state, "CLIP")
     backbone_model.load_state_dict(state, strict=True)
 
@@ -105,7 +108,7 @@ def load_pretrained(model: nn.Module, pretrained: list[Pretrained]) -> None:
     """Load each pretrained file into its backbone of ``model``."""
     for p in pretrained:
         if p.role == "clip":
-            load_clip_weights(model.clip.model, p.state)
+            load_clip_weights(model.clip.model, p.state, model.cfg.pos_embed_interp)
         else:
             load_sam_weights(model.sam.encoder, p.state)
 

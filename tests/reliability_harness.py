@@ -29,7 +29,9 @@ import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
 
-from tests.conftest import ROOT, CLIResult, run_cli, smooth_scene, write_scene
+from tests.support.cli import CLIResult, run_cli
+from tests.support.paths import ROOT
+from tests.support.scenes import smooth_scene, write_scene
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 LIBRARY_NOISE = re.compile(r"Traceback|\w+Warning\b|warnings\.warn|is not writable|was not provided")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 PACKAGES = ("aeroseg_cli", "models")
 MAX_FUNCTION_LINES = 80
@@ -155,3 +155,18 @@ def test_no_nested_functions_doing_io_in_the_segment_pipeline() -> None:
                 inner = [n.name for n in ast.walk(node) if isinstance(n, ast.FunctionDef) and n is not node]
                 nested += [f"{name}.{node.name}.{i}" for i in inner]
     assert nested == []
+
+
+def test_tests_reach_the_shared_data_only_through_the_skipping_fixtures() -> None:
+    """A checkout without ``../shared`` runs the suite with those tests skipped (with a reason), not erroring: every
+    test that reads the real data takes the ``shared_geotiff`` / ``shared_dubai`` fixture of ``conftest.py``."""
+    direct = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        if path.name == "test_architecture.py":
+            continue
+        tree = ast.parse(path.read_text())
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        if names & {"SHARED_DATA", "GEOTIFF", "DUBAI"} or any("../shared" in s for s in literals):
+            direct.append(path.name)
+    assert direct == []

@@ -27,7 +27,8 @@ from rasterio.transform import from_origin
 from aeroseg_cli.datasets.patches import window_starts, windows
 from aeroseg_cli.datasets.readers import load_dataset
 from aeroseg_cli.datasets.specs import ISAID
-from tests.conftest import DUBAI, ROOT, run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
 
 # iSAID's official colour table, written out here (not imported) so that a wrong table in the code fails the tests
 ISAID_TABLE = [
@@ -472,8 +473,8 @@ def test_openearthmap_problems_stop_before_anything_is_written(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_check_on_the_real_dubai_data(tmp_path: Path) -> None:
-    r = run_cli("datasets", "check", "dubai", "--data-root", DUBAI, "--json")
+def test_check_on_the_real_dubai_data(tmp_path: Path, shared_dubai: Path) -> None:
+    r = run_cli("datasets", "check", "dubai", "--data-root", shared_dubai, "--json")
     assert r.code == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["layout"] == "dubai" and data["errors"] == [] and data["warnings"] == []
@@ -534,11 +535,11 @@ def test_check_reads_a_sample_quickly_and_everything_with_full(tmp_path: Path) -
     assert full["splits"]["train"]["masks_read"] == 100 and r.code == 1 and "values 99" in full["errors"][0]
 
 
-def test_check_tells_which_layout_a_folder_is_in(tmp_path: Path) -> None:
+def test_check_tells_which_layout_a_folder_is_in(tmp_path: Path, shared_dubai: Path) -> None:
     isaid_raw(tmp_path / "isaid_download", {"train": [(40, 40)]})
     r = run_cli("datasets", "check", "isaid", "--data-root", tmp_path / "isaid_download")
     assert r.code == 2 and "the official iSAID download" in r.stderr and "datasets prepare isaid" in r.stderr
-    r = run_cli("datasets", "check", "isaid", "--data-root", DUBAI)
+    r = run_cli("datasets", "check", "isaid", "--data-root", shared_dubai)
     assert r.code == 2 and "the Dubai layout" in r.stderr
     ovrs_folder(tmp_path / "parent" / "DLRSD_split", [np.zeros((8, 8), np.uint8)])
     r = run_cli("datasets", "check", "dlrsd", "--data-root", tmp_path / "parent")

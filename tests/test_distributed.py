@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.conftest import single_process, smooth_scene, torchrun, write_scene
+from tests.support.cli import single_process, torchrun
+from tests.support.scenes import corrupt_full_resolution_tile, smooth_scene, write_scene
 
 pytestmark = pytest.mark.slow  # torchrun: two interpreters per run
 
@@ -44,7 +45,7 @@ def scenes(tmp_path_factory) -> list[Path]:
 def test_scenes_sharded_across_ranks_equal_single_process(scenes: list[Path], tmp_path: Path) -> None:
     single = single_process("segment", *scenes, "-o", tmp_path / "one", *COMMON)
     assert single.returncode == 0, single.stderr
-    r = torchrun("segment", *scenes, "-o", tmp_path / "two", *COMMON, "--json", port=29611)
+    r = torchrun("segment", *scenes, "-o", tmp_path / "two", *COMMON, "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)  # one combined summary, from rank 0 only
     assert sorted(Path(s["scene"]).name for s in summary) == ["s0.tif", "s1.tif", "s2.tif"]
@@ -75,7 +76,6 @@ def test_one_scene_row_bands_sharded_equal_single_process(tmp_path: Path) -> Non
         tmp_path / "p2.tif",
         "--cog",
         "--json",
-        port=29612,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "row bands" in json.loads(r.stdout)["notes"][0]
@@ -87,18 +87,6 @@ def test_one_scene_row_bands_sharded_equal_single_process(tmp_path: Path) -> Non
     assert not [p for p in tmp_path.iterdir() if ".rank" in p.name or ".partial" in p.name]
 
 
-def corrupt_full_resolution_tile(path: Path, row: int, col: int) -> Path:
-    """Overwrite one full-resolution tile's bytes with garbage; the overview (used for the scene-wide sample that
-    ``segment`` takes while checking its inputs) stays intact, so the damage is met only when that tile is read."""
-    with rasterio.open(path) as ds:
-        offset = int(ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1))
-        size = int(ds.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1))
-    raw = bytearray(path.read_bytes())
-    raw[offset : offset + size] = np.random.default_rng(0).bytes(size)  # fixed garbage
-    path.write_bytes(bytes(raw))
-    return path
-
-
 def test_a_failing_rank_fails_the_whole_run(scenes: list[Path], tmp_path: Path) -> None:
     bad = write_scene(
         tmp_path / "corrupt.tif", smooth_scene(300, 2100), compress="deflate", tiled=True, blockxsize=128,
@@ -107,7 +95,7 @@ def test_a_failing_rank_fails_the_whole_run(scenes: list[Path], tmp_path: Path) 
     with rasterio.open(bad, "r+") as ds:
         ds.build_overviews([2, 4])
     corrupt_full_resolution_tile(bad, 1, 8)
-    r = torchrun("segment", scenes[0], bad, "-o", tmp_path / "out", *COMMON, port=29613)
+    r = torchrun("segment", scenes[0], bad, "-o", tmp_path / "out", *COMMON)
     assert r.returncode != 0
     assert "processes failed" in r.stderr and "rerun with --resume" in r.stderr
     assert "IReadBlock failed" in r.stderr  # GDAL's own cause, not "Read failed. See previous exception"

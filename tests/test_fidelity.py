@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,8 +20,11 @@ from aeroseg_cli.training.augment import train_augment
 from aeroseg_cli.training.coloraug import color_aug_ssd, hsv_to_rgb, rgb_to_hsv
 from aeroseg_cli.training.config import TrainConfig
 from aeroseg_cli.training.recipe import param_groups
-from models.config import LEGACY_V1
-from tests.conftest import ROOT, smooth_scene
+from models.clip_backbone import build_open_clip
+from models.config import LEGACY, CLIPConfig
+from models.factory import load_clip_weights
+from tests.support.paths import ROOT
+from tests.support.scenes import smooth_scene
 
 CLASSES = ["ship", "harbor", "water"]
 
@@ -177,6 +181,62 @@ def test_text_cache_is_invalidated_by_loading_weights() -> None:
     assert not torch.equal(a.clip.text_features(CLASSES), after)
 
 
+# -- issue 21: CLIP position embedding and prompts ---------------------------------------------------------------
+POS_FIXTURE = ROOT / "tests" / "fixtures" / "catseg_pos_embed.npz"
+POS_CLIP = CLIPConfig("custom", 8, 8, 1, 2, 16, 8, 1, 2)  # width 8, as the fixture
+
+
+def _clip_224_state(dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """A 224-px CLIP file's tensors (14 x 14 grid) whose position embedding is the fixture's."""
+    torch.manual_seed(4)
+    state = build_open_clip(POS_CLIP, 224).state_dict()
+    state["visual.positional_embedding"] = torch.from_numpy(np.load(POS_FIXTURE)["pos_224"])
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+@pytest.mark.parametrize(("crop", "key"), [(384, "resized_24"), (256, "resized_16")])
+def test_clip_position_embedding_is_resized_as_catseg(crop: int, key: str) -> None:
+    """CAT-Seg resizes the 14 x 14 embedding bicubically without antialiasing. The fixture holds the output of
+    ``VisualTransformer.resized_pos_embed`` of cvlab-kaist/CAT-Seg 6d3a188a (``cat_seg/third_party/model.py``) on a
+    seeded random embedding (width 8, torch seed 21), made by /work/scratch/h21-network/gen_pos_embed_fixture.py."""
+    expected = torch.from_numpy(np.load(POS_FIXTURE)[key])
+    model = build_open_clip(POS_CLIP, crop)
+    load_clip_weights(model, _clip_224_state(), "bicubic")
+    torch.testing.assert_close(model.visual.positional_embedding.detach(), expected, rtol=0, atol=1e-7)
+    old = build_open_clip(POS_CLIP, crop)
+    load_clip_weights(old, _clip_224_state(), "antialias")  # format-2 checkpoints: open_clip's antialiased resize
+    reference_aa = _clip_224_state()
+    open_clip.model.resize_pos_embed(reference_aa, old)
+    assert torch.equal(old.visual.positional_embedding.detach(), reference_aa["visual.positional_embedding"])
+    assert (old.visual.positional_embedding.detach() - expected).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("interp", ["bicubic", "antialias"])
+def test_fp16_clip_position_embedding_loads(interp: str) -> None:
+    """OpenAI's files hold fp16 tensors; CPUs have no fp16 antialiased resize. Resized in fp32, as CAT-Seg after
+    ``.float()``: the result equals the resize of the fp16 values taken as fp32."""
+    model, expected = build_open_clip(POS_CLIP, 384), build_open_clip(POS_CLIP, 384)
+    load_clip_weights(model, _clip_224_state(torch.float16), interp)
+    load_clip_weights(expected, {k: v.float() for k, v in _clip_224_state(torch.float16).items()}, interp)
+    assert model.visual.positional_embedding.dtype == torch.float32
+    assert torch.equal(model.visual.positional_embedding, expected.visual.positional_embedding)
+
+
+def test_prompts_are_the_papers_without_a_period_and_the_old_ones_one_field_away() -> None:
+    assert models.preset_config("aeroseg-vitb16-samvitl").templates == (
+        "A satellite image of a {}",
+        "A land use image of a {}",
+        "A remote sensing image of a {}",
+        "An aerial image of a {}",
+    )
+    assert models.preset_config("baseline-vitb16").templates == ("A photo of a {} in the scene",)  # CAT-Seg 'single'
+    old = models.preset_config("aeroseg-vitb16-samvitl", template_period=True).templates
+    assert old[0] == "A satellite image of a {}." and all(t.endswith(".") for t in old)
+    new, dotted = tiny().eval(), tiny(template_period=True).eval()  # same seed: the same weights
+    assert new.clip.templates[0] == "A satellite image of a {}"
+    assert not torch.allclose(new.clip.text_features(CLASSES), dotted.clip.text_features(CLASSES))
+
+
 # -- smaller departures ----------------------------------------------------------------------------------------------
 def test_refinement_matches_catseg_layout_and_v1_keeps_its_own() -> None:
     cat, v1 = tiny(), tiny(refinement="v1")
@@ -226,14 +286,21 @@ def test_color_aug_ssd_semantics() -> None:
     assert np.array_equal(color_aug_ssd(img, np.random.default_rng(7)), color_aug_ssd(img, np.random.default_rng(7)))
 
 
-# -- format-1 config values ------------------------------------------------------------------------------------------
-def test_new_fields_default_to_the_reference_and_v1_configs_read_legacy_values() -> None:
+# -- legacy config values -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("version", sorted(LEGACY))
+def test_new_fields_default_to_the_reference_and_old_configs_read_legacy_values(version: int) -> None:
+    """A config of format ``version`` lacks every field added after it and reads each with its old value."""
+    later = {k: v for fmt, table in LEGACY.items() if fmt >= version for k, v in table.items()}
+    for preset in models.PRESETS:
+        cfg = models.preset_config(preset)
+        for key, legacy in later.items():
+            assert getattr(cfg, key) != legacy, (preset, key)
     cfg = models.preset_config("aeroseg-vitb16-samvitl")
-    for key, legacy in LEGACY_V1.items():
-        assert getattr(cfg, key) != legacy, key
-    old = {k: v for k, v in cfg.to_dict().items() if k not in LEGACY_V1}
-    read = models.AerOSegConfig.from_dict(old, format_version=1)
-    assert all(getattr(read, k) == v for k, v in LEGACY_V1.items())
+    old = {k: v for k, v in cfg.to_dict().items() if k not in later}
+    read = models.AerOSegConfig.from_dict(old, format_version=version)
+    assert all(getattr(read, k) == v for k, v in later.items())
+    newer = {k: v for fmt, table in LEGACY.items() if fmt < version for k, v in table.items()}
+    assert all(getattr(read, k) == getattr(cfg, k) for k in newer)  # fields the file has keep their stored values
     assert dataclasses.asdict(models.AerOSegConfig.from_dict(cfg.to_dict())) == cfg.to_dict()
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from tests.conftest import ROOT, run_cli, smooth_scene, write_scene
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
+from tests.support.scenes import smooth_scene, write_scene
 
 DEMO = ROOT / "sample_data" / "demo_model.pt"
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.conftest import ROOT, run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
 
 
 def readme_command(marker: str) -> str:

@@ -22,7 +22,6 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from tests.conftest import smooth_scene, write_scene
 from tests.reliability_harness import (
     Expect,
     Setup,
@@ -32,6 +31,7 @@ from tests.reliability_harness import (
     held_lock,
     run_in_process,
 )
+from tests.support.scenes import smooth_scene, write_scene
 
 TINY = ["--model", "tiny", "--tile", "128", "-q"]
 

@@ -21,7 +21,6 @@ import rasterio
 import rasterio.shutil
 
 from aeroseg_cli.segment.writer import LabelWriter, partial_paths
-from tests.conftest import GEOTIFF, smooth_scene, write_scene
 from tests.reliability_harness import (
     Expect,
     Snapshot,
@@ -35,7 +34,7 @@ from tests.reliability_harness import (
     tiny_checkpoint_bytes,
     wait_for,
 )
-from tests.test_distributed import corrupt_full_resolution_tile
+from tests.support.scenes import corrupt_full_resolution_tile, smooth_scene, write_scene
 
 SEG = ["-c", "a,b,c,d", "--model", "tiny", "--tile", "128", "-q"]
 HEIGHT = 3072  # the tall scene: three 1024-row write chunks, so a fault can land between them
@@ -317,26 +316,27 @@ BAD_ROW, BAD_COL = 2, 3  # tile (row, col) of 128 x 128 tiles: rows 256-383, col
 
 
 @pytest.fixture(scope="module")
-def naip(tmp_path_factory) -> tuple[Path, Path, Path]:
+def naip(tmp_path_factory, shared_geotiff: Path) -> tuple[Path, Path, Path]:
     """The real NAIP scene re-tiled at 128 (with its overview), a copy with one damaged full-resolution tile, and the
     labels of the intact copy."""
     folder = tmp_path_factory.mktemp("naip")
     intact, damaged = folder / "intact.tif", folder / "damaged.tif"
+    source = shared_geotiff / "naip_2020_rgbn_utm14n.tif"
     for path in (intact, damaged):
-        rasterio.shutil.copy(GEOTIFF / "naip_2020_rgbn_utm14n.tif", path, driver="GTiff", tiled=True, blockxsize=128,
-                             blockysize=128, compress="deflate", COPY_SRC_OVERVIEWS="YES")  # fmt: skip
+        rasterio.shutil.copy(source, path, driver="GTiff", tiled=True, blockxsize=128, blockysize=128,
+                             compress="deflate", COPY_SRC_OVERVIEWS="YES")  # fmt: skip
     corrupt_full_resolution_tile(damaged, BAD_ROW, BAD_COL)
     r = run_in_process(["segment", intact, *SEG, "-o", folder / "reference.tif"])
     assert r.code == 0, r.stderr
     return intact, damaged, folder / "reference.tif"
 
 
-def test_damaged_tile_fails_with_gdal_cause_and_window(naip, tmp_path: Path) -> None:
+def test_damaged_tile_fails_with_gdal_cause_and_window(naip, tmp_path: Path, shared_geotiff: Path) -> None:
     _, damaged, _ = naip
-    before = Snapshot.take(tmp_path, [damaged, GEOTIFF / "naip_2020_rgbn_utm14n.tif"])
+    before = Snapshot.take(tmp_path, [damaged, shared_geotiff / "naip_2020_rgbn_utm14n.tif"])
     r = run_in_process(["segment", damaged, *SEG, "-o", tmp_path / "o.tif"])
     expect = Expect(1, match=["IReadBlock failed", "--on-error skip"], absent=["o.tif"])
-    check_outcome(r, before, Snapshot.take(tmp_path, [damaged, GEOTIFF / "naip_2020_rgbn_utm14n.tif"]), expect)
+    check_outcome(r, before, Snapshot.take(tmp_path, [damaged, shared_geotiff / "naip_2020_rgbn_utm14n.tif"]), expect)
     assert re.search(r"1 window\(s\) failed \(window at row \d+, col \d+: damaged\.tif, band 1: IReadBlock", r.stderr)
 
 

@@ -12,11 +12,14 @@ import rasterio
 import torch
 
 import models
+from aeroseg_cli.files.errors import CLIError
 from aeroseg_cli.segment.engine import CALL_OUTPUT_CAP, SegmentOptions, segment_scene, windows_per_call
 from aeroseg_cli.segment.predictor import Predictor
 from aeroseg_cli.segment.reader import inspect_scene
 from aeroseg_cli.segment.writer import partial_paths
-from tests.conftest import ConvModel, PixelModel, run_cli, smooth_scene, write_scene
+from tests.support.cli import run_cli
+from tests.support.scenes import smooth_scene, write_scene
+from tests.support.toys import ConvModel, PixelModel
 
 NAMES = ["a", "b", "c"]
 
@@ -320,20 +323,44 @@ def test_bad_input(scene: Path, tmp_path: Path, shared_geotiff: Path, monkeypatc
     _bad(tmp_path, "segment", scene, "-c", "a", *base, code=2, match="not writable")
 
 
-def test_out_of_memory_halves_the_batch_and_goes_on(scene: Path, tmp_path: Path) -> None:
-    class SmallDevice(PixelModel):
-        def forward(self, images, class_names):
-            if len(images) > 2:
-                raise torch.cuda.OutOfMemoryError("simulated: batch too large")
-            return super().forward(images, class_names)
+class BatchSensitive(PixelModel):
+    """Each window's logits depend on the other windows of its model call (a batch-mean term), as real kernels'
+    float results can depend on the batch shape; it runs out of "GPU memory" on call ``oom_at`` or above ``fits``."""
 
-    model = SmallDevice()
-    res = run_engine(scene, tmp_path / "out.tif", model, batch_size=8)
-    assert res.windows["done"] == res.windows["total"] and res.windows["failed"] == 0
-    assert max(len(b) for b in model.seen) == 2
-    run_engine(scene, tmp_path / "ref.tif", PixelModel(), batch_size=8)
+    def __init__(self, oom_at: int | None = None, fits: int = 1 << 30) -> None:
+        super().__init__()
+        self.calls, self.oom_at, self.fits = 0, oom_at, fits
+
+    def forward(self, images, class_names):
+        self.calls += 1
+        if self.calls == self.oom_at or len(images) > self.fits:
+            raise torch.cuda.OutOfMemoryError("simulated: out of GPU memory")
+        batch_mean = images.mean(dim=(0, 2, 3))[None, : len(class_names), None, None]
+        return super().forward(images, class_names) + 4 * batch_mean
+
+
+def test_out_of_memory_midway_stops_resumable_and_never_mixes_call_shapes(scene: Path, tmp_path: Path) -> None:
+    """An out-of-memory error after windows were kept ends the run (a smaller batch from then on would make a map of
+    two kinds of windows); --resume then completes it to the uninterrupted map, bit for bit."""
+    run_engine(scene, tmp_path / "ref.tif", BatchSensitive(), batch_size=8)
+    with pytest.raises(CLIError, match=r"after \d+ of \d+ windows: CUDA out of memory .* --resume"):
+        run_engine(scene, tmp_path / "out.tif", BatchSensitive(oom_at=4), batch_size=8)
+    assert not (tmp_path / "out.tif").exists()
+    model = BatchSensitive()
+    run_engine(scene, tmp_path / "out.tif", model, resume=True, batch_size=8)
+    assert model.seen and {len(b) for b in model.seen} == {8}
     with rasterio.open(tmp_path / "out.tif") as a, rasterio.open(tmp_path / "ref.tif") as b:
         assert np.array_equal(a.read(1), b.read(1))
+
+
+def test_a_batch_that_does_not_fit_is_lowered_before_any_window() -> None:
+    """``settle`` (probed on CUDA before the run, by ``segment.run.load``) halves the batch until one call fits, so
+    the whole map is made with that one call shape."""
+    predictor = Predictor(BatchSensitive(fits=2), NAMES[:3], torch.device("cpu"))
+    assert predictor.settle(64, 8, probe=True) == 2
+    assert predictor.settle(64, 8) == 8  # no probe on a CPU device: its out-of-memory is not recoverable
+    with pytest.raises(CLIError, match="does not fit"):
+        Predictor(BatchSensitive(fits=0), NAMES[:3], torch.device("cpu")).settle(64, 8, probe=True)
 
 
 def test_batch_size_auto_on_cpu(scene: Path, tmp_path: Path) -> None:

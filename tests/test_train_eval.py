@@ -21,14 +21,16 @@ from aeroseg_cli.training.config import TrainConfig
 from aeroseg_cli.training.evaluation import Metrics, confusion, harmonic
 from aeroseg_cli.training.loop import train
 from aeroseg_cli.training.sampling import SeededStream
-from tests.conftest import DUBAI, ROOT, run_cli, torchrun, write_scene
+from tests.support.cli import run_cli, torchrun
+from tests.support.paths import ROOT
+from tests.support.scenes import write_scene
 
 # -- datasets -------------------------------------------------------------------------------------------------------
 
 
-def test_dubai_real_data_split_and_colour_decoding() -> None:
-    train_set = load_dataset("dubai", DUBAI, "train")
-    val_set = load_dataset("dubai", DUBAI, "val")
+def test_dubai_real_data_split_and_colour_decoding(shared_dubai: Path) -> None:
+    train_set = load_dataset("dubai", shared_dubai, "train")
+    val_set = load_dataset("dubai", shared_dubai, "val")
     assert len(train_set) == 9 * len(DUBAI_SPLIT["train"]) and len(val_set) == 9 * len(DUBAI_SPLIT["val"])
     assert not {s.image for s in train_set.samples} & {s.image for s in val_set.samples}
     image, mask = val_set.load(0)
@@ -318,7 +320,7 @@ def test_torchrun_gloo_two_processes_match_one(tmp_path: Path) -> None:
         timeout=600,
     )
     assert single.returncode == 0, single.stderr[-2000:]
-    multi = torchrun(*common, "--config", str(cfgfile), "--output", str(tmp_path / "two"), port=29517)
+    multi = torchrun(*common, "--config", str(cfgfile), "--output", str(tmp_path / "two"))
     assert multi.returncode == 0, multi.stderr[-3000:]
     a = models.load_checkpoint(tmp_path / "one" / "checkpoint.pt")[0].state_dict()
     b = models.load_checkpoint(tmp_path / "two" / "checkpoint.pt")[0].state_dict()

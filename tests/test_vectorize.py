@@ -18,7 +18,8 @@ from rasterio.transform import from_origin
 from aeroseg_cli.polygons.measure import SCALE_TOLERANCE, measure_for, scale_error
 from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster
 from aeroseg_cli.progress import progress_display
-from tests.conftest import run_cli, single_process, write_scene
+from tests.support.cli import run_cli, single_process
+from tests.support.scenes import write_scene
 
 PIXEL = 2.0  # metres
 

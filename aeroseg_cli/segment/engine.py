@@ -24,6 +24,7 @@ from aeroseg_cli.files.errors import CLIError, Interrupted
 from aeroseg_cli.runtime.host import keep_freed_memory
 from aeroseg_cli.segment.blender import FinishedRows, RowBlender, blender_bytes
 from aeroseg_cli.segment.feeder import Batch, Feeder
+from aeroseg_cli.segment.predictor import DeviceOutOfMemory
 from aeroseg_cli.segment.reader import SceneInfo
 from aeroseg_cli.segment.tiler import BLOCK, Grid, Superblock
 from aeroseg_cli.segment.writer import LabelWriter, RasterSpec
@@ -188,6 +189,8 @@ def predict(predictor, batch: Batch, progress: Progress, opts: SegmentOptions) -
     t0 = time.perf_counter()
     try:
         return list(predictor(batch.images, opts.batch_size))
+    except DeviceOutOfMemory:
+        raise  # not a window's fault: the run stops, resumable
     except Exception:
         if batch.size == 1:
             return [_one(predictor, batch, 0, progress, opts)]
@@ -199,6 +202,8 @@ def predict(predictor, batch: Batch, progress: Progress, opts: SegmentOptions) -
 def _one(predictor, batch: Batch, slot: int, progress: Progress, opts: SegmentOptions) -> torch.Tensor | None:
     try:
         return predictor(batch.images[slot : slot + 1], opts.batch_size)[0]
+    except DeviceOutOfMemory:
+        raise
     except Exception as exc:
         window = next(e.window for e in batch.entries if e.slot == slot)
         fail(progress, f"window at row {window.row}, col {window.col}: {type(exc).__name__}: {exc}", opts)
@@ -281,6 +286,9 @@ def segment_scene(
     except Interrupted as exc:
         done = progress.done + progress.skipped + progress.failed
         raise exc.with_detail(f"after {done} of {total} windows; rerun with --resume to continue") from None
+    except DeviceOutOfMemory as exc:
+        done = progress.done + progress.skipped + progress.failed
+        raise DeviceOutOfMemory(f"after {done} of {total} windows: {exc}") from None
     except WindowFailed:
         writer.discard()
         raise CLIError(

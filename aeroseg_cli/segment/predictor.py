@@ -2,7 +2,10 @@
 
 Every call has the same batch shape: a short batch is padded with copies of its last window. Kernels choose their
 algorithms by shape, so a window's probabilities then depend only on its pixels, never on which windows share its
-batch; that is what lets superblocks, rank bands and resume points regroup windows without changing a pixel.
+batch; that is what lets superblocks, rank bands and resume points regroup windows without changing a pixel. For the
+same reason the shape never changes once a window's result is kept: it is settled before the run (``settle``), and
+a CUDA out-of-memory error later ends the run, resumable, instead of continuing with smaller calls (which would
+make one map of two kinds of windows, and a resumed run differ from an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -12,15 +15,20 @@ import logging
 import torch
 from torch import nn
 
+from aeroseg_cli.files.errors import CLIError
 from aeroseg_cli.runtime.modelio import autocast
 
 log = logging.getLogger("aeroseg")
 
 
+class DeviceOutOfMemory(CLIError):
+    """The GPU ran out of memory during the run, after windows were kept: the partial stays resumable."""
+
+
 class Predictor:
     """``predictor(images, batch_size)``: images (n, 3, T, T) float32 in [0, 1] on the device, n <= batch_size ->
     probabilities (n, K, T, T) float32 on the device. Text embeddings are computed once (the model caches them).
-    On CUDA out-of-memory the batch is halved for the rest of the run instead of ending it."""
+    Out of GPU memory: ``settle`` lowers the batch before the run; during the run it raises ``DeviceOutOfMemory``."""
 
     def __init__(
         self, model: nn.Module, class_names: list[str], device: torch.device, dtype: torch.dtype | None = None
@@ -28,7 +36,6 @@ class Predictor:
         self.model = model.to(device).eval()
         self.class_names = list(class_names)
         self.device, self.dtype = device, dtype
-        self.max_batch: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -42,18 +49,37 @@ class Predictor:
         total = torch.cuda.get_device_properties(self.device).total_memory
         best, size = 1, 1
         while size <= limit:
-            try:
-                torch.cuda.reset_peak_memory_stats(self.device)
-                self._run(torch.rand(size, 3, tile, tile, device=self.device))
-                if torch.cuda.max_memory_allocated(self.device) > headroom * total:
-                    break
-                best, size = size, size * 2
-            except torch.cuda.OutOfMemoryError:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            if not self.fits(tile, size) or torch.cuda.max_memory_allocated(self.device) > headroom * total:
                 break
-            finally:
-                torch.cuda.empty_cache()
+            best, size = size, size * 2
         log.info("--batch-size auto: %d", best)
         return best
+
+    def settle(self, tile: int, batch_size: int, probe: bool | None = None) -> int:
+        """The batch every model call of the run will have: ``batch_size``, halved while one call of it does not fit
+        the GPU. Probed (one forward of random windows) before any window's result is kept, by default on CUDA only:
+        a CPU has no recoverable out-of-memory error."""
+        if not (self.device.type == "cuda" if probe is None else probe):
+            return batch_size
+        size = batch_size
+        while not self.fits(tile, size):
+            if size == 1:
+                raise DeviceOutOfMemory(f"the model does not fit the GPU's free memory even for one {tile} px window")
+            size //= 2
+            log.warning("CUDA out of memory with %d windows per model call: using %d", size * 2, size)
+        return size
+
+    def fits(self, tile: int, size: int) -> bool:
+        """Whether one model call of ``size`` windows of ``tile`` px runs without running out of GPU memory."""
+        try:
+            self._run(torch.rand(size, 3, tile, tile, device=self.device))
+            return True
+        except torch.cuda.OutOfMemoryError:
+            return False
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     @torch.inference_mode()
     def _run(self, images: torch.Tensor) -> torch.Tensor:
@@ -69,14 +95,11 @@ class Predictor:
         return self._run(torch.cat([images, pad]))[:n]
 
     def __call__(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-        size = batch_size if self.max_batch is None else min(batch_size, self.max_batch)
-        while True:
-            try:
-                parts = [self._padded(images[i : i + size], size) for i in range(0, len(images), size)]
-                return parts[0] if len(parts) == 1 else torch.cat(parts)
-            except torch.cuda.OutOfMemoryError:
-                if size == 1:
-                    raise
-                torch.cuda.empty_cache()
-                size = self.max_batch = max(1, size // 2)
-                log.warning("CUDA out of memory: batch size lowered to %d", size)
+        try:
+            parts = [self._padded(images[i : i + batch_size], batch_size) for i in range(0, len(images), batch_size)]
+        except torch.cuda.OutOfMemoryError:
+            raise DeviceOutOfMemory(
+                f"CUDA out of memory during a model call of {batch_size} windows (the run started with it fitting: "
+                "other work on the GPU, or fragmentation); rerun with --resume to continue with the same batch size"
+            ) from None
+        return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -10,7 +10,7 @@ from pathlib import Path
 from aeroseg_cli.files.errors import CLIError, UsageError
 from aeroseg_cli.files.safety import exclusive
 from aeroseg_cli.progress import progress_display, status
-from aeroseg_cli.segment.engine import SegmentOptions, SegmentResult, segment_scene
+from aeroseg_cli.segment.engine import SegmentOptions, SegmentResult, segment_scene, windows_per_call
 from aeroseg_cli.segment.job import Plan, check_class_names, model_identity, scene_settings, scene_tags
 from aeroseg_cli.segment.writer import check_resumable
 
@@ -55,6 +55,7 @@ def load(plan: Plan) -> Loaded:
         Grid.from_overlap(info.height, info.width, tile, req.overlap)
     predictor = Predictor(net, names, device, dtype)
     batch = predictor.auto_batch_size(tile) if req.batch_size == "auto" else int(req.batch_size)
+    batch = settled_batch(predictor, tile, batch)
     precision = str(dtype or "fp32").replace("torch.", "").replace("bfloat16", "bf16").replace("float16", "fp16")
     runtime = {"model": model_identity(req.model), "precision": precision, "device": device.type}
     loaded = Loaded(predictor, names, tile, batch, label, ddp, runtime)
@@ -62,6 +63,17 @@ def load(plan: Plan) -> Loaded:
         for info, out in zip(plan.infos, plan.outputs, strict=True):
             check_resumable(out, scene_settings(plan, info, names, tile, batch, runtime))
     return loaded
+
+
+def settled_batch(predictor, tile: int, batch: int) -> int:
+    """``batch``, or less if one model call of it does not fit the GPU: decided before any window runs (the least
+    over all ranks under torchrun), so every call of the run has one shape and the resume fingerprint records the
+    batch that was used."""
+    from aeroseg_cli.runtime.ddp import gather
+
+    calls = windows_per_call(batch, predictor.num_classes, tile)
+    fitting = min(gather(predictor.settle(tile, calls)))
+    return batch if fitting == calls else fitting
 
 
 def options(plan: Plan, loaded: Loaded) -> SegmentOptions:

@@ -89,6 +89,15 @@ def _check_type(name: str, value: object, annotation: str) -> None:
         raise UsageError(f"setting {name} must be {want}, got {value!r}")
 
 
+def toml_module():
+    """``tomllib`` (Python 3.11+), or the ``tomli`` backport it was made from (Python 3.10, a dependency there)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        import tomli as tomllib
+    return tomllib
+
+
 def _parse(path: Path) -> object:
     """The file's data; a file that is not UTF-8 text or not valid TOML/YAML is refused in one line."""
     try:
@@ -97,9 +106,7 @@ def _parse(path: Path) -> object:
         raise UsageError(f"--config {path.name}: not a text file") from None
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib
-
-            return tomllib.loads(text)
+            return toml_module().loads(text)
         import yaml
 
         return yaml.safe_load(text) or {}

@@ -87,7 +87,7 @@ def build_model(state: dict[str, torch.Tensor], family: str, src: Path) -> tuple
     for key, value in mapped.model.items():
         if key not in own or tuple(own[key].shape) != tuple(value.shape):
             raise WeightsError(f"{src}: unexpected shape {tuple(value.shape)} for {key}")
-    load_clip_weights(model.clip.model, {k: v.float() for k, v in mapped.clip.items()})
+    load_clip_weights(model.clip.model, {k: v.float() for k, v in mapped.clip.items()}, cfg.pos_embed_interp)
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in mapped.model.items()}, strict=False)
     mapped.ignored.update(_mask_reason(mapped, cfg.window_size, cfg.window_size // 2))
     return model.eval(), net, mapped

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 _TRANSPOSED_CONV = re.compile(r"(upsample\d|\.up)\.weight$")  # ConvTranspose2d weights are (C_in, C_out, k, k)
 _RIGHT_MULTIPLIED = ("proj", "text_projection")  # CLIP's `x @ proj` parameters are (C_in, C_out)
 
