@@ -15,11 +15,12 @@ from typing import Any
 import torch
 
 from ..checkpoint import FORMAT, save_checkpoint
+from ..clip_backbone import build_open_clip
 from ..config import preset_config
 from ..factory import construct, load_clip_weights
 from ..hub import WeightsError, load_tensors, sha256_file
 from ..spatial_refinement import window_mask
-from .catseg_layout import AGG, CLIP, Mapped, Network, detect, map_state
+from .catseg_layout import CLIP, Mapped, Network, detect, map_state
 
 TRAINING_STATE = "training state (optimizer, LR schedule, iteration), not part of the network"
 TRAINED_ON = {"catseg": "COCO-Stuff (171 classes, 118k images), CAT-Seg's released weights"}
@@ -74,6 +75,9 @@ def build_model(state: dict[str, torch.Tensor], family: str, src: Path) -> tuple
     _check_family(net, family, src)
     cfg = preset_config(net.preset, **net.overrides)
     mapped = map_state(state)
+    with torch.device("meta"):  # CLIP's tensor names, without allocating it
+        clip_names = set(build_open_clip(cfg.clip, cfg.clip_resolution or cfg.crop_size).state_dict())
+    mapped.unknown += [CLIP + k for k in mapped.clip if k not in clip_names]
     if mapped.unknown:
         raise WeightsError(
             f"{src}: {len(mapped.unknown)} tensor(s) fit no part of CAT-Seg's network (first: {mapped.unknown[0]}); "
@@ -83,7 +87,7 @@ def build_model(state: dict[str, torch.Tensor], family: str, src: Path) -> tuple
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("clip.model.")}
     missing = sorted(set(own) - set(mapped.model))
     if missing:
-        raise WeightsError(f"{src} lacks {len(missing)} tensor(s) of the network (first: {_source_name(missing[0])})")
+        raise WeightsError(f"{src} lacks {len(missing)} tensor(s) of the network (first: AerOSeg's {missing[0]})")
     for key, value in mapped.model.items():
         if key not in own or tuple(own[key].shape) != tuple(value.shape):
             raise WeightsError(f"{src}: unexpected shape {tuple(value.shape)} for {key}")
@@ -91,11 +95,6 @@ def build_model(state: dict[str, torch.Tensor], family: str, src: Path) -> tuple
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in mapped.model.items()}, strict=False)
     mapped.ignored.update(_mask_reason(mapped, cfg.window_size, cfg.window_size // 2))
     return model.eval(), net, mapped
-
-
-def _source_name(model_key: str) -> str:
-    """A readable hint for a tensor the network needs: its CAT-Seg-side prefix."""
-    return f"{model_key} (in CAT-Seg: {AGG}...)" if not model_key.startswith("clip.") else f"{CLIP}..."
 
 
 def _write(out: Path, model: torch.nn.Module, meta: dict, self_contained: bool) -> tuple[bool, str | None]:
