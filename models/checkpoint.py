@@ -22,9 +22,10 @@ from torch import nn
 
 from . import lean
 from .config import AerOSegConfig
+from .errors import WeightsError
 from .factory import construct, load_pretrained
-from .hub import WeightsError, load_tensors
 from .vocabulary import Vocabulary
+from .weightfiles import load_tensors
 
 FORMAT = "aeroseg-checkpoint"
 FORMAT_VERSION = 3  # 3: issue 21's fidelity fields (pos_embed_interp, template_period)
@@ -128,19 +129,35 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     The dictionary holds "config" (with every field, v1 files' legacy values filled in), "class_names",
     "vocabulary" (a ``Vocabulary``: open or closed, and the training classes), "meta" and "references" (the official
     files a lean checkpoint was rebuilt from: all must be in the cache and verified, else one ``WeightsError`` names
-    the command that fetches them).
+    the command that fetches them). A referenced file whose SHA-256 differs (another published file of the same
+    weights) is used when the rebuilt model's digest equals the recorded one, and refused otherwise.
     """
     ckpt = read_checkpoint(path)
     cfg = AerOSegConfig.from_dict(ckpt["config"])
-    pretrained = lean.read_references(ckpt["references"], str(path)) if ckpt["references"] else []
+    pretrained, changed = lean.read_references(ckpt["references"]) if ckpt["references"] else ([], [])
     model = construct(cfg)
+    try:
+        _rebuild(model, ckpt, pretrained, str(path))
+    except WeightsError as exc:
+        if not changed:
+            raise
+        raise WeightsError(
+            f"{path} was {'; '.join(changed)}: a different file, and the model rebuilt from it differs ({exc}); "
+            "refused: import the file it was made with, or export it self-contained with the aeroseg that wrote it"
+        ) from None
+    model.eval()
+    return model, ckpt
+
+
+def _rebuild(model: nn.Module, ckpt: dict[str, Any], pretrained: list, where: str) -> None:
+    """Load the referenced files' tensors and the stored ones into ``model``; its digest must equal the recorded."""
     load_pretrained(model, pretrained)
     own = model.state_dict()
     unexpected = sorted(set(ckpt["state_dict"]) - set(own))
     missing = sorted(set(own) - set(ckpt["state_dict"]) - set(lean.official_base(pretrained)))
     if missing or unexpected:
         raise WeightsError(
-            f"{path} does not fit its own config (missing {len(missing)}, unexpected {len(unexpected)} tensors)"
+            f"{where} does not fit its own config (missing {len(missing)}, unexpected {len(unexpected)} tensors)"
         )
     full = {
         k: lean.patched(v, ckpt["state_dict"][k], ckpt["rows"].get(k)) if k in ckpt["state_dict"] else v
@@ -148,9 +165,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     }
     model.load_state_dict(full, strict=True)
     if ckpt["full_digest"] is not None and state_digest(model.state_dict()) != ckpt["full_digest"]:
-        raise WeightsError(f"{path}: the rebuilt model differs from the one saved (official files changed?); refused")
-    model.eval()
-    return model, ckpt
+        raise WeightsError(f"{where}: the rebuilt model differs from the one saved (official files changed?); refused")
 
 
 def export_checkpoint(source: str | Path, out: str | Path | IO[bytes], self_contained: bool) -> dict[str, Any]:

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from . import hub
-from .config import AerOSegConfig, preset_config
-from .hub import WeightsError
+from .config import CLIP_VARIANTS, SAM_VARIANTS, AerOSegConfig, preset_config
+from .errors import WeightsError
+from .weightfiles import OPENAI_EXTRAS, read_state_dict
 
 # where each backbone's weights live in the model's state dict
 PREFIX = {"clip": "clip.model.", "sam": "sam.encoder."}
@@ -23,20 +24,22 @@ PREFIX = {"clip": "clip.model.", "sam": "sam.encoder."}
 
 @dataclass
 class Pretrained:
-    """One pretrained weights file a config names: role ("clip"/"sam"), registry name or None, its tensors."""
+    """One pretrained weights file a config names: role ("clip"/"sam"), registry name or None, its tensors, and
+    the registry file's SHA-256 (what a lean checkpoint made from it references)."""
 
     role: str
     registry_name: str | None  # None for a user's own file path
     state: dict[str, torch.Tensor]
+    sha256: str | None = None
 
 
-def _check_shapes(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+def _check_shapes(module: nn.Module, state: dict[str, torch.Tensor], what: str, skip: tuple[str, ...] = ()) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     if missing:
         raise WeightsError(f"{what} weights lack {len(missing)} tensors (first: {missing[0]}); wrong model variant?")
     for k, v in own.items():
-        if tuple(state[k].shape) != tuple(v.shape):
+        if k not in skip and tuple(state[k].shape) != tuple(v.shape):
             raise WeightsError(
                 f"{what} weights: {k} has shape {tuple(state[k].shape)}, the model needs {tuple(v.shape)}; "
                 "wrong model variant?"
@@ -44,8 +47,11 @@ def _check_shapes(module: nn.Module, state: dict[str, torch.Tensor], what: str) 
 
 
 def clip_file_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A CLIP file's tensors under open_clip's names (DDP ``module.`` prefixes dropped)."""
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    """A CLIP file's tensors under open_clip's names, from any layout it is published in: OpenAI's (TorchScript or
+    state dict, whose integer buffers are dropped) and open_clip's (the same names); DDP ``module.`` prefixes
+    dropped."""
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    return {k: v for k, v in state.items() if k not in OPENAI_EXTRAS}
 
 
 def sam_file_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -76,6 +82,49 @@ def load_sam_weights(encoder: nn.Module, state: dict[str, torch.Tensor]) -> None
     encoder.load_state_dict({k: state[k] for k in encoder.state_dict()}, strict=True)
 
 
+def _registry_backbone(name: str) -> tuple[str, Any] | None:
+    """("clip", CLIPConfig) or ("sam", SAMConfig) of a backbone registry name (the 336 px CLIP has ViT-L/14's
+    tensors but for its position embedding); None for other entries."""
+    clips = {hub.clip_weights_name(n): c for n, c in CLIP_VARIANTS.items()}
+    clips["clip-vit-l-14-336"] = CLIP_VARIANTS["ViT-L-14"]
+    if name in clips:
+        return "clip", clips[name]
+    sams = {hub.sam_weights_name(n): c for n, c in SAM_VARIANTS.items()}
+    return ("sam", sams[name]) if name in sams else None
+
+
+def check_layout(name: str, state: dict[str, torch.Tensor]) -> None:
+    """Refuse a file imported as backbone ``name`` whose tensors do not fit that backbone (names, shapes; the
+    position embedding's grid may differ: it is resized on loading), naming the layouts that are not accepted."""
+    backbone = _registry_backbone(name)
+    if backbone is None:
+        return
+    role, variant = backbone
+    if any(k.startswith(("vision_model.", "text_model.")) for k in state):
+        raise WeightsError(
+            f"this is a Hugging Face transformers CLIP, not a layout {name} accepts: use OpenAI's file or open_clip's "
+            "open_clip_model.safetensors"
+        )
+    if role == "clip" and "patch_embed.proj.weight" in state:
+        raise WeightsError(
+            "this is timm's image tower alone (model.safetensors), without the text tower: use "
+            "open_clip_model.safetensors from the same Hugging Face repository"
+        )
+    from .clip_backbone import build_open_clip
+    from .sam_guidance import build_sam_encoder
+
+    with torch.device("meta"):
+        module = build_open_clip(variant, 224) if role == "clip" else build_sam_encoder(variant)
+    mapped = clip_file_state(state) if role == "clip" else sam_file_state(state)
+    _check_shapes(module, mapped, role.upper(), skip=("visual.positional_embedding",))
+
+
+def read_cached(cached: hub.Cached) -> dict[str, torch.Tensor]:
+    """The tensors of a verified registry file: its safetensors copy for a TorchScript archive (the archive itself
+    only where the cache could not be written)."""
+    return read_state_dict(cached.path, torchscript=True)
+
+
 def _sources(cfg: AerOSegConfig) -> dict[str, tuple[str, str]]:
     """role -> (config value: registry alias or file path, registry name) for every weights file ``cfg`` reads."""
     out = {}
@@ -87,20 +136,21 @@ def _sources(cfg: AerOSegConfig) -> dict[str, tuple[str, str]]:
 
 
 def read_pretrained(cfg: AerOSegConfig) -> list[Pretrained]:
-    """Check every weights file ``cfg`` names (one error for all problems), then read them."""
+    """Check every weights file ``cfg`` names (one error for all problems), then read them: the verified registry
+    files from the cache, a user's own file path as it is."""
     sources = _sources(cfg)
     user_missing = [
         f"weights file {Path(v).expanduser()} not found"
         for v, _ in sources.values()
         if v not in hub.REGISTRY_NAMES and not Path(v).expanduser().is_file()
     ]
-    paths = hub.resolve_all(hub.required_weights(cfg), user_missing)
+    cached = hub.resolve_all(hub.required_weights(cfg), user_missing)
     out = []
     for role, (value, name) in sources.items():
         if value in hub.REGISTRY_NAMES:
-            out.append(Pretrained(role, name, hub.read_state_dict(paths[name], trusted_torchscript=True)))
+            out.append(Pretrained(role, name, read_cached(cached[name]), cached[name].sha256))
         else:
-            out.append(Pretrained(role, None, hub.read_state_dict(Path(value).expanduser())))
+            out.append(Pretrained(role, None, read_state_dict(Path(value).expanduser())))
     return out
 
 

@@ -1,45 +1,91 @@
-"""Official pretrained weights: where they come from, their SHA-256, where they live, how they load.
+"""Pretrained weights: where each file is published, its SHA-256, where it lives in the cache, how it is verified.
 
-The cache is ``$AEROSEG_HOME`` (default ``~/.cache/aeroseg``). Every file is checked against its published SHA-256
-on download and again before it is loaded, so a truncated or replaced file is never used. torch is imported only by
-the functions that read tensors, so ``from models import hub`` (``aeroseg weights list``) starts fast.
+The cache is ``$AEROSEG_HOME`` (default ``~/.cache/aeroseg``). ``weights/`` holds each registry file as downloaded
+or imported, under its registry file name whatever source it came from, and beside it a record
+(``<file>.record.json``): its SHA-256 and what that hash is, "published" (a published SHA-256 of one of its
+sources), "recorded" (none is published: the hash of the file as first downloaded) or "accepted" (the user's own
+copy, imported with ``--accept-checksum``). A TorchScript archive's tensors are copied once into
+``<stem>.tensors.safetensors``, which is what runs read. ``models/`` holds models converted from released
+checkpoints (``WeightSpec.convert``). Every file is checked against its hash before it is read, so a truncated or
+replaced file is never used. No torch import here (``aeroseg weights list`` starts fast).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-if TYPE_CHECKING:
-    import torch
+from .errors import WeightsError
+from .weightfiles import load_tensors  # noqa: F401  (re-exported: checkpoint and training read through it)
 
+if TYPE_CHECKING:
     from .config import AerOSegConfig
 
 REGISTRY_NAMES = ("openai", "official")  # config values that mean "the registry file of this backbone"
+TRUST_WORDS = {
+    "published": "official (published SHA-256)",
+    "recorded": "SHA-256 recorded at download (none is published)",
+    "accepted": "accepted: your own copy's SHA-256, not the published file's",
+}
 
 
-class WeightsError(RuntimeError):
-    """A weights file is missing, unreachable, corrupt or of the wrong layout (message: one line, what to do)."""
+@dataclass(frozen=True)
+class Source:
+    """One place a registry file is published: URL, SHA-256 (None: not published) and the name a mirror holds."""
+
+    url: str
+    sha256: str | None
+    filename: str
+    size_mb: int | None = None
 
 
 @dataclass(frozen=True)
 class WeightSpec:
+    """A registry file. Its first source is (url, sha256, filename, size_mb); ``alternates`` are tried after it, in
+    order. ``convert`` names the converter (``models.convert.CONVERTERS``) that turns the downloaded file into an
+    aeroseg checkpoint in the cache (released models such as CAT-Seg's); None for backbone weights."""
+
     name: str  # the name users type: ``aeroseg weights download sam-vit-l``
     url: str
-    sha256: str
-    filename: str
-    size_mb: int
+    sha256: str | None  # None: not published; the first download records the file's own
+    filename: str  # the file name in the cache (and on a mirror)
+    size_mb: int | None
     description: str
+    convert: str | None = None
+    alternates: tuple[Source, ...] = ()
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return (Source(self.url, self.sha256, self.filename, self.size_mb), *self.alternates)
+
+    @property
+    def published(self) -> frozenset[str]:
+        """Every published SHA-256 among the sources (the hashes a file may have to count as official)."""
+        return frozenset(s.sha256 for s in self.sources if s.sha256)
+
+    def size_text(self) -> str:
+        return f"{self.size_mb} MB" if self.size_mb else "size not published"
 
 
-_OPENAI = "https://openaipublic.azureedge.net/clip/models"
+def _open_clip_hf(repo: str, size_mb: int) -> tuple[Source, ...]:
+    """open_clip's Hugging Face copies of an OpenAI CLIP (open_clip ``pretrained.py``: ``hf_hub="timm/<repo>/"``,
+    safetensors preferred, ``open_clip_pytorch_model.bin`` beside it): the same weights in fp32 under open_clip's
+    names (sizes: the tensors' bytes). open_clip publishes no SHA-256 for them, so the first download records it."""
+    files = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    base = f"https://huggingface.co/timm/{repo}/resolve/main"
+    return tuple(Source(f"{base}/{f}", None, f"{repo}/{f}", size_mb) for f in files)
+
+
+_OPENAI = "https://openaipublic.azureedge.net/clip/models"  # openai/CLIP clip.py; answers 404 since late 2025
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything"
+_CATSEG = "https://huggingface.co/spaces/hamacojr/CAT-Seg-weights/resolve/main"  # CAT-Seg README "Pretrained Models"
 REGISTRY: dict[str, WeightSpec] = {
     s.name: s
     for s in (
@@ -49,7 +95,8 @@ REGISTRY: dict[str, WeightSpec] = {
             "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
             "ViT-B-16.pt",
             335,
-            "OpenAI CLIP ViT-B/16 (open_clip 'openai' tag)",
+            "OpenAI CLIP ViT-B/16 (TorchScript; open_clip's fp32 copy as fallback)",
+            alternates=_open_clip_hf("vit_base_patch16_clip_224.openai", 571),
         ),
         WeightSpec(
             "clip-vit-l-14",
@@ -57,15 +104,17 @@ REGISTRY: dict[str, WeightSpec] = {
             "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
             "ViT-L-14.pt",
             890,
-            "OpenAI CLIP ViT-L/14 (open_clip 'openai' tag)",
+            "OpenAI CLIP ViT-L/14 (TorchScript; open_clip's fp32 copy as fallback)",
+            alternates=_open_clip_hf("vit_large_patch14_clip_224.openai", 1632),
         ),
-        WeightSpec(  # CAT-Seg's ViT-L model (catseg-vitl14) is built on this one; size derived, not measured here
+        WeightSpec(
             "clip-vit-l-14-336",
             f"{_OPENAI}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
             "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
             "ViT-L-14-336px.pt",
             891,
-            "OpenAI CLIP ViT-L/14@336px (open_clip 'openai' tag of ViT-L-14-336)",
+            "OpenAI CLIP ViT-L/14 at 336 px, CAT-Seg (L)'s CLIP (TorchScript; open_clip's fp32 copy as fallback)",
+            alternates=_open_clip_hf("vit_large_patch14_clip_336.openai", 1633),
         ),
         WeightSpec(
             "sam-vit-b",
@@ -91,10 +140,29 @@ REGISTRY: dict[str, WeightSpec] = {
             2446,
             "Segment Anything ViT-H",
         ),
+        WeightSpec(
+            "catseg-vitb16",
+            f"{_CATSEG}/model_base.pth",
+            None,
+            "model_base.pth",
+            None,
+            "CAT-Seg (B): CLIP ViT-B/16 at 384, trained on COCO-Stuff, open vocabulary",
+            convert="catseg",
+        ),
+        WeightSpec(
+            "catseg-vitl14",
+            f"{_CATSEG}/model_large.pth",
+            None,
+            "model_large.pth",
+            None,
+            "CAT-Seg (L): CLIP ViT-L/14 at 336, trained on COCO-Stuff, open vocabulary",
+            convert="catseg",
+        ),
     )
 }
 
 
+# -- names and paths ------------------------------------------------------------------------------------------
 def home() -> Path:
     """The weights cache: ``$AEROSEG_HOME`` or ``~/.cache/aeroseg``."""
     env = os.environ.get("AEROSEG_HOME")
@@ -105,7 +173,31 @@ def home() -> Path:
 
 
 def cached_path(spec: WeightSpec) -> Path:
+    """The registry file as downloaded or imported."""
     return home() / "weights" / spec.filename
+
+
+def record_path(spec: WeightSpec) -> Path:
+    return home() / "weights" / f"{spec.filename}.record.json"
+
+
+def tensors_path(spec: WeightSpec) -> Path:
+    """A TorchScript archive's tensors as safetensors: what runs read instead of the archive."""
+    return home() / "weights" / f"{Path(spec.filename).stem}.tensors.safetensors"
+
+
+def converted_path(spec: WeightSpec) -> Path:
+    """The aeroseg checkpoint a released model (``spec.convert``) is converted into."""
+    return home() / "models" / f"{spec.name}.pt"
+
+
+def converted_model(name: str) -> Path | None:
+    """The converted checkpoint of registry model ``name`` when it is in the cache, else None."""
+    spec = REGISTRY.get(name)
+    if spec is None or spec.convert is None:
+        return None
+    path = converted_path(spec)
+    return path if path.is_file() else None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -141,24 +233,146 @@ def required_weights(cfg: AerOSegConfig) -> list[str]:
     return names
 
 
-def _problem(name: str) -> str | None:
-    """Why registry file ``name`` cannot be used (missing, unverified), or None when it is present and verified."""
-    spec = spec_for(name)
+# -- records ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Record:
+    """What the cache knows of a registry file: its SHA-256, what that hash is (``TRUST_WORDS``), where the file came
+    from, its size and mtime when verified, and the SHA-256 of its safetensors copy (TorchScript archives)."""
+
+    sha256: str
+    trust: str
+    source: str
+    size: int = 0
+    mtime_ns: int = 0
+    tensors_sha256: str | None = None
+    converted_from: str | None = None  # the SHA-256 of the file the converted model was made from
+
+
+def read_record(spec: WeightSpec) -> Record | None:
+    """The file's record; None when there is none (a file placed by an older aeroseg) or it is unreadable."""
+    try:
+        data = json.loads(record_path(spec).read_text())
+        return Record(**{k: data[k] for k in data if k in Record.__dataclass_fields__})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_record(spec: WeightSpec, record: Record) -> None:
+    from .weightfiles import write_json
+
+    write_json({"name": spec.name, **asdict(record)}, record_path(spec))
+
+
+def expected_hash(spec: WeightSpec, record: Record | None) -> tuple[str | None, str]:
+    """(the SHA-256 the cached file must have, what that hash is). A record claiming "published" for a hash the
+    registry does not publish (the registry changed) counts as no record."""
+    if record is not None and (record.trust != "published" or record.sha256 in spec.published):
+        return record.sha256, record.trust
+    return spec.sha256, "published"
+
+
+def status(spec: WeightSpec) -> str:
+    """``missing``, ``published``, ``recorded``, ``accepted`` or ``unverified`` (present but never verified by this
+    aeroseg: no record yet), from the record alone: nothing is hashed (``weights list``)."""
+    if not cached_path(spec).is_file():
+        return "missing"
+    record = read_record(spec)
+    expected, trust = expected_hash(spec, record)
+    return trust if expected and record is not None else "unverified"
+
+
+# -- verification ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cached:
+    """A verified registry file: the file runs read (a TorchScript archive's safetensors copy, else the file), the
+    registry file's SHA-256 (what lean checkpoints reference) and what that hash is."""
+
+    name: str
+    path: Path
+    sha256: str
+    trust: str
+
+
+def _fast_path(spec: WeightSpec, record: Record | None, expected: str) -> Path | None:
+    """The safetensors copy of a TorchScript archive verified earlier, when the archive is unchanged since (size and
+    mtime as recorded) and the copy's own SHA-256 matches the record: then only the copy is hashed."""
+    if record is None or record.sha256 != expected or not record.tensors_sha256:
+        return None
+    st = cached_path(spec).stat()
+    copy = tensors_path(spec)
+    if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns) or not copy.is_file():
+        return None
+    return copy if sha256_file(copy) == record.tensors_sha256 else None
+
+
+def verify(spec: WeightSpec, full: bool = False) -> Cached:
+    """The verified cached file of ``spec`` (``full``: hash the registry file even when its safetensors copy is
+    current); ``WeightsError`` saying why it cannot be used."""
+    problem = _problem(spec)
+    if problem:
+        raise WeightsError(problem)
+    record = read_record(spec)
+    expected, trust = expected_hash(spec, record)
+    assert expected is not None
+    fast = None if full else _fast_path(spec, record, expected)
+    if fast is not None:
+        return Cached(spec.name, fast, expected, trust)
+    got = sha256_file(cached_path(spec))
+    if got != expected:
+        what = "published SHA-256" if trust == "published" else f"SHA-256 {trust} for it"
+        raise WeightsError(
+            f"{spec.name} ({spec.size_text()}) at {cached_path(spec)} does not match the {what} ({expected[:16]}...)"
+        )
+    return prepare(spec, cached_path(spec), Record(got, trust, record.source if record else spec.url))
+
+
+def _problem(spec: WeightSpec) -> str | None:
     path = cached_path(spec)
     if not path.is_file():
-        return f"{name} ({spec.size_mb} MB) not found at {path}"
-    if sha256_file(path) != spec.sha256:
-        return f"{name} ({spec.size_mb} MB) at {path} does not match the published SHA-256"
+        return f"{spec.name} ({spec.size_text()}) not found at {path}"
+    if expected_hash(spec, read_record(spec))[0] is None:
+        return (
+            f"{spec.name} at {path} has no recorded SHA-256 (an interrupted download?): download it again with "
+            "--force, or import your copy with --accept-checksum"
+        )
     return None
 
 
-def resolve_all(names: list[str], extra_problems: list[str] | tuple[str, ...] = ()) -> dict[str, Path]:
-    """The verified local files of registry weights ``names``, each checked once.
+def prepare(spec: WeightSpec, path: Path, record: Record) -> Cached:
+    """Record the verified file at ``path`` (the cache file, or the download about to become it) and, for a
+    TorchScript archive, write its tensors as safetensors once (the only time the archive is read). A cache that
+    cannot be written (read-only, shared) is still used: the archive is then read on every run."""
+    from .weightfiles import file_format, torchscript_state, write_safetensors
+
+    st = path.stat()
+    record = replace(record, size=st.st_size, mtime_ns=st.st_mtime_ns, tensors_sha256=None)
+    readable = cached_path(spec)
+    try:
+        if file_format(path) == "torchscript":
+            copy = tensors_path(spec)
+            write_safetensors(torchscript_state(path), copy, {"source_sha256": record.sha256})
+            record, readable = replace(record, tensors_sha256=sha256_file(copy)), copy
+        old = read_record(spec)
+        record = replace(record, converted_from=old.converted_from if old else None)
+        if record != old:
+            write_record(spec, record)
+    except OSError:  # a read-only cache
+        pass
+    return Cached(spec.name, readable, record.sha256, record.trust)
+
+
+def resolve_all(names: list[str], extra_problems: list[str] | tuple[str, ...] = ()) -> dict[str, Cached]:
+    """The verified cached files of registry weights ``names``, each checked once.
 
     Every missing or unverified file (plus ``extra_problems``, e.g. a user's weight path that does not exist) is
     reported together in one ``WeightsError`` line with the one command that fetches all the registry files.
     """
-    problems = [(n, p) for n in names if (p := _problem(n)) is not None]
+    found, problems = {}, []
+    for name in names:
+        try:
+            found[name] = verify(spec_for(name))
+        except WeightsError as exc:
+            problems.append((name, str(exc)))
     if problems or extra_problems:
         bad = [n for n, _ in problems]
         fix = f"; run `aeroseg weights download {' '.join(bad)}`" if bad else ""
@@ -166,36 +380,26 @@ def resolve_all(names: list[str], extra_problems: list[str] | tuple[str, ...] = 
         raise WeightsError(
             "weights not available: " + "; ".join([*(p for _, p in problems), *extra_problems]) + fix + offline
         )
-    return {n: cached_path(spec_for(n)) for n in names}
+    return found
 
 
 def resolve(name: str) -> Path:
-    """The verified local file of registry weights ``name``; a clear error naming the command that gets it."""
-    return resolve_all([name])[name]
+    """The verified local file of registry weights ``name`` (what runs read); an error naming the command."""
+    return resolve_all([name])[name].path
 
 
-def fetch(
-    spec: WeightSpec,
-    out: BinaryIO,
-    mirror: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> None:
-    """Stream ``spec`` (from ``mirror``/filename when given) into ``out`` and verify its SHA-256.
+# -- downloads -------------------------------------------------------------------------------------------------
+def _urls(spec: WeightSpec, mirror: str | None) -> list[tuple[str, Source]]:
+    """(url, source) in the order tried: a mirror replaces every source's host with its own (same file names)."""
+    if mirror:
+        return [(mirror.rstrip("/") + "/" + s.filename, s) for s in spec.sources]
+    return [(s.url, s) for s in spec.sources]
 
-    Raises ``WeightsError`` when the source cannot be reached or the bytes are not the published file; where the
-    bytes go, and making that file appear whole or not at all, is the caller's business.
-    """
-    url = spec.url if not mirror else mirror.rstrip("/") + "/" + spec.filename
+
+def _stream(url: str, out: BinaryIO, progress: Callable[[int, int], None] | None) -> str:
+    """Copy ``url`` into ``out`` -> the SHA-256 of the bytes; ``OSError``/``URLError`` when it cannot be read."""
     digest = hashlib.sha256()
-    try:
-        response = urllib.request.urlopen(url, timeout=60)
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise WeightsError(
-            f"cannot download {spec.name} from {url} ({reason}); when offline, fetch the file elsewhere and "
-            f"run `aeroseg weights import {spec.name} FILE`"
-        ) from None
-    with response:
+    with urllib.request.urlopen(url, timeout=60) as response:
         total = int(response.headers.get("Content-Length") or 0)
         done = 0
         while block := response.read(1 << 20):
@@ -204,87 +408,55 @@ def fetch(
             done += len(block)
             if progress:
                 progress(done, total)
-    if digest.hexdigest() != spec.sha256:
-        raise WeightsError(
-            f"checksum mismatch for {spec.name} from {url}: got {digest.hexdigest()[:16]}..., expected "
-            f"{spec.sha256[:16]}...; the file was refused"
-        )
+    return digest.hexdigest()
 
 
-def verify_file(spec: WeightSpec, source: Path) -> None:
-    """Refuse a file fetched by other means unless it is the published one (SHA-256)."""
+def fetch(
+    spec: WeightSpec,
+    out: BinaryIO,
+    mirror: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Source, str, str]:
+    """Stream ``spec`` into ``out`` from its sources in order (or a mirror's copies of them) -> (the source that
+    served it, its URL, the bytes' SHA-256); a source whose bytes do not match its published SHA-256 is refused and
+    the next one tried. Raises ``WeightsError`` naming every attempt when none works. ``out`` must be seekable (it
+    is rewound between attempts); where the bytes go, and making them appear whole, is the caller's business.
+    """
+    failures = []
+    for url, source in _urls(spec, mirror):
+        out.seek(0)
+        out.truncate()
+        try:
+            got = _stream(url, out, progress)
+        except urllib.error.HTTPError as exc:
+            failures.append(f"{url} (HTTP {exc.code} {exc.reason})")
+            continue
+        except (urllib.error.URLError, OSError) as exc:
+            failures.append(f"{url} ({getattr(exc, 'reason', exc)})")
+            continue
+        if source.sha256 is None or got == source.sha256:
+            return source, url, got
+        failures.append(f"{url} (checksum mismatch: got {got[:16]}..., expected {source.sha256[:16]}...; refused)")
+    raise WeightsError(
+        f"cannot download {spec.name}: " + "; ".join(failures) + f"; when offline, fetch the file elsewhere and run "
+        f"`aeroseg weights import {spec.name} FILE`"
+    )
+
+
+def verify_file(spec: WeightSpec, source: Path) -> str:
+    """A file fetched by other means -> its SHA-256 when it is a published one; refused otherwise, saying how to use
+    a copy that differs (``--accept-checksum``)."""
     if not source.is_file():
         raise WeightsError(f"{source} is not a file")
     got = sha256_file(source)
-    if got != spec.sha256:
-        raise WeightsError(f"{source} is not the official {spec.name} file (SHA-256 {got[:16]}...); refused")
-
-
-# -- reading weight files -------------------------------------------------------------------------------------
-def _is_torchscript(path: Path) -> bool:
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
-
-
-def load_tensors(path: Path, refused: str):
-    """``torch.load(weights_only=True)`` of ``path``; a file it cannot or will not read raises ``WeightsError``
-    ("{refused} (why)") in one plain line. Never torch's own advice to retry with ``weights_only=False`` (which runs
-    whatever code the file holds), nor its terminal escape codes or pickle-protocol warning."""
-    import pickle
-    import re
-    import warnings
-
-    import torch
-
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        why = "it holds pickled Python objects, which are never loaded: only tensors and plain containers are"
-    except Exception as exc:  # not a torch file, truncated
-        first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().split("\n")[0][:200]
-        why = f"{type(exc).__name__}: {first}"
-    raise WeightsError(f"{refused} ({why})")
-
-
-def read_state_dict(path: Path, trusted_torchscript: bool = False) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file or a plain state dict (``torch.load(weights_only=True)``).
-
-    TorchScript archives (the official OpenAI CLIP files) are read with ``torch.jit.load`` only when
-    ``trusted_torchscript`` says their SHA-256 was just verified against the published one.
-    """
-    import torch
-
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if _is_torchscript(path):
-        if not trusted_torchscript:
-            raise WeightsError(
-                f"{path} is a TorchScript archive; only the official CLIP files (checked by SHA-256) are read that "
-                "way. Convert it to a state dict or safetensors file"
-            )
-        return {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
-    obj = load_tensors(path, f"cannot read {path} as a weights file")
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"{path} does not hold a state dict of tensors")
-    return obj
-
-
-def load_weights_file(name_or_path: str, registry_name: str) -> dict[str, torch.Tensor]:
-    """State dict for a config's weights field: the registry file (verified) or a user's file path."""
-    if name_or_path in REGISTRY_NAMES:
-        return read_state_dict(resolve(registry_name), trusted_torchscript=True)
-    path = Path(name_or_path).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} not found")
-    return read_state_dict(path)
+    if got in spec.published:
+        return got
+    if not spec.published:
+        raise WeightsError(
+            f"{spec.name} has no published SHA-256, so {source} cannot be checked against it (SHA-256 {got[:16]}...); "
+            "import it with --accept-checksum to use it as it is"
+        )
+    raise WeightsError(
+        f"{source} is not the official {spec.name} file (SHA-256 {got[:16]}...); refused. If it is a re-saved or "
+        "converted copy of the same weights (e.g. open_clip's), import it with --accept-checksum"
+    )

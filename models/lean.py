@@ -3,7 +3,10 @@
 A trained paper-preset model is ~1.8 GB, almost all of it the frozen SAM ViT-L and frozen CLIP weights that anyone
 can download. A lean checkpoint stores the new layers, the fine-tuned q/v rows of CLIP's packed ``in_proj_weight``
 and anything else that is not bit-identical to the official file, plus a reference (registry name and SHA-256) to
-each official file; loading reads the referenced files and rebuilds the model bit-exactly.
+each official file; loading reads the referenced files and rebuilds the model bit-exactly. The reference is the
+SHA-256 of the file used (a copy accepted with ``--accept-checksum`` is referenced by its own hash); another file of
+the same weights (OpenAI's TorchScript or open_clip's fp32 copy) rebuilds the same model, which the checkpoint's
+digest of the whole rebuilt state confirms.
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ import torch
 
 from . import hub
 from .config import AerOSegConfig
-from .factory import PREFIX, Pretrained, clip_file_state, read_pretrained, sam_file_state
-from .hub import WeightsError
+from .factory import PREFIX, Pretrained, clip_file_state, read_cached, read_pretrained, sam_file_state
 
 
 def references(pretrained: list[Pretrained]) -> list[dict[str, str]]:
-    """[{"role", "name", "sha256"}] for the registry files among ``pretrained`` (user files cannot be referenced)."""
+    """[{"role", "name", "sha256"}] for the registry files among ``pretrained`` (user files cannot be referenced):
+    the SHA-256 of the file actually used, whether the published one or a copy the user accepted."""
     return [
-        {"role": p.role, "name": p.registry_name, "sha256": hub.spec_for(p.registry_name).sha256}
+        {"role": p.role, "name": p.registry_name, "sha256": p.sha256 or hub.spec_for(p.registry_name).sha256}
         for p in pretrained
         if p.registry_name is not None
     ]
@@ -75,23 +78,28 @@ def patched(base: torch.Tensor, stored: torch.Tensor, rows: torch.Tensor | None)
     return out
 
 
-def read_references(refs: list[dict[str, Any]], where: str) -> list[Pretrained]:
-    """The official files a lean checkpoint references, verified: all problems in one ``WeightsError``."""
-    names = []
+def read_references(refs: list[dict[str, Any]]) -> tuple[list[Pretrained], list[str]]:
+    """The official files a lean checkpoint references, verified (all problems in one ``WeightsError``) -> (their
+    tensors, one line per file whose SHA-256 differs from the referenced one).
+
+    A different file is not refused here: the same weights are published in several files (OpenAI's TorchScript,
+    open_clip's fp32 copies), so the caller rebuilds the model and keeps it only when its digest equals the one the
+    checkpoint recorded; the lines then say why it was refused.
+    """
     for ref in refs:
-        spec = hub.spec_for(ref["name"])
-        if spec.sha256 != ref["sha256"]:
-            raise WeightsError(
-                f"{where} was made against {ref['name']} with SHA-256 {ref['sha256'][:16]}..., but this aeroseg's "
-                f"{ref['name']} is {spec.sha256[:16]}...: a different file; refused (export it self-contained with "
-                "the aeroseg that wrote it)"
-            )
-        names.append(ref["name"])
-    paths = hub.resolve_all(names)
-    return [
-        Pretrained(ref["role"], ref["name"], hub.read_state_dict(paths[ref["name"]], trusted_torchscript=True))
+        hub.spec_for(ref["name"])  # an unknown name: one clear error
+    cached = hub.resolve_all([ref["name"] for ref in refs])
+    changed = [
+        f"made against {ref['name']} with SHA-256 {ref['sha256'][:16]}..., but the cache holds "
+        f"{cached[ref['name']].sha256[:16]}... ({cached[ref['name']].trust})"
+        for ref in refs
+        if cached[ref["name"]].sha256 != ref["sha256"]
+    ]
+    pretrained = [
+        Pretrained(ref["role"], ref["name"], read_cached(cached[ref["name"]]), cached[ref["name"]].sha256)
         for ref in refs
     ]
+    return pretrained, changed
 
 
 def registry_pretrained(model: torch.nn.Module) -> list[Pretrained]:

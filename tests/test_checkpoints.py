@@ -15,8 +15,8 @@ from models import hub
 from models.clip_backbone import build_open_clip
 from models.config import LEGACY_V1
 from tests.support.cli import run_cli
+from tests.support.layouts import official_layout_sam
 from tests.support.paths import ROOT
-from tests.test_weights import official_layout_sam
 
 DEMO = ROOT / "sample_data" / "demo_model.pt"
 CLASSES = ["ship", "harbor", "water"]
@@ -91,7 +91,7 @@ def test_lean_checkpoint_refuses_missing_or_changed_official_files(official: Pat
     models.save_checkpoint(lean, _trained_tiny(), CLASSES)
     clip_file = hub.cached_path(hub.REGISTRY["clip-custom"])
     sam_file = hub.cached_path(hub.REGISTRY["sam-custom"])
-    clip_bytes = clip_file.read_bytes()
+    clip_bytes, sam_bytes = clip_file.read_bytes(), sam_file.read_bytes()
     clip_file.unlink()
     sam_file.write_bytes(b"not sam")
     with pytest.raises(hub.WeightsError) as err:
@@ -101,6 +101,7 @@ def test_lean_checkpoint_refuses_missing_or_changed_official_files(official: Pat
     assert "aeroseg weights download clip-custom sam-custom" in message and "aeroseg weights import" in message
     # the registry now names another file (a new digest) than the one the checkpoint was made against: refused
     clip_file.write_bytes(clip_bytes)
+    sam_file.write_bytes(sam_bytes)
     changed = official / "other_clip.pt"
     torch.save({"visual.proj": torch.zeros(1)}, changed)
     _register(monkeypatch, "clip-custom", changed)

@@ -90,6 +90,8 @@ def rgb_coded(h: int, w: int, seed: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------------- iSAID
 
+MMSEG = ("--patch", "896", "--stride", "512", "--min-foreground", "0")  # mmsegmentation's windows, every one kept
+
 
 def isaid_raw(root: Path, sizes: dict[str, list[tuple[int, int]]], zipped: tuple[str, ...] = ("train",)) -> dict:
     """The official download: zip files (as mmsegmentation's docs show them) for the splits in ``zipped``, extracted
@@ -170,7 +172,7 @@ def test_isaid_from_official_zips_and_folders_keeps_every_pixel_class(tmp_path: 
     sizes = {"train": [(2300, 1900), (500, 300), (1000, 1200)], "val": [(900, 700)]}
     truth = isaid_raw(tmp_path / "raw", sizes)
     out = tmp_path / "out"
-    r = run_cli("datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", out, "--json")
+    r = run_cli("datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", out, "--json", *MMSEG)
     assert r.code == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["splits"]["train"]["patches"] == 12 + 1 + 4 and summary["splits"]["val"]["patches"] == 2
@@ -181,7 +183,9 @@ def test_isaid_from_official_zips_and_folders_keeps_every_pixel_class(tmp_path: 
         assert (got_image == image).all()
         expected = np.where(ids == 0, 255, ids - 1)  # background -> ignore, official id k -> class index k-1
         assert (got_mask == expected).all()
-    r = run_cli("datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", tmp_path / "par", "-j", "2", "-q")
+    r = run_cli(
+        "datasets", "prepare", "isaid", "--from", tmp_path / "raw", "-o", tmp_path / "par", "-j", "2", "-q", *MMSEG
+    )
     assert r.code == 0 and r.stderr == ""  # two worker processes: the same files (-q: no progress at all)
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")} == {
         p.relative_to(tmp_path / "par"): p.read_bytes() for p in (tmp_path / "par").rglob("*.png")
@@ -202,7 +206,7 @@ def test_isaid_bad_inputs_get_one_clear_line_and_nothing_written(tmp_path: Path)
     masks = raw / "train" / "Semantic_masks" / "images"
 
     def fails(*extra: str, code: int = 2) -> str:
-        r = run_cli("datasets", "prepare", "isaid", "--from", raw, "-o", out, "--splits", "train", "-q", *extra)
+        r = run_cli("datasets", "prepare", "isaid", "--from", raw, "-o", out, "--splits", "train", "-q", *MMSEG, *extra)
         assert r.code == code and r.stderr.startswith("aeroseg: error: ") and r.stderr.count("\n") == 1, r.stderr
         return r.stderr
 
@@ -223,7 +227,9 @@ def test_isaid_bad_inputs_get_one_clear_line_and_nothing_written(tmp_path: Path)
     assert "masks without a P<digits>.png image: 1 (first: P0005)" in fails("--skip", "P0001")
     assert not out.exists()  # every check above came before anything was written
     (masks / "P0005_instance_color_RGB.png").unlink()
-    ok = run_cli("datasets", "prepare", "isaid", "--from", raw, "-o", out, "--splits", "train", "--skip", "P0001")
+    ok = run_cli(
+        "datasets", "prepare", "isaid", "--from", raw, "-o", out, "--splits", "train", "--skip", "P0001", *MMSEG
+    )
     assert ok.code == 0, ok.stderr
     assert "other settings (patch=896)" in fails("--patch", "512", "--skip", "P0001")
     r = run_cli("datasets", "prepare", "isaid", "--from", raw, "-o", raw / "prepared")
@@ -253,7 +259,7 @@ def test_isaid_interrupted_by_sigint_and_sigterm_then_rerun_gives_the_same_outpu
     raw = tmp_path / "raw"
     isaid_raw(raw, {"train": [(640, 600)] * 8}, zipped=("train",))
     args = ["datasets", "prepare", "isaid", "--from", str(raw), "--splits", "train", "--patch", "256"]
-    args += ["--stride", "256"]
+    args += ["--stride", "256", "--min-foreground", "0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = {}  # one real `python -m aeroseg_cli` run per signal, side by side
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -442,7 +448,9 @@ def test_openearthmap_xbd_images_compiled_into_a_mirror(tmp_path: Path) -> None:
     raw, xbd, out = tmp_path / "raw", tmp_path / "xbd", tmp_path / "oem"
     pngs = oem_raw(raw, xbd)
     before = snapshot(raw)
-    r = run_cli("datasets", "prepare", "openearthmap", "--from", raw, "-o", out, "--xbd", xbd, "--json", "-q")
+    r = run_cli(
+        "datasets", "prepare", "openearthmap", "--from", raw, "-o", out, "--xbd", xbd, "--json", "-q", "--tile", "0"
+    )
     assert r.code == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["compiled_xbd_images"] == 2 and s["missing_xbd_by_region"] == {}

@@ -3,45 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 import models
 from aeroseg_cli.runtime import weights as placement
 from models import hub
 from models.checkpoint import read_checkpoint
 from models.clip_backbone import build_open_clip
+from models.config import CLIP_VARIANTS, SAM_VARIANTS
+from models.factory import check_layout
 from models.sam_guidance import build_sam_encoder
-
-
-def official_layout_sam(tmp_path: Path) -> Path:
-    """A full segment_anything ``Sam`` (tiny encoder) saved as the official checkpoints are: a plain state dict."""
-    cfg = models.preset_config("tiny").sam
-    torch.manual_seed(1)
-    sam = Sam(
-        image_encoder=build_sam_encoder(cfg),
-        prompt_encoder=PromptEncoder(
-            embed_dim=cfg.out_chans, image_embedding_size=(16, 16), input_image_size=(256, 256), mask_in_chans=4
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=cfg.out_chans, mlp_dim=64, num_heads=2),
-            transformer_dim=cfg.out_chans,
-            iou_head_depth=1,
-            iou_head_hidden_dim=16,
-        ),
-    )
-    for p in sam.parameters():
-        p.data.normal_()
-    path = tmp_path / "sam_tiny.pth"
-    torch.save(sam.state_dict(), path)
-    return path
+from models.weightfiles import read_state_dict
+from tests.support.cli import run_cli as run_cli_in_process
+from tests.support.layouts import (
+    layout_of,
+    official_layout_sam,
+    open_clip_hub_state,
+    openai_clip_state,
+    published_layouts,
+    save_torchscript,
+)
 
 
 def test_official_sam_layout_loads_into_guidance_encoder(tmp_path: Path) -> None:
@@ -75,17 +64,6 @@ def test_safetensors_clip_weights_load(tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
     model = models.build("tiny", clip_weights=str(path))
     assert torch.equal(model.clip.model.visual.proj, source.visual.proj)
-
-
-def test_torchscript_archive_only_read_when_trusted(tmp_path: Path) -> None:
-    """The official OpenAI files are TorchScript archives: read after their SHA-256 is verified, refused otherwise."""
-    source = build_open_clip(models.preset_config("tiny").clip, 224)
-    path = tmp_path / "ViT-tiny.pt"
-    torch.jit.script(source).save(str(path))
-    with pytest.raises(hub.WeightsError, match="TorchScript"):
-        hub.read_state_dict(path)
-    state = hub.read_state_dict(path, trusted_torchscript=True)
-    assert torch.equal(state["visual.proj"], source.visual.proj)
 
 
 def test_wrong_variant_weights_are_refused(tmp_path: Path) -> None:
@@ -137,7 +115,7 @@ def test_pickled_object_checkpoint_is_refused(tmp_path: Path) -> None:
     raw = tmp_path / "evil.pkl"
     raw.write_bytes(pickle.dumps(Payload()))
     with pytest.raises(hub.WeightsError):
-        hub.read_state_dict(raw)
+        read_state_dict(raw)
 
 
 def _spec_for(file: Path) -> hub.WeightSpec:
@@ -151,7 +129,7 @@ def test_download_verifies_checksum_and_is_atomic(tmp_path: Path) -> None:
     (mirror / "w.pth").write_bytes(b"weights" * 1000)
     spec = _spec_for(mirror / "w.pth")
     dest = tmp_path / "cache" / "w.pth"
-    assert placement.download(spec, dest=dest, mirror=mirror.as_uri()) == dest
+    assert placement.download(spec, dest=dest, mirror=mirror.as_uri()).path == dest
     assert dest.read_bytes() == b"weights" * 1000
     (mirror / "w.pth").write_bytes(b"tampered")
     dest2 = tmp_path / "cache2" / "w.pth"
@@ -194,3 +172,186 @@ def test_weights_cli_offline_mismatch_and_unknown(tmp_path: Path) -> None:
     (tmp_path / "weights" / "sam_vit_l_0b3195.pth").write_bytes(b"corrupt")
     r = run_cli("weights", "verify", env_home=tmp_path)
     assert r.returncode == 1 and "sam-vit-l: FAILED" in r.stdout
+
+
+# -- weights as they are published (issue #21 §4) ----------------------------------------------------------------------
+def _meta_state(rows: list) -> dict[str, torch.Tensor]:
+    return {k: torch.empty(shape, dtype=getattr(torch, dtype), device="meta") for k, shape, dtype in rows}
+
+
+def test_builders_match_the_published_layouts() -> None:
+    """The test files below are made in exactly the published layouts: every key, shape and dtype equals the
+    fixture's, which was made by the reference code itself (tests/fixtures/published_weight_layouts.json, written by
+    /work/scratch/h-weights/ref/gen_layouts.py: openai/CLIP @ d05afc4 clip/model.py CLIP + convert_weights, the
+    archive's three integer buffers; open_clip 3.3.0 build_model_from_openai_state_dict(...).float() for its
+    Hugging Face copies; segment_anything 1.0 sam_model_registry["vit_l"]; all on the meta device)."""
+    layouts = published_layouts()
+    for name in ("ViT-B-16", "ViT-L-14", "ViT-L-14-336"):
+        variant = CLIP_VARIANTS["ViT-L-14" if name == "ViT-L-14-336" else name]
+        with torch.device("meta"):
+            openai = openai_clip_state(variant, 336 if name.endswith("336") else 224)
+        expected = {k: (s, d) for k, s, d in layouts[f"openai-torchscript/{name}"]}
+        assert {k: (s, d) for k, s, d in layout_of(openai)} == expected, name
+        expected = {k: (s, d) for k, s, d in layouts[f"open_clip-hf/{name}"]}
+        assert {k: (s, d) for k, s, d in layout_of(open_clip_hub_state(openai))} == expected, name
+    with torch.device("meta"):
+        encoder = build_sam_encoder(SAM_VARIANTS["vit_l"])
+    sam = {k: (s, d) for k, s, d in layouts["sam/vit_l"]}
+    assert {k: v for k, v in sam.items() if k.startswith("image_encoder.")} == {
+        f"image_encoder.{k}": (s, d) for k, s, d in layout_of(encoder.state_dict())
+    }
+    assert any(k.startswith("prompt_encoder.") for k in sam) and any(k.startswith("mask_decoder.") for k in sam)
+
+
+def test_published_layouts_fit_the_backbones_and_others_are_named() -> None:
+    """Every published layout (real sizes, from the fixture) maps onto this project's CLIP and SAM modules; files of
+    other layouts are refused with the file to use instead."""
+    layouts = published_layouts()
+    for layout, name in (
+        ("openai-torchscript/ViT-B-16", "clip-vit-b-16"),
+        ("open_clip-hf/ViT-B-16", "clip-vit-b-16"),
+        ("openai-torchscript/ViT-L-14", "clip-vit-l-14"),
+        ("open_clip-hf/ViT-L-14-336", "clip-vit-l-14-336"),
+        ("sam/vit_l", "sam-vit-l"),
+    ):
+        check_layout(name, _meta_state(layouts[layout]))
+    with pytest.raises(hub.WeightsError, match="wrong model variant"):
+        check_layout("clip-vit-l-14", _meta_state(layouts["openai-torchscript/ViT-B-16"]))
+    with pytest.raises(hub.WeightsError, match="SAM weights lack"):
+        check_layout("sam-vit-l", _meta_state(layouts["open_clip-hf/ViT-B-16"]))
+    timm = {"patch_embed.proj.weight": torch.empty(768, 3, 16, 16, device="meta")}
+    with pytest.raises(hub.WeightsError, match=r"open_clip_model\.safetensors"):
+        check_layout("clip-vit-b-16", timm)
+    transformers = {"vision_model.embeddings.patch_embedding.weight": torch.empty(768, 3, 16, 16, device="meta")}
+    with pytest.raises(hub.WeightsError, match="transformers"):
+        check_layout("clip-vit-b-16", transformers)
+
+
+@pytest.fixture
+def clip_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """The same random tiny CLIP in each published format: OpenAI's TorchScript archive (fp16 where OpenAI's are,
+    integer buffers), open_clip's Hugging Face state dict (.bin) and safetensors (fp32); the registry's "clip-custom"
+    (the tiny preset's CLIP) publishes the TorchScript file's SHA-256."""
+    from safetensors.torch import save_file
+
+    openai = openai_clip_state(models.preset_config("tiny").clip, 224, seed=5)
+    files = {"torchscript": save_torchscript(openai, tmp_path / "ViT-custom.pt")}
+    files["bin"] = tmp_path / "open_clip_pytorch_model.bin"
+    torch.save(open_clip_hub_state(openai), files["bin"])
+    files["safetensors"] = tmp_path / "open_clip_model.safetensors"
+    save_file(open_clip_hub_state(openai), str(files["safetensors"]))
+    digest = hub.sha256_file(files["torchscript"])
+    spec = hub.WeightSpec("clip-custom", "https://example.invalid/ViT-custom.pt", digest, "ViT-custom.pt", 1, "test")
+    monkeypatch.setitem(hub.REGISTRY, "clip-custom", spec)
+    return files
+
+
+def test_every_published_format_maps_to_the_same_tensors(
+    clip_formats: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI's TorchScript file imports as the official one; open_clip's copies (another SHA-256) are refused
+    unless accepted, and then give the same model bit for bit; no run reads TorchScript (no warning at all)."""
+    states = {}
+    for kind, file in clip_formats.items():
+        monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / f"home-{kind}"))
+        if kind != "torchscript":
+            r = run_cli_in_process("weights", "import", "clip-custom", str(file))
+            assert r.code == 1 and "--accept-checksum" in r.stderr and r.stderr.count("\n") == 1
+        flag = [] if kind == "torchscript" else ["--accept-checksum"]
+        r = run_cli_in_process("weights", "import", "clip-custom", str(file), *flag)
+        assert r.code == 0, r.stderr
+        assert ("accepted" in r.stdout) == (kind != "torchscript")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch.jit.load warns (deprecated): a run must never call it
+            states[kind] = models.build("tiny", clip_weights="openai").clip.model.state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the test's own reading of the archive, with torch's reader
+        reference = open_clip_hub_state(torch.jit.load(str(clip_formats["torchscript"])).state_dict())
+    for kind, state in states.items():
+        assert state.keys() <= reference.keys() | {"attn_mask"}, kind
+        for k, v in state.items():
+            if k != "visual.positional_embedding" and k in reference:
+                assert torch.equal(v, reference[k]), (kind, k)
+        assert torch.equal(state["visual.positional_embedding"], states["torchscript"]["visual.positional_embedding"])
+
+
+def test_torchscript_is_read_once_into_a_safetensors_copy(
+    clip_formats: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing the archive writes its tensors as safetensors beside it; runs read and verify only that copy; a
+    damaged or missing copy is rebuilt from the verified archive, a changed archive is verified again."""
+    monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
+    spec = hub.REGISTRY["clip-custom"]
+    assert run_cli_in_process("weights", "import", "clip-custom", str(clip_formats["torchscript"])).code == 0
+    copy = hub.tensors_path(spec)
+    record = hub.read_record(spec)
+    assert copy.is_file() and record.trust == "published" and record.tensors_sha256 == hub.sha256_file(copy)
+    cached = hub.resolve_all(["clip-custom"])["clip-custom"]
+    assert cached.path == copy and cached.sha256 == spec.sha256
+    copy.write_bytes(copy.read_bytes()[:-10])  # damaged copy: rebuilt from the verified archive
+    assert hub.resolve_all(["clip-custom"])["clip-custom"].path == copy
+    assert hub.sha256_file(copy) == hub.read_record(spec).tensors_sha256
+    copy.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        models.build("tiny", clip_weights="openai")
+    assert copy.is_file()
+    archive = hub.cached_path(spec)
+    archive.write_bytes(archive.read_bytes()[:-100])  # the archive itself changed: the copy is not trusted
+    with pytest.raises(hub.WeightsError, match="does not match the published SHA-256"):
+        models.build("tiny", clip_weights="openai")
+
+
+def test_user_torchscript_file_path_points_to_import(clip_formats: dict[str, Path]) -> None:
+    with pytest.raises(hub.WeightsError, match="aeroseg weights import"):
+        models.build("tiny", clip_weights=str(clip_formats["torchscript"]))
+
+
+def test_accepted_copy_is_recorded_listed_and_referenced_by_lean_checkpoints(
+    clip_formats: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An accepted copy is verified against its own SHA-256, listed as accepted, referenced by that hash in lean
+    checkpoints; the official file of the same weights rebuilds such a checkpoint (its digest confirms it), other
+    weights are refused."""
+    monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
+    spec = hub.REGISTRY["clip-custom"]
+    own = hub.sha256_file(clip_formats["safetensors"])
+    assert (
+        run_cli_in_process(
+            "weights", "import", "clip-custom", str(clip_formats["safetensors"]), "--accept-checksum"
+        ).code
+        == 0
+    )
+    rows = json.loads(run_cli_in_process("weights", "list", "--json").stdout)
+    row = next(r for r in rows if r["name"] == "clip-custom")
+    assert row["status"] == "accepted" and row["recorded_sha256"] == own and row["sha256"] == spec.sha256
+    assert "accepted" in run_cli_in_process("weights", "verify", "clip-custom").stdout
+    torch.manual_seed(0)
+    model = models.build("tiny", clip_weights="openai", sam_weights=None)
+    with torch.no_grad():
+        model.decoder.head.weight.add_(1.0)
+    lean = tmp_path / "lean.pt"
+    models.save_checkpoint(lean, model, ["a", "b"])
+    assert torch.load(lean, weights_only=True)["references"] == [{"role": "clip", "name": "clip-custom", "sha256": own}]
+    assert run_cli_in_process("weights", "import", "clip-custom", str(clip_formats["torchscript"])).code == 0
+    loaded, _ = models.load_checkpoint(lean)  # the official TorchScript file: the same tensors, the same model
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
+    )
+    other = openai_clip_state(models.preset_config("tiny").clip, 224, seed=6)
+    save_torchscript(other, tmp_path / "other.pt")
+    assert (
+        run_cli_in_process("weights", "import", "clip-custom", str(tmp_path / "other.pt"), "--accept-checksum").code
+        == 0
+    )
+    with pytest.raises(hub.WeightsError, match=f"made against clip-custom with SHA-256 {own[:16]}"):
+        models.load_checkpoint(lean)
+
+
+def test_accept_checksum_still_checks_the_tensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--accept-checksum waives the hash, not the layout: a file that is not that backbone is refused."""
+    monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
+    sam = official_layout_sam(tmp_path)  # a tiny SAM is not SAM ViT-L
+    r = run_cli_in_process("weights", "import", "sam-vit-l", str(sam), "--accept-checksum")
+    assert r.code == 1 and "cannot be sam-vit-l" in r.stderr and r.stderr.count("\n") == 1
+    assert not hub.cached_path(hub.REGISTRY["sam-vit-l"]).exists()

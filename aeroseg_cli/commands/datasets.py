@@ -56,15 +56,36 @@ def _report(summary: dict, lines: list[str], as_json: bool) -> None:
             typer.echo(line)
 
 
+def _counts(dataset: str, got: dict[str, int]) -> str:
+    """``train 18,076 / val 6,363 (the paper: 18,076 / 6,363)``: what this run produced beside the paper's count."""
+    from aeroseg_cli.datasets.specs import PAPER_COUNTS
+
+    mine = " / ".join(f"{split} {n:,}" for split, n in got.items())
+    paper = " / ".join(f"{PAPER_COUNTS[dataset][split]:,}" for split in got if split in PAPER_COUNTS[dataset])
+    return f"{mine} (the paper: {paper})"
+
+
 @prepare_app.command("isaid")
 def prepare_isaid(
     raw: Path = typer.Option(
         ..., "--from", help="The download: RAW/train, RAW/val with DOTA images and iSAID Semantic_masks (zips or not)."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (what `train --dataset isaid` reads)."),
-    patch: int = typer.Option(896, "--patch", help="Patch side in pixels [896, as mmsegmentation's converter]."),
-    stride: int = typer.Option(512, "--stride", help="Step between patches [512]; the last one ends at the edge."),
-    skip: str = typer.Option(None, "--skip", help="Images to leave out, comma-separated (e.g. P1527,P1530)."),
+    patch: int = typer.Option(256, "--patch", help="Patch side in pixels [256, the paper's; mmsegmentation: 896]."),
+    stride: int = typer.Option(
+        206, "--stride", help="Step between patches [206; mmsegmentation: 512]; the last ends at the edge."
+    ),
+    min_foreground: float = typer.Option(
+        0.1, "--min-foreground", help="Keep a patch when this share of it is one of the 15 classes [0.1; 0: all]."
+    ),
+    keep_list: list[Path] = typer.Option(
+        None,
+        "--keep-list",
+        help="Keep exactly the patches these lists name (e.g. the iSAID-5i fold lists); repeatable.",
+    ),
+    skip: str = typer.Option(
+        "P1527,P1530", "--skip", help="Images to leave out [P1527,P1530, as iSAID_Devkit; '': none]."
+    ),
     splits: str = typer.Option("train,val", "--splits", help="Splits to prepare [train,val]."),
     workers: int = typer.Option(1, "--workers", "-j", help="Images converted at once, one process each [1]."),
     quiet: bool = QUIET,
@@ -74,11 +95,13 @@ def prepare_isaid(
     from aeroseg_cli.datasets.isaid import ID_CONVENTION
     from aeroseg_cli.datasets.isaid import prepare_isaid as run
 
+    selection = {"min_foreground": min_foreground, "keep_lists": tuple(keep_list or ())}
     with interruptible():
-        s = run(raw, output, patch, stride, _split_names(splits), _names(skip), quiet, workers)
+        s = run(raw, output, patch, stride, _split_names(splits), _names(skip), quiet, workers, **selection)
     per_split = "; ".join(f"{k}: {v['images']} images, {v['patches']} patches" for k, v in s["splits"].items())
     lines = [
         f"isaid: {per_split} in {output} ({s['resumed_images']} images were finished by an earlier run)",
+        f"patches: {_counts('isaid', {k: v['patches'] for k, v in s['splits'].items()})}",
         f"ids: {ID_CONVENTION}; summary in {output / 'aeroseg-prepare.json'}",
         f"next: aeroseg datasets check isaid --data-root {output}",
     ]
@@ -107,6 +130,7 @@ def prepare_dlrsd(
     lines = [
         f"dlrsd: {s['images'].get('train', 0)} train, {s['images'].get('val', 0)} val images in {output} "
         f"(lists: train.txt, val.txt, split.csv; {s['left_out']} images not in the split)",
+        f"images: {_counts('dlrsd', s['images'])}; the release has 2,100 images: OVRS's DLRSD_split is the exact one",
         f"labels: {s['label_format']} PNGs, ids from {s['label_base']} ({s['label_base_evidence']}); "
         "written as 0..16 in the paper's order, 255 ignore",
         f"next: aeroseg datasets check dlrsd --data-root {output}",
@@ -118,18 +142,33 @@ def prepare_dlrsd(
 def prepare_openearthmap(
     raw: Path = typer.Option(..., "--from", help="The release: <region>/images, <region>/labels, train.txt..."),
     output: Path = typer.Option(
-        None, "--output", "-o", help="Mirror the release here (links) [default: check RAW and write into it]."
+        None, "--output", "-o", help="Write the tiles here [default: only check RAW (and compile --xbd into it)]."
     ),
-    xbd: Path = typer.Option(None, "--xbd", help="xView2 download: compile the missing xBD-sourced images."),
-    copy: bool = typer.Option(False, "--copy", help="With -o: copy files instead of linking them."),
+    tile: int = typer.Option(256, "--tile", help="Tile side in pixels [256, the paper's]; 0: whole images (a mirror)."),
+    edge: str = typer.Option("drop", "--edge", help="At the right/bottom edge: drop the remainder or shift [drop]."),
+    with_xbd: bool = typer.Option(
+        False, "--with-xbd", help="Tile the xBD-sourced images too (compiled in RAW or --xbd)."
+    ),
+    xbd: Path = typer.Option(
+        None, "--xbd", help="xView2 download: compile the missing xBD-sourced images (and tile them)."
+    ),
+    copy: bool = typer.Option(False, "--copy", help="With --tile 0: copy files instead of linking them."),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
-    """Verify the release's lists against its files; report (or, with --xbd, compile) the missing xBD images."""
+    """Verify the release's lists against its files; cut train and val into tiles (-o), xBD-sourced images left out."""
     from aeroseg_cli.datasets.openearthmap import prepare_openearthmap as run
 
     with interruptible():
-        s = run(raw, output, xbd, copy, quiet)
+        s = run(raw, output, xbd, copy, quiet, tile, edge, with_xbd)
+    if "settings" in s:  # tiles
+        split_lines = [
+            f"openearthmap {k}: {v['images']} images -> {v['tiles']} tiles ({v['xbd_left_out']} xBD-sourced left out)"
+            for k, v in s["splits"].items()
+        ]
+        lines = [*split_lines, f"tiles: {_counts('openearthmap', {k: v['tiles'] for k, v in s['splits'].items()})}"]
+        lines.append(f"next: aeroseg datasets check openearthmap --data-root {output}")
+        return _report(s, lines, as_json)
     lines = [f"openearthmap {k}: {v['usable']} of {v['listed']} listed files usable" for k, v in s["splits"].items()]
     if s["compiled_xbd_images"]:
         lines.append(f"compiled {s['compiled_xbd_images']} xBD images into {s['root']}")

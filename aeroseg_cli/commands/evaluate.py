@@ -40,7 +40,9 @@ def _jsonable(summary: dict) -> dict:
 def evaluate(
     dataset: str = typer.Option(None, "--dataset", "-d", help=f"One of: {', '.join(DATASETS)}."),
     data_root: Path = typer.Option(None, "--data-root", help="Folder of the dataset."),
-    model: str = typer.Option(None, "--model", "-m", help="Checkpoint file or preset."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Checkpoint file, released model or preset [your default, else the best here]."
+    ),
     split: str = typer.Option("val", "--split", help="Split to evaluate [val]."),
     limit: int = typer.Option(None, "--limit", help="Evaluate only the first N images."),
     pred: Path = typer.Option(None, "--pred", help="A predicted label raster (instead of a dataset)."),
@@ -56,8 +58,10 @@ def evaluate(
     """All classes (seen + unseen) given to the model; IoU per class, mIoU, s-/u-/h-mIoU, pixel accuracy."""
     if json_out is not None and str(json_out) != "-":  # before any work: the report never replaces an input
         from aeroseg_cli.files.safety import Output, check_outputs
+        from aeroseg_cli.runtime.modelchoice import read_default
 
-        inputs = [p for p in (pred, label, Path(model) if model else None) if p is not None and p.is_file()]
+        chosen = model or read_default()
+        inputs = [p for p in (pred, label, Path(chosen) if chosen else None) if p is not None and p.is_file()]
         check_outputs([Output(json_out, "metrics file")], inputs, overwrite=True)
     if pred is not None or label is not None:
         summary, unseen_list, title = _raster_pair(pred, label, classes, unseen)
@@ -81,11 +85,14 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
     from aeroseg_cli.datasets.readers import load_dataset
     from aeroseg_cli.progress import progress_display
     from aeroseg_cli.runtime.modelcheck import check_preset, check_vocabulary
+    from aeroseg_cli.runtime.modelchoice import choose_model
     from aeroseg_cli.runtime.modelio import load_model, resolve_device, resolve_precision
     from aeroseg_cli.training.evaluation import evaluate_dataset
 
-    if not dataset or not data_root or not model:
-        raise UsageError("give --dataset, --data-root and --model (or --pred and --label)")
+    if not dataset or not data_root:
+        raise UsageError("give --dataset and --data-root (and --model, or the default is used), or --pred and --label")
+    choice = choose_model(model)
+    model = choice.spec
     quick_check(dataset, data_root, [split])
     data = load_dataset(dataset, data_root, split)
     dev = resolve_device(device)
@@ -102,6 +109,7 @@ def _dataset(dataset, data_root, model, split, limit, device, precision, quiet):
         "dataset": dataset,
         "split": split,
         "model": label_,
+        "model_choice": choice.why,
         "unseen_classes": list(data.spec.unseen),
     }
     return summary, list(data.spec.unseen), f"{label_} on {dataset}/{split} ({result.images} images)"

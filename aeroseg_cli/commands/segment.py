@@ -9,7 +9,10 @@ from pathlib import Path
 
 import typer
 
-HELP_MODEL = "Checkpoint file or preset (tiny and probe are test/measurement presets that know no classes)."
+HELP_MODEL = (
+    "Checkpoint file, released model (catseg-vitb16, after `aeroseg weights download`) or preset (tiny and probe "
+    "are test/measurement presets that know no classes) [your `aeroseg weights default`, else the best model here]."
+)
 
 
 def segment(
@@ -17,7 +20,7 @@ def segment(
     classes: str = typer.Option(None, "--classes", "-c", help='Comma-separated class names; "a|b" are synonyms.'),
     classes_file: Path = typer.Option(None, "--classes-file", help="One class per line (| for synonyms)."),
     output: Path = typer.Option(None, "--output", "-o", help="Output .tif (one scene) or folder [SCENE.labels.tif]."),
-    model: str = typer.Option("aeroseg-vitb16-samvitl", "--model", "-m", help=HELP_MODEL),
+    model: str = typer.Option(None, "--model", "-m", help=HELP_MODEL, show_default=False),
     tile: int = typer.Option(None, "--tile", help="Window size in pixels fed to the model [default: the model's]."),
     overlap: float = typer.Option(0.25, "--overlap", help="Overlap between windows, as a fraction of --tile."),
     batch_size: str = typer.Option("4", "--batch-size", "-b", help="Windows per model call, or auto (GPU memory)."),
@@ -59,7 +62,7 @@ def segment(
     if as_json:
         typer.echo(json.dumps(summary_json(results, job, loaded, wall), indent=2))
     elif not quiet:
-        sys.stderr.write(summary_text(results, job, wall))
+        sys.stderr.write(summary_text(results, job, wall, loaded.label))
 
 
 def rates(r) -> dict:
@@ -70,14 +73,14 @@ def rates(r) -> dict:
 def summary_json(results, job, loaded, wall: float) -> dict | list:
     precision = loaded.runtime["precision"]
     common = {"device": str(loaded.predictor.device), "precision": precision, "classes": loaded.names,
-              "model": loaded.label, "processes": loaded.ddp.world}  # fmt: skip
+              "model": loaded.label, "model_choice": job.model_choice, "processes": loaded.ddp.world}  # fmt: skip
     scenes = [{**r.__dict__, **rates(r), **common} for r in sorted(results, key=lambda r: r.scene)]
     if len(scenes) == 1:
         return {**scenes[0], "wall_seconds": wall, "stages": job.timings}
     return scenes
 
 
-def summary_text(results, job, wall: float) -> str:
+def summary_text(results, job, wall: float, model: str) -> str:
     """One line per scene and one for the run; never wrapped (log files keep whole paths)."""
     lines = []
     for r in sorted(results, key=lambda r: r.scene):
@@ -87,6 +90,7 @@ def summary_text(results, job, wall: float) -> str:
             f"{rate['windows_per_s']:.1f} windows/s, {rate['megapixels_per_s']:.2f} Mpx/s -> {', '.join(r.outputs)}"
         )
         lines += [f"  {note}" for note in r.notes]
+    lines.append(f"model: {model} ({job.model_choice})")
     stages = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in job.timings.items())
     lines.append(f"done in {wall:.1f} s ({stages})")
     return "\n".join(lines) + "\n"

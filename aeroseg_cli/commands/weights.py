@@ -1,5 +1,6 @@
-"""``aeroseg weights list | download | verify | import | convert``: the official CLIP and SAM checkpoints, and
-conversion of CAT-Seg / OVRS checkpoints."""
+"""``aeroseg weights list | download | verify | import | default | convert``: the published backbone files (CLIP,
+SAM), the released models (CAT-Seg), which model runs when ``--model`` is not given, and conversion of CAT-Seg /
+OVRS checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from aeroseg_cli.files.errors import CLIError, UsageError
 from aeroseg_cli.files.safety import exclusive, same_file
 
 weights_app = typer.Typer(
-    help="List, download, verify or import the official CLIP and SAM weights; convert CAT-Seg / OVRS checkpoints.",
+    help="List, download, verify or import published weights and released models; set the default model; convert "
+    "CAT-Seg / OVRS checkpoints.",
     no_args_is_help=True,
 )
 
@@ -26,54 +28,144 @@ def _spec(name: str):
         raise UsageError(str(exc)) from None
 
 
+def _row(spec) -> dict:
+    """One registry entry as ``weights list`` shows it; nothing is hashed (``weights verify`` does that)."""
+    from models import hub
+
+    record, status = hub.read_record(spec), hub.status(spec)
+    converted = hub.converted_model(spec.name)
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "size_mb": spec.size_mb,
+        "present": status != "missing",
+        "status": status,
+        "path": str(hub.cached_path(spec)),
+        "sha256": spec.sha256,
+        "sha256_published": spec.sha256 is not None,
+        "recorded_sha256": record.sha256 if record and status != "missing" else None,
+        "url": spec.url,
+        "sources": [s.url for s in spec.sources],
+        "converted": str(converted) if converted else None,
+    }
+
+
+STATUS_TEXT = {
+    "missing": "missing",
+    "unverified": "present, not yet verified",
+    "published": "official",
+    "recorded": "SHA-256 recorded at download",
+    "accepted": "accepted (your copy, not the published file)",
+}
+
+
+def _status_text(row: dict) -> str:
+    from models import hub
+
+    text = STATUS_TEXT[row["status"]]
+    if row["converted"]:
+        text += "; converted"
+    elif row["present"] and hub.REGISTRY[row["name"]].convert:
+        text += "; not converted yet"
+    return text
+
+
 @weights_app.command("list")
 def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """Show every known weights file, its size and whether it is in the cache ($AEROSEG_HOME)."""
+    """Show every known file and released model, its size, and its state in the cache ($AEROSEG_HOME): official,
+    SHA-256 recorded at download (none published), accepted (your copy), missing; and the default model."""
     from rich.console import Console
     from rich.table import Table
 
+    from aeroseg_cli.runtime.modelchoice import read_default
     from models import hub
 
-    rows = []
-    for spec in hub.REGISTRY.values():
-        path = hub.cached_path(spec)
-        rows.append(
-            {
-                "name": spec.name,
-                "description": spec.description,
-                "size_mb": spec.size_mb,
-                "present": path.is_file(),
-                "path": str(path),
-                "sha256": spec.sha256,
-                "url": spec.url,
-            }
-        )
+    rows = [_row(spec) for spec in hub.REGISTRY.values()]
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps(rows, indent=2))  # a list, as before (`weights default` prints the default)
         return
     table = Table(title=f"weights cache: {hub.home() / 'weights'}")
     for col in ("name", "description", "MB", "status"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["description"], str(r["size_mb"]), "present" if r["present"] else "missing")
+        table.add_row(r["name"], r["description"], str(r["size_mb"] or "?"), _status_text(r))
     Console().print(table)
+    unpublished = [r["name"] for r in rows if not r["sha256_published"]]
+    if unpublished:  # plain lines: never wrapped
+        typer.echo(
+            f"No published SHA-256 for {', '.join(unpublished)} (nor for open_clip's copies CLIP falls back to): "
+            "the download records the file's own and checks it from then on ('SHA-256 recorded at download'). "
+            "'?': size not published."
+        )
+    typer.echo(f"default model: {read_default() or 'none set (the best model here is used)'}")
+
+
+def _fetch_one(spec, mirror: str | None, force: bool, console, quiet: bool) -> None:
+    """Download one entry (unless a verified copy is there), then convert a released model."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from aeroseg_cli.runtime import weights as placement
+    from models import hub
+
+    path = hub.cached_path(spec)
+    present = path.is_file() and not force and _verified(spec)
+    if present:
+        console.print(f"{spec.name}: already present and verified at {path}")
+    else:
+        bar = ("[bold]" + spec.name, BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*bar, console=console, disable=quiet or not console.is_terminal) as progress:
+            task = progress.add_task(spec.name, total=None)
+
+            def report(done: int, total: int, task=task, progress=progress) -> None:
+                progress.update(task, completed=done, total=total or None)
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with exclusive([path]):
+                placed = placement.download(spec, mirror=mirror, progress=report)
+        _say_placed(console, spec, placed)
+    if placement.needs_conversion(spec):
+        placement.convert(spec)
+        console.print(f"{spec.name}: converted into {hub.converted_path(spec)}; use it with --model {spec.name}")
+
+
+def _verified(spec) -> bool:
+    from models import hub
+
+    try:
+        hub.verify(spec)
+    except hub.WeightsError:
+        return False
+    return True
+
+
+def _say_placed(console, spec, placed) -> None:
+    if placed.trust == "recorded":  # said even with -q: the hash everything is checked against from now on
+        typer.echo(
+            f"{spec.name}: no SHA-256 is published for it; recorded {placed.sha256} (the file is checked against "
+            f"it from now on) and saved to {placed.path} (from {placed.source})",
+            err=True,
+        )
+    else:
+        console.print(f"{spec.name}: verified and saved to {placed.path} (from {placed.source})")
 
 
 @weights_app.command("download")
 def download(
-    names: list[str] = typer.Argument(None, help="Weights to fetch (see `aeroseg weights list`)."),
+    names: list[str] = typer.Argument(None, help="Weights or released models to fetch (see `aeroseg weights list`)."),
     all_: bool = typer.Option(False, "--all", help="Fetch every file in the list."),
     mirror: str = typer.Option(
-        None, "--mirror", envvar="AEROSEG_WEIGHTS_MIRROR", help="Base URL of a mirror holding the same file names."
+        None,
+        "--mirror",
+        envvar="AEROSEG_WEIGHTS_MIRROR",
+        help="Base URL of a mirror holding the same file names (tried instead of the published sources).",
     ),
     force: bool = typer.Option(False, "--force", help="Download again even when a verified file is present."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
-    """Download official weights into the cache, verifying each file's published SHA-256."""
+    """Download weights into the cache from their published sources, tried in order, checking each file's published
+    SHA-256 (where none is published, its own is recorded); released models are then converted for --model."""
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from aeroseg_cli.runtime import weights as placement
     from models import hub
 
     if not names and not all_:
@@ -83,29 +175,16 @@ def download(
     specs = list(hub.REGISTRY.values()) if all_ else [_spec(n) for n in names]
     console = Console(stderr=True, quiet=quiet)
     for spec in specs:
-        path = hub.cached_path(spec)
-        if path.is_file() and not force and hub.sha256_file(path) == spec.sha256:
-            console.print(f"{spec.name}: already present and verified at {path}")
-            continue
-        bar = ("[bold]" + spec.name, BarColumn(), DownloadColumn(), TransferSpeedColumn())
-        with Progress(*bar, console=console, disable=quiet or not console.is_terminal) as progress:
-            task = progress.add_task(spec.name, total=None)
-
-            def report(done: int, total: int, task=task, progress=progress) -> None:
-                progress.update(task, completed=done, total=total or None)
-
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with exclusive([path]):
-                    placement.download(spec, mirror=mirror, progress=report)
-            except hub.WeightsError as exc:
-                raise CLIError(str(exc)) from None
-        console.print(f"{spec.name}: verified and saved to {path}")
+        try:
+            _fetch_one(spec, mirror, force, console, quiet)
+        except hub.WeightsError as exc:
+            raise CLIError(str(exc)) from None
 
 
 @weights_app.command("verify")
 def verify(names: list[str] = typer.Argument(None, help="Weights to check (default: every file present).")) -> None:
-    """Check the SHA-256 of cached weights; exits 1 if any file is missing or altered."""
+    """Check the SHA-256 of cached weights (and of the safetensors copy of a TorchScript archive, rewritten if it
+    is damaged); exits 1 if any file is missing or altered."""
     from models import hub
 
     specs = [_spec(n) for n in names] if names else [s for s in hub.REGISTRY.values() if hub.cached_path(s).is_file()]
@@ -115,8 +194,13 @@ def verify(names: list[str] = typer.Argument(None, help="Weights to check (defau
     bad = []
     for spec in specs:
         try:
-            hub.resolve(spec.name)
-            typer.echo(f"{spec.name}: OK")
+            cached = hub.verify(spec, full=True)
+            converted = hub.converted_model(spec.name)
+            if converted:
+                from models.checkpoint import read_checkpoint
+
+                read_checkpoint(converted)  # its content digest
+            typer.echo(f"{spec.name}: OK ({hub.TRUST_WORDS[cached.trust]}{'; converted' if converted else ''})")
         except hub.WeightsError as exc:
             typer.echo(f"{spec.name}: FAILED ({exc})")
             bad.append(spec.name)
@@ -128,8 +212,15 @@ def verify(names: list[str] = typer.Argument(None, help="Weights to check (defau
 def import_(
     name: str = typer.Argument(..., help="Which weights the file is (see `aeroseg weights list`)."),
     file: Path = typer.Argument(..., help="The file, fetched by other means (offline machines)."),
+    accept_checksum: bool = typer.Option(
+        False,
+        "--accept-checksum",
+        help="Use a copy whose SHA-256 is not the published one (re-saved, converted, open_clip's copy): its tensors "
+        "are checked, its own SHA-256 is recorded and verified from then on, and `weights list` marks it accepted.",
+    ),
 ) -> None:
-    """Copy a weights file fetched elsewhere into the cache after checking its SHA-256."""
+    """Copy a weights file fetched elsewhere into the cache after checking its SHA-256 (any published format:
+    OpenAI's TorchScript, open_clip's state dict or safetensors, Meta's SAM checkpoint)."""
     from aeroseg_cli.runtime import weights as placement
     from models import hub
 
@@ -141,15 +232,56 @@ def import_(
     dest = hub.cached_path(spec)
     try:
         if same_file(file, dest):  # importing the cached file onto itself: only verify it
-            hub.verify_file(spec, file)
+            hub.verify(spec, full=True)
             typer.echo(f"{spec.name}: {dest} is already the verified cached file")
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
         with exclusive([dest]):
-            dest = placement.import_file(spec, file)
+            placed = placement.import_file(spec, file, accept_checksum)
+        if placement.needs_conversion(spec):
+            placement.convert(spec)
     except hub.WeightsError as exc:
         raise CLIError(str(exc)) from None
-    typer.echo(f"{spec.name}: verified and saved to {dest}")
+    _say_imported(spec, placed)
+
+
+def _say_imported(spec, placed) -> None:
+    if placed.trust == "accepted":
+        typer.echo(
+            f"{spec.name}: accepted {placed.source} as it is (SHA-256 {placed.sha256}, not the published file's) and "
+            f"saved to {placed.path}; runs use it, `weights list` marks it accepted, and lean checkpoints made with "
+            "it reference this SHA-256"
+        )
+    else:
+        typer.echo(f"{spec.name}: verified and saved to {placed.path}")
+
+
+@weights_app.command("default")
+def default(
+    model: str = typer.Argument(None, metavar="[NAME|CKPT]", help="A model name or a checkpoint file."),
+    clear: bool = typer.Option(False, "--clear", help="Forget the default: the best model here is used."),
+) -> None:
+    """Set the model segment and evaluate use when --model is not given (kept in $AEROSEG_HOME); without an
+    argument, show it and what --model resolves to now."""
+    from aeroseg_cli.runtime.modelchoice import check_default, choose_model, read_default, write_default
+
+    if clear and model:
+        raise UsageError("give a model or --clear, not both")
+    if clear:
+        write_default(None)
+        typer.echo("default model cleared")
+        return
+    if model is None:
+        typer.echo(f"default model: {read_default() or 'none set'}")
+        try:
+            choice = choose_model(None)
+            typer.echo(f"without --model, segment and evaluate use: {choice.spec} ({choice.why})")
+        except CLIError as exc:
+            typer.echo(str(exc))
+        return
+    value = check_default(model)
+    write_default(value)
+    typer.echo(f"default model: {value}")
 
 
 CONVERT_KINDS = ("catseg", "ovrs")  # models.convert.CONVERTERS, named here so that --help and usage errors stay fast

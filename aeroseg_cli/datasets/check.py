@@ -17,24 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from aeroseg_cli.datasets.layouts import LAYOUTS, GenericFolder, Listing, detect, layout_for
 from aeroseg_cli.datasets.readers import decode_mask
-from aeroseg_cli.datasets.specs import DUBAI_SPLIT, IGNORE, IMAGE_EXTS, SPECS, DatasetSpec
+from aeroseg_cli.datasets.specs import IGNORE, DatasetSpec
 from aeroseg_cli.files.errors import UsageError
 
 SAMPLE, STEP = 64, 4  # quick mode: masks decoded per split, pixel step
-LAYOUT_OF = {"isaid": "ovrs", "dlrsd": "ovrs", "openearthmap": "openearthmap", "dubai": "dubai", "folder": "folder"}
-DECODE = {"openearthmap": "oem", "dubai": "dubai_rgb"}
-
-
-@dataclass
-class Listing:
-    """A split's files as found on disk, before any pixel is read."""
-
-    pairs: list[tuple[Path, Path]] = field(default_factory=list)
-    unpaired_images: list[str] = field(default_factory=list)
-    unpaired_masks: list[str] = field(default_factory=list)
-    listed_missing: list[str] = field(default_factory=list)  # OpenEarthMap: in the list, image absent
-    absent: str = ""  # why the split has no files at all
 
 
 @dataclass
@@ -62,96 +50,17 @@ class CheckResult:
 
 def detect_layout(root: Path) -> tuple[str, str]:
     """(layout key, description) of a folder: one the readers read, an official download, or unknown."""
-    if not root.is_dir():
-        return "missing", "no folder"
-    if any((root / s / "imgs").is_dir() or (root / s / "D2masks").is_dir() for s in ("train", "val")):
-        return "ovrs", "OVRS's layout ({train,val}/imgs + {train,val}/D2masks)"
-    if (root / "images").is_dir() and (root / "masks").is_dir():
-        return "folder", "the generic folder layout (images/, masks/, classes.txt)"
-    if (root / "train.txt").is_file() and any((d / "labels").is_dir() for d in root.iterdir() if d.is_dir()):
-        return "openearthmap", "OpenEarthMap's layout (<region>/images, <region>/labels, train.txt, val.txt)"
-    if (root / "Tile 1").is_dir():
-        return "dubai", "the Dubai layout (Tile N/images, Tile N/masks)"
-    for name in ("iSAID_split", "DLRSD_split"):
-        if (root / name / "train").is_dir():
-            return "parent", f"a folder holding {name} (use --data-root {root / name})"
-    if any((root / s / d).is_dir() for s in ("train", "val") for d in ("images", "Semantic_masks")):
-        return "isaid-official", "the official iSAID download (prepare it: `aeroseg datasets prepare isaid`)"
-    if (root / "Images").is_dir() or any((root / c).is_dir() for c in ("airplane", "agricultural")):
-        return "dlrsd-official", "UC Merced / DLRSD as downloaded (prepare it: `aeroseg datasets prepare dlrsd`)"
-    return "unknown", "no layout aeroseg reads"
+    return detect(root)
 
 
 def folder_spec(root: Path) -> DatasetSpec:
     """The generic folder dataset's classes (``*name`` = unseen), as the reader reads them."""
-    path = root / "classes.txt"
-    if not path.is_file():
-        raise UsageError(f"folder dataset: expected a classes file {path} (one class per line)")
-    lines = [x.strip() for x in path.read_text().splitlines() if x.strip()]
-    unseen = tuple(c.lstrip("*").strip() for c in lines if c.startswith("*"))
-    return DatasetSpec("folder", tuple(c.lstrip("*").strip() for c in lines), unseen, 0, "")
-
-
-def _match(images_dir: Path, masks_dir: Path, wanted: set[str] | None = None) -> Listing:
-    """Pair files by stem in two folders; nothing raised, unpaired files collected."""
-    out = Listing()
-    if not images_dir.is_dir() or not masks_dir.is_dir():
-        missing = images_dir if not images_dir.is_dir() else masks_dir
-        out.absent = f"no folder {missing}"
-        return out
-    images = {p.stem: p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
-    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
-    if wanted is not None:
-        images = {s: p for s, p in images.items() if s in wanted}
-        masks = {s: p for s, p in masks.items() if s in wanted}
-    out.pairs = [(images[s], masks[s]) for s in sorted(images.keys() & masks.keys())]
-    out.unpaired_images = sorted(images[s].name for s in images.keys() - masks.keys())
-    out.unpaired_masks = sorted(masks[s].name for s in masks.keys() - images.keys())
-    return out
-
-
-def _oem_listing(root: Path, split: str) -> Listing:
-    from aeroseg_cli.datasets.openearthmap import index_files
-
-    path = root / f"{split}.txt"
-    if not path.is_file():
-        return Listing(absent=f"no {path.name}")
-    names = [x.strip() for x in path.read_text().splitlines() if x.strip()]
-    names = [n if Path(n).suffix else f"{n}.tif" for n in names]
-    files = index_files(root)
-    out = Listing()
-    for n in names:
-        if n in files.image and n in files.label:
-            out.pairs.append((files.image[n], files.label[n]))
-        elif n in files.image:
-            out.unpaired_images.append(n)
-        else:
-            out.listed_missing.append(n)
-    return out
+    return GenericFolder().spec(root, iters=0)
 
 
 def list_split(name: str, root: Path, split: str) -> Listing:
-    """The split's image/mask pairs as the reader of ``name`` finds them."""
-    if name in ("isaid", "dlrsd"):
-        return _match(root / split / "imgs", root / split / "D2masks")
-    if name == "openearthmap":
-        return _oem_listing(root, split)
-    if name == "dubai":
-        if split not in DUBAI_SPLIT:
-            return Listing(absent=f"dubai has splits {', '.join(DUBAI_SPLIT)}")
-        out = Listing()
-        for t in DUBAI_SPLIT[split]:
-            part = _match(root / f"Tile {t}" / "images", root / f"Tile {t}" / "masks")
-            if part.absent:
-                return part
-            out.pairs += part.pairs
-            out.unpaired_images += part.unpaired_images
-            out.unpaired_masks += part.unpaired_masks
-        return out
-    listing, wanted = root / f"{split}.txt", None
-    if listing.is_file():
-        wanted = {Path(x.strip()).stem for x in listing.read_text().splitlines() if x.strip()}
-    return _match(root / "images", root / "masks", wanted)
+    """The split's image/mask pairs as the reader of ``name`` finds them (the same layout object)."""
+    return layout_for(name).listing(root, split)
 
 
 def header(path: Path) -> tuple[int, int, str]:
@@ -225,7 +134,7 @@ def _values(name: str, listing: Listing, rep: SplitReport, k: int, full: bool, s
     for i in chosen:
         mask_path = listing.pairs[i][1]
         try:
-            mask = read_decimated(mask_path, DECODE.get(name, "index"), step)
+            mask = read_decimated(mask_path, LAYOUTS[name].decode, step)
         except Exception:
             continue  # already reported by the header pass, or reported as a mode problem
         values = np.clip(mask, 0, len(rep.counts) - 1)
@@ -308,13 +217,11 @@ def run_check(
 ) -> CheckResult:
     """Check ``root`` as dataset ``name``; problems are collected (``errors`` block training), not raised, except
     a folder in another layout."""
-    if name not in LAYOUT_OF:
-        raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(LAYOUT_OF)}")
+    expected = layout_for(name)
     layout, description = detect_layout(root)
-    if layout != LAYOUT_OF[name]:
-        where = SPECS[name].layout if name in SPECS else "ROOT/images, ROOT/masks, ROOT/classes.txt"
-        raise UsageError(f"{name}: expected {where} under {root}, found {description}")
-    spec = folder_spec(root) if name == "folder" else SPECS[name]
+    if layout != expected.key:
+        raise UsageError(f"{name}: expected {expected.description} under {root}, found {description}")
+    spec = folder_spec(root) if name == "folder" else expected.spec(root)
     result = CheckResult(name, root, layout, spec, full)
     for split in splits:
         _check_split(result, split, sample)

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from aeroseg_cli.datasets import jobstate
+from aeroseg_cli.datasets.layouts import DLRSD_LAYOUT
 from aeroseg_cli.datasets.rawfiles import RawFile, find_files
-from aeroseg_cli.datasets.specs import DLRSD, IGNORE
+from aeroseg_cli.datasets.specs import DLRSD, IGNORE, PAPER_COUNTS
 from aeroseg_cli.files.atomic import atomic_output
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.progress import Work, work_progress
@@ -255,7 +256,8 @@ def read_split_file(path: Path, names: list[str]) -> dict[str, str]:
 def write_item(it: Item, out: Path, split: str, kind: str, base: int) -> None:
     from PIL import Image
 
-    image, mask = out / split / "imgs" / f"{it.name}.png", out / split / "D2masks" / f"{it.name}.png"
+    image = DLRSD_LAYOUT.images_dir(out, split) / f"{it.name}.png"
+    mask = DLRSD_LAYOUT.masks_dir(out, split) / f"{it.name}.png"
     if image.is_file() and mask.is_file():
         return  # finished by an earlier run (both files are written whole or not at all)
     _, arr, _ = read_label(it.label)
@@ -297,8 +299,9 @@ def prepare_dlrsd(
     settings = {"dataset": "dlrsd", "val_fraction": val_fraction, "seed": seed, "split_file_sha256": digest}
     settings["label_base"] = label_base
     state = jobstate.open_state(out, settings)
-    for sub in ("train/imgs", "train/D2masks", "val/imgs", "val/D2masks"):
-        jobstate.remove_stale_temps(out / sub)
+    for part in ("train", "val"):
+        for folder in (DLRSD_LAYOUT.images_dir(out, part), DLRSD_LAYOUT.masks_dir(out, part)):
+            jobstate.remove_stale_temps(folder)
     chosen = [it for it in items if it.name in split]
     with work_progress("dlrsd: writing", len(chosen), len(chosen), unit="images", quiet=quiet) as progress:
         for it in chosen:
@@ -340,4 +343,5 @@ def write_lists(out: Path, items: list[Item], split: dict[str, str]) -> dict:
         for n in names:
             counts.setdefault(part, {}).setdefault(category(n), 0)
             counts[part][category(n)] += 1
-    return {"dataset": "dlrsd", "images": {p: sum(c.values()) for p, c in counts.items()}, "per_category": counts}
+    images = {p: sum(c.values()) for p, c in counts.items()}
+    return {"dataset": "dlrsd", "images": images, "per_category": counts, "paper": PAPER_COUNTS["dlrsd"]}

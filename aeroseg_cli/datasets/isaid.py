@@ -13,6 +13,7 @@ ignore, as in OVRS's detectron2 registration (ignore_label 255, class ids listed
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -23,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from aeroseg_cli.datasets import jobstate
-from aeroseg_cli.datasets.patches import bands, patch_name, window_starts
+from aeroseg_cli.datasets.layouts import ISAID_LAYOUT
+from aeroseg_cli.datasets.patches import PATCH_NAME, Windowing, bands, patch_name
 from aeroseg_cli.datasets.rawfiles import RawFile, find_files
-from aeroseg_cli.datasets.specs import IGNORE, ISAID
+from aeroseg_cli.datasets.specs import IGNORE, ISAID, PAPER_COUNTS
 from aeroseg_cli.files.atomic import atomic_output
 from aeroseg_cli.files.errors import CLIError, UsageError
 from aeroseg_cli.progress import Work, work_progress
@@ -53,7 +55,10 @@ IMAGE_NAME = re.compile(r"P\d+\.png")
 MASK_NAME = re.compile(r"P\d+_instance_color_RGB\.png")
 MASK_SUFFIX = "_instance_color_RGB"
 UNKNOWN = 254  # never a class id: marks a colour outside the table
-PATCH, STRIDE = 896, 512
+# The paper's iSAID (OVRS's iSAID_split = the iSAID-5i patches): 256 px windows every 206 px, the last one shifted to
+# the edge, kept when at least 10 % of the window is one of the 15 classes (see the README for the evidence)
+PATCH, STRIDE, MIN_FOREGROUND = 256, 206, 0.1
+SKIP = ("P1527", "P1530")  # iSAID_Devkit's split.py always leaves these two out; the iSAID-5i lists have neither
 ID_CONVENTION = (
     "mask value = 0-based index of the class in the paper's order (official id - 1); 255 = background / ignore"
 )
@@ -180,22 +185,21 @@ def _save_png(array: np.ndarray, path: Path, level: int) -> None:
 
 def publish(staging: Path, out: Path, split: str) -> None:
     """Move one image's staged patches into place (renames on one file system: each appears whole)."""
-    for sub in ("imgs", "D2masks"):
-        target = out / split / sub
+    for sub, target in (("imgs", ISAID_LAYOUT.images_dir(out, split)), ("D2masks", ISAID_LAYOUT.masks_dir(out, split))):
         target.mkdir(parents=True, exist_ok=True)
         for f in sorted((staging / sub).glob("*.png")):
             os.replace(f, target / f.name)
 
 
-def convert(pair: Pair, staging: Path, patch: int, stride: int, lut: np.ndarray, progress: Work | None) -> dict:
-    """Cut one image and its mask into patches under ``staging`` (published only once the whole image is done, so
-    a failure or an interruption never leaves part of an image among the patches); returns the record (class pixel
-    counts of the whole source mask by output id)."""
+def convert(pair: Pair, staging: Path, win: Windowing, lut: np.ndarray, progress: Work | None) -> dict:
+    """Cut one image and its mask into the windows ``win`` keeps, under ``staging`` (published only once the whole
+    image is done, so a failure or an interruption never leaves part of an image among the patches); returns the
+    record (patches kept of the windows cut, class pixel counts of the whole source mask by output id)."""
     import rasterio
 
     counts = np.zeros(256, np.int64)
-    ys, xs = window_starts(pair.height, patch, stride), window_starts(pair.width, patch, stride)
-    ph, pw = min(patch, pair.height), min(patch, pair.width)
+    ys, xs = win.starts(pair.height), win.starts(pair.width)
+    ph, pw = min(win.patch, pair.height), min(win.patch, pair.width)
     imgs, masks = staging / "imgs", staging / "D2masks"
     counted = 0  # rows of the source already in `counts`
     n = 0
@@ -211,15 +215,18 @@ def convert(pair: Pair, staging: Path, patch: int, stride: int, lut: np.ndarray,
                 progress.advance(fresh.size)
             counted = y + ph
             for x in xs:
-                name = patch_name(pair.name, (y, y + ph, x, x + pw))
+                name, window = patch_name(pair.name, (y, y + ph, x, x + pw)), ids[:, x : x + pw]
+                if not win.kept(name, int(np.count_nonzero(window != IGNORE)), window.size):
+                    continue
                 _save_png(np.ascontiguousarray(rgb[:, x : x + pw]), imgs / f"{name}.png", 1)
-                _save_png(np.ascontiguousarray(ids[:, x : x + pw]), masks / f"{name}.png", 6)
+                _save_png(np.ascontiguousarray(window), masks / f"{name}.png", 6)
                 n += 1
     return {
         "image": pair.image.where,
         "mask": pair.mask.where,
         "size": [pair.height, pair.width],
         "patches": n,
+        "windows": len(ys) * len(xs),
         "pixels": {str(k): int(c) for k, c in enumerate(counts) if c},
     }
 
@@ -229,9 +236,10 @@ def summarise(state: Path, pairs: list[Pair], settings: dict, duplicates: int) -
     splits: dict[str, dict] = {}
     for p in pairs:
         record = jobstate.done(state, p.split, p.name) or {}
-        s = splits.setdefault(p.split, {"images": 0, "patches": 0, "pixels": {}})
+        s = splits.setdefault(p.split, {"images": 0, "patches": 0, "windows": 0, "pixels": {}})
         s["images"] += 1
         s["patches"] += record.get("patches", 0)
+        s["windows"] += record.get("windows", 0)
         for k, c in record.get("pixels", {}).items():
             name = "background (ignore)" if int(k) == IGNORE else ISAID.classes[int(k)]
             s["pixels"][name] = s["pixels"].get(name, 0) + c
@@ -242,13 +250,14 @@ def summarise(state: Path, pairs: list[Pair], settings: dict, duplicates: int) -
         "classes": list(ISAID.classes),
         "files_found_twice": duplicates,
         "splits": splits,
+        "paper": PAPER_COUNTS["isaid"],
     }
 
 
 _LUT: list[np.ndarray] = []  # one colour table per process
 
 
-def do_pair(pair: Pair, out: Path, state: Path, patch: int, stride: int, progress: Work | None = None) -> int:
+def do_pair(pair: Pair, out: Path, state: Path, win: Windowing, progress: Work | None = None) -> int:
     """Convert, publish and mark one image (here or in a worker process); returns its pixel count."""
     import rasterio
 
@@ -259,7 +268,7 @@ def do_pair(pair: Pair, out: Path, state: Path, patch: int, stride: int, progres
     with rasterio.Env(GDAL_CACHEMAX=64), warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         try:
-            record = convert(pair, staging, patch, stride, _LUT[0], progress)
+            record = convert(pair, staging, win, _LUT[0], progress)
         except (rasterio.errors.RasterioIOError, ValueError) as exc:
             raise CLIError(f"{pair.split}/{pair.name}: cannot read {pair.image.where} or its mask: {exc}") from None
     publish(staging, out, pair.split)
@@ -268,12 +277,12 @@ def do_pair(pair: Pair, out: Path, state: Path, patch: int, stride: int, progres
     return pair.height * pair.width
 
 
-def run_pairs(todo: list[Pair], out: Path, state: Path, patch: int, stride: int, workers: int, bar: Work) -> None:
+def run_pairs(todo: list[Pair], out: Path, state: Path, win: Windowing, workers: int, bar: Work) -> None:
     """Every pair, in this process or in ``workers`` processes (one image each at a time). On an error or an
     interruption, images not started are cancelled and the ones running finish whole."""
     if workers <= 1:
         for pair in todo:
-            do_pair(pair, out, state, patch, stride, bar)
+            do_pair(pair, out, state, win, bar)
             bar.advance(items=1)
         return
     import multiprocessing
@@ -281,11 +290,47 @@ def run_pairs(todo: list[Pair], out: Path, state: Path, patch: int, stride: int,
 
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = [pool.submit(do_pair, p, out, state, patch, stride) for p in todo]
+        futures = [pool.submit(do_pair, p, out, state, win) for p in todo]
         for future in as_completed(futures):
             bar.advance(future.result(), items=1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def read_keep_lists(paths: tuple[Path, ...]) -> frozenset[str] | None:
+    """Window names from lists such as the iSAID-5i fold lists (``P1092_1648_1904_824_1080__04``: a class suffix
+    after ``__`` and an extension are dropped)."""
+    if not paths:
+        return None
+    names = set()
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"--keep-list {path} does not exist")
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            name = Path(line.strip().split("__")[0]).stem if line.strip() else ""
+            if name and not PATCH_NAME.fullmatch(name):
+                raise UsageError(f"--keep-list {path} line {number}: {line.strip()!r} is no P<id>_<y0>_<y1>_<x0>_<x1>")
+            names.add(name)
+    return frozenset(names - {""})
+
+
+def check_keep_list(pairs: list[Pair], win: Windowing) -> int:
+    """Every listed window of an image being prepared must be a window of its grid; returns how many are listed."""
+    if win.keep is None:
+        return 0
+    grids = {p.name: (p, {patch_name(p.name, w) for w in win.windows(p.height, p.width)}) for p in pairs}
+    listed = 0
+    for name in sorted(win.keep):
+        stem = PATCH_NAME.fullmatch(name)["stem"]
+        if stem in grids:
+            listed += 1
+            pair, grid = grids[stem]
+            if name not in grid:
+                raise UsageError(
+                    f"--keep-list: {name} is not a window of the {win.patch}/{win.stride} grid of {stem} "
+                    f"({pair.width}x{pair.height}); give the --patch and --stride the list was made with"
+                )
+    return listed
 
 
 def prepare_isaid(
@@ -294,20 +339,29 @@ def prepare_isaid(
     patch: int = PATCH,
     stride: int = STRIDE,
     splits: tuple[str, ...] = ("train", "val"),
-    skip: tuple[str, ...] = (),
+    skip: tuple[str, ...] = SKIP,
     quiet: bool = False,
     workers: int = 1,
+    min_foreground: float = MIN_FOREGROUND,
+    keep_lists: tuple[Path, ...] = (),
 ) -> dict:
     """Convert and cut every pair not finished by an earlier run; returns the summary also written to
     ``OUT/aeroseg-prepare.json``."""
     if patch < 32 or not 0 < stride <= patch:
         raise UsageError(f"--patch must be at least 32 and 0 < --stride <= --patch (got {patch}, {stride})")
+    if not 0 <= min_foreground <= 1:
+        raise UsageError(f"--min-foreground must be between 0 and 1, got {min_foreground}")
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     jobstate.check_paths(raw, out)
+    keep = read_keep_lists(keep_lists)
+    win = Windowing(patch, stride, "shift", 0.0 if keep is not None else min_foreground, keep)
     pairs, duplicates = find_pairs(raw, splits, set(skip))
     read_sizes(pairs)
+    listed = check_keep_list(pairs, win)
     settings = {"dataset": "isaid", "patch": patch, "stride": stride, "splits": list(splits)}
+    settings["min_foreground"] = None if keep is not None else min_foreground
+    settings["keep_lists_sha256"] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in keep_lists] or None
     state = jobstate.open_state(out, settings)
     shutil.rmtree(state / "staging", ignore_errors=True)  # what a failed or killed run left
     for split in splits:
@@ -321,8 +375,10 @@ def prepare_isaid(
     todo = [p for p in pairs if jobstate.done(state, p.split, p.name) is None]
     total = sum(p.height * p.width for p in todo)
     with work_progress("isaid", total, len(todo), unit="pixels", quiet=quiet) as bar:
-        run_pairs(todo, out, state, patch, stride, workers, bar)
+        run_pairs(todo, out, state, win, workers, bar)
     summary = {**summarise(state, pairs, settings, duplicates), "skipped": sorted(skip)}
+    if keep is not None:
+        summary["keep_list"] = {"windows_listed": len(keep), "of_images_prepared": listed}
     summary["resumed_images"] = len(pairs) - len(todo)
     jobstate.write_json(out / "aeroseg-prepare.json", summary)
     return summary

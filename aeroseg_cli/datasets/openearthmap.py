@@ -19,12 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from aeroseg_cli.datasets import jobstate
+from aeroseg_cli.datasets.layouts import OPENEARTHMAP_LAYOUT, RegionFiles
+from aeroseg_cli.datasets.oem_tiles import EDGE, TILE, prepare_tiles
+from aeroseg_cli.datasets.patches import EDGES, Windowing
 from aeroseg_cli.datasets.rawfiles import find_files
 from aeroseg_cli.files.atomic import atomic_output
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.progress import Work, work_progress
 
-LISTS = ("train", "val", "test")
+LISTS = OPENEARTHMAP_LAYOUT.LISTS
 XBD_CSV = "xbd_files.csv"
 COMPILE_HINT = (
     "compile them with `aeroseg datasets prepare openearthmap --from RAW [-o OUT] --xbd XBD` (XBD: the xView2 "
@@ -34,19 +37,10 @@ COMPILE_HINT = (
 
 
 @dataclass
-class Files:
-    """Where each file name was found: region, image path, label path."""
-
-    region: dict[str, str] = field(default_factory=dict)
-    image: dict[str, Path] = field(default_factory=dict)
-    label: dict[str, Path] = field(default_factory=dict)
-
-
-@dataclass
 class Report:
     lists: dict[str, list[str]]
     xbd: dict[str, str]  # OpenEarthMap name -> xBD file name
-    files: Files
+    files: RegionFiles
     missing_xbd: dict[str, list[str]] = field(default_factory=dict)  # split -> names (image missing, xBD-sourced)
     problems: list[str] = field(default_factory=list)
 
@@ -66,34 +60,25 @@ class Report:
         return dict(sorted(regions.items()))
 
 
-def index_files(root: Path) -> Files:
-    """Every ``<region>/images/*.tif`` and ``<region>/labels/*.tif`` below ``root`` (one level of regions)."""
-    files = Files()
-    for region in sorted(p for p in root.iterdir() if p.is_dir()):
-        for kind in ("images", "labels"):
-            folder = region / kind
-            if folder.is_dir():
-                for f in sorted(folder.iterdir()):
-                    if f.suffix.lower() in (".tif", ".tiff"):
-                        getattr(files, "image" if kind == "images" else "label")[f.name] = f
-                        files.region.setdefault(f.name, region.name)
-    return files
+def index_files(root: Path) -> RegionFiles:
+    """Every ``<region>/images/*`` and ``<region>/labels/*`` file below ``root``, as the layout finds them."""
+    return OPENEARTHMAP_LAYOUT.index(root)
 
 
 def read_lists(root: Path) -> dict[str, list[str]]:
-    """The release's split lists; ``train.txt`` and ``val.txt`` are required."""
+    """The release's split lists as the layout reads them (names without extension are ``.tif`` files);
+    ``train.txt`` and ``val.txt`` are required."""
     if not (root / "train.txt").is_file():
         nested = [d for d in sorted(root.iterdir()) if (d / "train.txt").is_file()] if root.is_dir() else []
         hint = f" (did you mean --from {nested[0]}?)" if nested else ""
         raise UsageError(f"openearthmap: no train.txt in {root}{hint}")
     lists = {}
     for split in LISTS:
-        path = root / f"{split}.txt"
-        if path.is_file():
-            names = [x.strip() for x in path.read_text().splitlines() if x.strip()]
-            lists[split] = [n if Path(n).suffix else f"{n}.tif" for n in names]
+        names = OPENEARTHMAP_LAYOUT.split_names(root, split)
+        if names is not None:
+            lists[split] = names
         elif split != "test":
-            raise UsageError(f"openearthmap: no {path.name} in {root}")
+            raise UsageError(f"openearthmap: no {split}.txt in {root}")
     return lists
 
 
@@ -229,11 +214,8 @@ def summary(report: Report, target: Path, compiled: int) -> dict:
     }
 
 
-def prepare_openearthmap(
-    raw: Path, out: Path | None = None, xbd: Path | None = None, copy: bool = False, quiet: bool = False
-) -> dict:
-    """Verify RAW (lists, files, headers) and, before writing anything, every xBD source; then mirror RAW to OUT
-    (if given) and compile the missing xBD images into OUT, or into RAW itself without -o (files are only added)."""
+def checked(raw: Path, quiet: bool) -> Report:
+    """The release verified (lists, files, every listed pair's headers); any problem stops here, before writing."""
     if not raw.is_dir():
         raise UsageError(f"--from {raw} is not a folder")
     report = verify(raw)
@@ -243,10 +225,14 @@ def prepare_openearthmap(
     if report.problems:
         more = f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""
         raise UsageError(f"openearthmap: {report.problems[0]}{more}; nothing was written")
-    sources = xbd_sources(report, xbd) if xbd is not None else {}
+    return report
+
+
+def release_layout(raw: Path, out: Path | None, report: Report, sources: dict, copy: bool, quiet: bool) -> dict:
+    """Whole release images: mirror RAW to OUT (if given) and compile the missing xBD images into OUT, or into RAW
+    itself without -o (files are only added)."""
     target = raw
     if out is not None:
-        jobstate.check_paths(raw, out)
         jobstate.open_state(out, {"dataset": "openearthmap", "copy": copy})
         mirror(raw, out, report, copy)
         target = out
@@ -258,8 +244,33 @@ def prepare_openearthmap(
             if not dest.is_file():
                 compile_one(src, report.files.label[name], dest)
             progress.advance(1, items=1)
-    final = verify(target)
-    result = summary(final, target, len(sources))
+    return summary(verify(target), target, len(sources))
+
+
+def prepare_openearthmap(
+    raw: Path,
+    out: Path | None = None,
+    xbd: Path | None = None,
+    copy: bool = False,
+    quiet: bool = False,
+    tile: int = TILE,
+    edge: str = EDGE,
+    with_xbd: bool = False,
+) -> dict:
+    """Verify RAW (lists, files, headers) and, before writing anything, every xBD source. With -o and ``tile``:
+    the train and val images cut into tiles in OUT (xBD-sourced images only ``with_xbd`` or with ``xbd``);
+    ``tile=0`` or no -o: the release as it is (mirrored to OUT, missing xBD images compiled)."""
+    if tile < 0 or 0 < tile < 16 or edge not in EDGES:
+        raise UsageError(f"--tile must be 0 or at least 16 and --edge one of {', '.join(EDGES)} (got {tile}, {edge})")
+    if out is not None:
+        jobstate.check_paths(raw, out)
+    report = checked(raw, quiet)
+    sources = xbd_sources(report, xbd) if xbd is not None else {}
+    if out is None or not tile:
+        result = release_layout(raw, out, report, sources, copy, quiet)
+    else:
+        win = Windowing(tile, tile, edge)
+        result = prepare_tiles(report, out, sources, win, with_xbd or xbd is not None, quiet)
     if out is not None:
         jobstate.write_json(out / "aeroseg-prepare.json", result)
     return result

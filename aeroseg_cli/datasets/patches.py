@@ -1,36 +1,70 @@
-"""Cutting a large image into overlapping square patches, reading it band by band in bounded memory.
+"""Cutting a large image into square patches, reading it band by band in bounded memory.
 
-The window grid is the one mmsegmentation's iSAID converter makes: windows at multiples of the stride, the last one
-shifted back so that it ends exactly at the image edge (so no window leaves the image and every pixel is covered).
-A side shorter than the patch gets one window as long as that side: nothing is padded.
+The window grid is the one iSAID_Devkit's ``split.py``, mmsegmentation's iSAID converter and the iSAID-5i patches
+share: windows at multiples of the stride, the last one shifted back so that it ends exactly at the image edge (no
+window leaves the image, every pixel is covered; ``edge="shift"``). A side shorter than the patch gets one window as
+long as that side: nothing is padded. ``edge="drop"`` leaves the remainder out instead (a plain grid of whole tiles,
+as OpenEarthMap's processed tiles are counted).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+EDGES = ("shift", "drop")
 
-def window_starts(length: int, patch: int, stride: int) -> list[int]:
-    """Start offsets along one axis: 0, stride, 2*stride, ... and ``length - patch`` last (if not already there)."""
+
+def window_starts(length: int, patch: int, stride: int, edge: str = "shift") -> list[int]:
+    """Start offsets along one axis: 0, stride, 2*stride, ... and, with ``edge="shift"``, ``length - patch`` last
+    (if not already there); with ``edge="drop"`` only windows that fit (none on a side shorter than the patch)."""
     if length <= patch:
-        return [0]
+        return [0] if edge == "shift" or length == patch else []
     starts = list(range(0, length - patch + 1, stride))
-    if starts[-1] != length - patch:
+    if edge == "shift" and starts[-1] != length - patch:
         starts.append(length - patch)
     return starts
 
 
-def windows(height: int, width: int, patch: int, stride: int) -> list[tuple[int, int, int, int]]:
+def windows(height: int, width: int, patch: int, stride: int, edge: str = "shift") -> list[tuple[int, int, int, int]]:
     """(y0, y1, x0, x1) of every window, row by row."""
     ph, pw = min(patch, height), min(patch, width)
     return [
         (y, y + ph, x, x + pw)
-        for y in window_starts(height, patch, stride)
-        for x in window_starts(width, patch, stride)
+        for y in window_starts(height, patch, stride, edge)
+        for x in window_starts(width, patch, stride, edge)
     ]
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """Which patches an image gives: the grid above, then a window is kept when at least ``min_foreground`` of its
+    pixels are labelled (not ignore) or, with ``keep``, exactly when its name is listed."""
+
+    patch: int
+    stride: int
+    edge: str = "shift"
+    min_foreground: float = 0.0
+    keep: frozenset[str] | None = None
+
+    def starts(self, length: int) -> list[int]:
+        return window_starts(length, self.patch, self.stride, self.edge)
+
+    def windows(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        return windows(height, width, self.patch, self.stride, self.edge)
+
+    def kept(self, name: str, labelled: int, area: int) -> bool:
+        """Whether the window ``name`` with ``labelled`` of its ``area`` pixels labelled is written."""
+        if self.keep is not None:
+            return name in self.keep
+        return labelled >= self.min_foreground * area
+
+
+PATCH_NAME = re.compile(r"(?P<stem>.+)_(?P<y0>\d+)_(?P<y1>\d+)_(?P<x0>\d+)_(?P<x1>\d+)")
 
 
 def patch_name(stem: str, window: tuple[int, int, int, int]) -> str:

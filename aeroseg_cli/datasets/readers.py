@@ -12,17 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from aeroseg_cli.datasets.specs import (
-    DATASETS,
-    DUBAI,
-    DUBAI_COLORS,
-    DUBAI_SPLIT,
-    IGNORE,
-    IMAGE_EXTS,
-    OPENEARTHMAP,
-    SPECS,
-    DatasetSpec,
-)
+from aeroseg_cli.datasets.layouts import layout_for
+from aeroseg_cli.datasets.specs import DUBAI_COLORS, DUBAI_SPLIT, IGNORE, DatasetSpec  # noqa: F401 (re-exported)
 from aeroseg_cli.files.errors import UsageError
 
 
@@ -97,71 +88,12 @@ def decode_mask(raw: np.ndarray, decode: str) -> np.ndarray:
     return mask
 
 
-def _pair(images_dir: Path, masks_dir: Path, names: list[str] | None = None) -> list[Sample]:
-    for d in (images_dir, masks_dir):
-        if not d.is_dir():
-            raise UsageError(f"expected folder {d} (not found)")
-    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
-    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-    if names is not None:
-        wanted = {Path(n).stem for n in names}
-        images = [p for p in images if p.stem in wanted]
-    unpaired = [p.name for p in images if p.stem not in masks]
-    if unpaired:
-        raise UsageError(f"{len(unpaired)} image(s) in {images_dir} have no mask in {masks_dir} (first: {unpaired[0]})")
-    if not images:
-        raise UsageError(f"no images found in {images_dir}")
-    return [Sample(p, masks[p.stem]) for p in images]
-
-
 def load_dataset(name: str, root: Path, split: str = "train", classes_file: Path | None = None) -> SegmentationDataset:
-    """Open ``name`` at ``root`` for ``split`` with clear errors for a wrong root or unpaired files."""
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    """Open ``name`` at ``root`` for ``split`` with clear errors for a wrong root or unpaired files (the dataset's
+    layout object says where its files are; ``datasets check`` asks the same object)."""
+    layout = layout_for(name, classes_file)
     if not root.is_dir():
         raise UsageError(f"--data-root {root} is not a folder")
-    if name in ("isaid", "dlrsd"):
-        spec = SPECS[name]
-        base = root / split
-        if not base.is_dir():
-            raise UsageError(f"{name}: expected {base} ({spec.layout})")
-        return SegmentationDataset(spec, _pair(base / "imgs", base / "D2masks"))
-    if name == "openearthmap":
-        spec = OPENEARTHMAP
-        listing = root / f"{split}.txt"
-        if not listing.is_file():
-            raise UsageError(f"openearthmap: expected the split list {listing} ({spec.layout})")
-        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-        samples = []
-        regions = sorted(d for d in root.iterdir() if (d / "images").is_dir())
-        if not regions:
-            raise UsageError(f"openearthmap: no ROOT/<region>/images folders in {root}")
-        wanted = set(names)
-        for region in regions:
-            local = [p.name for p in (region / "images").iterdir() if p.name in wanted]
-            if local:
-                samples += _pair(region / "images", region / "labels", local)
-        if not samples:
-            raise UsageError(f"openearthmap: none of the {len(names)} files of {listing.name} were found")
-        return SegmentationDataset(spec, samples, decode="oem")
-    if name == "dubai":
-        tiles = [root / f"Tile {t}" for t in DUBAI_SPLIT.get(split, ())]
-        if split not in DUBAI_SPLIT:
-            raise UsageError(f"dubai has splits {', '.join(DUBAI_SPLIT)}, not {split!r}")
-        samples = []
-        for t in tiles:
-            if not t.is_dir():
-                raise UsageError(f"dubai: expected {t} ({DUBAI.layout})")
-            samples += _pair(t / "images", t / "masks")
-        return SegmentationDataset(DUBAI, samples, decode="dubai_rgb")
-    # generic folder: images/, masks/, classes.txt (one per line, "*" marks unseen), optional <split>.txt
-    cls_path = classes_file or root / "classes.txt"
-    if not cls_path.is_file():
-        raise UsageError(f"folder dataset: expected a classes file {cls_path} (one class per line)")
-    lines = [line.strip() for line in cls_path.read_text().splitlines() if line.strip()]
-    classes = tuple(c.lstrip("*").strip() for c in lines)
-    unseen = tuple(c.lstrip("*").strip() for c in lines if c.startswith("*"))
-    spec = DatasetSpec("folder", classes, unseen, 2_000, "ROOT/images, ROOT/masks, ROOT/classes.txt")
-    listing = root / f"{split}.txt"
-    names = [n.strip() for n in listing.read_text().splitlines() if n.strip()] if listing.is_file() else None
-    return SegmentationDataset(spec, _pair(root / "images", root / "masks", names))
+    spec = layout.spec(root)
+    samples = [Sample(image, mask) for image, mask in layout.samples(root, split)]
+    return SegmentationDataset(spec, samples, decode=layout.decode)

@@ -98,3 +98,12 @@ DUBAI_COLORS = {
     (226, 169, 41): 4,  # water
 }
 DUBAI_SPLIT = {"train": (1, 2, 3, 4, 5, 6), "val": (7, 8)}  # fixed split by tile, 54 / 18 images
+
+# The processed splits the AerOSeg paper states (train, val). iSAID: the windows of the iSAID-5i lists (OVRS's
+# iSAID_split); DLRSD: OVRS's DLRSD_split (7,002 images, more than the 2,100 of the release); OpenEarthMap: tiles of
+# the release without its xBD-sourced images.
+PAPER_COUNTS = {
+    "isaid": {"train": 18_076, "val": 6_363},
+    "dlrsd": {"train": 5_601, "val": 1_401},
+    "openearthmap": {"train": 31_154, "val": 5_195},
+}

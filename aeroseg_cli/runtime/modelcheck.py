@@ -4,24 +4,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.files.errors import CLIError, UsageError
 
 
 def check_preset(spec: str, command: str = "segment") -> None:
     """Before any work: an untrained preset cannot produce a meaningful map (its refinement and decoder layers are
-    random), so it is refused; training-free and test presets pass. Checkpoint paths pass (checked on loading)."""
+    random), so it is refused; training-free and test presets pass, and a released model (``aeroseg weights download
+    catseg-vitb16``) passes once converted into the cache. Checkpoint paths pass (checked on loading)."""
+    from models import hub
     from models.config import PRESETS, preset_status
 
     path = Path(spec).expanduser()
     if path.is_file() or path.suffix in (".pt", ".pth", ".ckpt", ".safetensors") or "/" in spec:
+        return
+    released = hub.REGISTRY.get(spec)
+    if released is not None and released.convert is not None:  # a released model: its converted checkpoint
+        if hub.converted_model(spec) is None:
+            raise CLIError(
+                f"--model {spec} ({released.description}) is not on this machine: run `aeroseg weights download "
+                f"{spec}` ({released.size_text()}), which fetches and converts it"
+            )
         return
     if spec not in PRESETS:
         raise UsageError(f"--model {spec!r} is neither a checkpoint file nor a preset ({', '.join(PRESETS)})")
     if preset_status(spec) == "untrained":
         raise UsageError(
             f"--model {spec} is untrained (its refinement and decoder layers are random, so its map would mean "
-            f"nothing): train it (aeroseg train ...) and pass the checkpoint to {command}, or use zeroshot-vitb16, "
-            "which needs no training"
+            f"nothing): train it (aeroseg train ...) and pass the checkpoint to {command}, or use a model that works "
+            "today: `aeroseg weights download catseg-vitb16` (CAT-Seg, open vocabulary) or zeroshot-vitb16 "
+            "(no training)"
         )
 
 

@@ -1,4 +1,5 @@
-"""Resolve ``--model`` (a preset name or a checkpoint path), ``--device`` and ``--precision``."""
+"""Load ``--model`` (a checkpoint path, a converted released model or a preset; ``modelchoice`` picks one when it is
+not given), and resolve ``--device`` and ``--precision``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import nn
 
 import models
 from aeroseg_cli.files.errors import CLIError, UsageError
+from models import hub
 from models.hub import WeightsError
 
 
@@ -25,14 +27,17 @@ class LoadedModel:
 
 
 def load_model(spec: str) -> LoadedModel:
-    """A checkpoint file or a preset name -> the model in eval mode with its classes, label and vocabulary."""
+    """A checkpoint file, a released model converted into the cache (``aeroseg weights download catseg-vitb16``) or
+    a preset name -> the model in eval mode with its classes, label and vocabulary."""
     path = Path(spec).expanduser()
-    if path.is_file():
+    converted = hub.converted_model(spec) if not path.is_file() else None
+    if path.is_file() or converted:
         try:
-            model, ckpt = models.load_checkpoint(path)
+            model, ckpt = models.load_checkpoint(converted or path)
         except WeightsError as exc:
             raise CLIError(str(exc)) from None
-        return LoadedModel(model, ckpt["class_names"], f"{path.name} ({model.cfg.arch})", ckpt.get("vocabulary"))
+        label = f"{spec} ({hub.REGISTRY[spec].description})" if converted else f"{path.name} ({model.cfg.arch})"
+        return LoadedModel(model, ckpt["class_names"], label, ckpt.get("vocabulary"))
     if path.suffix in (".pt", ".pth", ".ckpt", ".safetensors") or "/" in spec:
         raise UsageError(f"--model {spec}: no such checkpoint file")
     if spec not in models.PRESETS:

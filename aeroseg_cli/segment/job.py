@@ -7,11 +7,10 @@ locks and segments each scene (or this rank's share under torchrun), polygonisin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +33,7 @@ class SegmentRequest:
     classes: str | None = None
     classes_file: Path | None = None
     output: Path | None = None
-    model: str = "aeroseg-vitb16-samvitl"
+    model: str | None = None  # None: modelchoice.choose_model picks the best model on this machine
     tile: int | None = None
     overlap: float = 0.25
     batch_size: str = "4"
@@ -70,6 +69,7 @@ class Plan:
     max_memory: int | None
     new_folder: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    model_choice: str = "--model"  # why request.model is the model used (modelchoice.Choice.why)
 
 
 def parse_size(text: str) -> int | None:
@@ -173,9 +173,12 @@ def planned_outputs(plan_outputs: list[Path], req: SegmentRequest) -> list[Outpu
 def plan(req: SegmentRequest) -> Plan:
     """Every check that needs no model: options, scenes, outputs against inputs. Nothing is written."""
     from aeroseg_cli.runtime.modelcheck import check_preset
+    from aeroseg_cli.runtime.modelchoice import choose_model
 
     t0 = time.perf_counter()
     check_options(req)
+    choice = choose_model(req.model)
+    req = replace(req, model=choice.spec)
     check_preset(req.model)
     max_memory = parse_size(req.max_memory)
     from aeroseg_cli.segment.reader import inspect_scene, parse_bands, parse_scale
@@ -186,19 +189,22 @@ def plan(req: SegmentRequest) -> Plan:
     outputs, new_folder = output_paths(infos, req.output)
     inputs = [*req.scenes, *(p for p in (req.classes_file, Path(req.model)) if p is not None and p.is_file())]
     check_outputs(planned_outputs(outputs, req), inputs, req.overwrite, new_folder)
-    return Plan(req, infos, outputs, names, max_memory, new_folder, {"checks": time.perf_counter() - t0})
+    timings = {"checks": time.perf_counter() - t0}
+    return Plan(req, infos, outputs, names, max_memory, new_folder, timings, choice.why)
 
 
 def model_identity(spec: str) -> str:
-    """What makes a model the same model for ``--resume``: a checkpoint's SHA-256, a preset's name and version."""
+    """What makes a model the same model for ``--resume``: a checkpoint's SHA-256 (a converted released model's
+    too), a preset's name and version."""
+    from models.hub import converted_model, sha256_file
+
     path = Path(spec).expanduser()
+    converted = converted_model(spec) if not path.is_file() else None
+    if converted:
+        return f"{spec} checkpoint sha256 {sha256_file(converted)}"
     if not path.is_file():
         return f"preset {spec} (aeroseg {__version__})"
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return f"checkpoint sha256 {digest.hexdigest()}"
+    return f"checkpoint sha256 {sha256_file(path)}"
 
 
 def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, batch: int, runtime: dict) -> dict:
