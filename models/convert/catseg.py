@@ -23,6 +23,7 @@ from ..spatial_refinement import window_mask
 from .catseg_layout import CLIP, Mapped, Network, detect, map_state
 
 TRAINING_STATE = "training state (optimizer, LR schedule, iteration), not part of the network"
+TRAINING_KEYS = ("trainer", "iteration", "optimizer", "scheduler")  # what detectron2's checkpointer adds
 TRAINED_ON = {"catseg": "COCO-Stuff (171 classes, 118k images), CAT-Seg's released weights"}
 
 
@@ -35,7 +36,9 @@ def read_source(src: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         raise WeightsError(f"{src} is already an AerOSeg checkpoint; nothing to convert")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        state, extra = obj["model"], {k: TRAINING_STATE for k in obj if k != "model"}
+        extra = {k: TRAINING_STATE if k in TRAINING_KEYS else "metadata, not part of the network" for k in obj}
+        state = obj["model"]
+        del extra["model"]
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         state, extra = obj, {}
     else:
