@@ -182,7 +182,7 @@ def test_a_missing_tensor_is_named(tmp_path: Path) -> None:
         build_model(state, "catseg", tmp_path / "x.pth")
 
 
-@pytest.mark.slow  # a full-size random OVRS file: about 40 s and 3 GB
+@pytest.mark.slow  # a full-size random OVRS file: 96 s here (2 loaded cores), 3 GB
 def test_ovrs_vitb16_equals_ovrs_inference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fixture ``ovrs_vitb16.npz``: OVRS (rotations + attention-aware decoder), see the module docstring."""
     monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
@@ -197,7 +197,7 @@ def test_ovrs_vitb16_equals_ovrs_inference(tmp_path: Path, monkeypatch: pytest.M
     assert_equals_reference(model, fixture)
 
 
-@pytest.mark.slow  # a full-size random model_large.pth (1.7 GB): about 2 minutes and 7 GB
+@pytest.mark.slow  # a full-size random model_large.pth (1.7 GB): 145 s here, 6 GB
 def test_catseg_vitl14_equals_catseg_inference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fixture ``catseg_vitl14.npz``: CAT-Seg ViT-L/14@336px; 384 x 384 input, which CAT-Seg resizes to 336."""
     monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
@@ -213,7 +213,7 @@ def test_catseg_vitl14_equals_catseg_inference(tmp_path: Path, monkeypatch: pyte
     assert_equals_reference(model, fixture)
 
 
-@pytest.mark.slow  # the paper preset at full size (random SAM ViT-L): about 40 s and 4 GB
+@pytest.mark.slow  # the paper preset at full size (random SAM ViT-L): 36 s here, 4.5 GB
 def test_train_init_of_the_paper_preset_takes_catseg_s_shared_parts(catseg_b: dict) -> None:
     """``train --init`` from the converted CAT-Seg model: the paper preset takes CLIP (with CAT-Seg's q/v), the
     refinement blocks, the text guidance and the decoder's convolutions; SAM and what depends on it start fresh."""
