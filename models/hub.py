@@ -321,7 +321,9 @@ def verify(spec: WeightSpec, full: bool = False) -> Cached:
     if got != expected:
         what = "published SHA-256" if trust == "published" else f"SHA-256 {trust} for it"
         raise WeightsError(
-            f"{spec.name} ({spec.size_text()}) at {cached_path(spec)} does not match the {what} ({expected[:16]}...)"
+            f"{spec.name} ({spec.size_text()}) at {cached_path(spec)} does not match the {what} ({expected[:16]}...); "
+            f"refused, and left as it is: get a good copy with `aeroseg weights download {spec.name}` (or `aeroseg "
+            f"weights import {spec.name} FILE`)"
         )
     return prepare(spec, cached_path(spec), Record(got, trust, record.source if record else spec.url))
 

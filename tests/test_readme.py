@@ -74,5 +74,7 @@ def test_help_of_every_command_and_version() -> None:
         "--min-area",
         "--simplify",
         "--dst-crs",
+        "--aoi",
+        "--colors",
     ):
         assert option in text, option

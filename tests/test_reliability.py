@@ -205,7 +205,7 @@ def _check_pixel_polygons(ws) -> Callable:
 
 
 @case("segment", "`X.png --allow-ungeoreferenced --vector X.gpkg`", "exit 0: labels and polygons in pixel units",
-      code=0, lines=None, created=["X.labels.tif", "X.labels.tif.aux.xml", "X.gpkg"])  # fmt: skip
+      code=0, lines=None, created=["X.labels.tif", "X.labels.tif.aux.xml", "X.labels.qml", "X.gpkg"])  # fmt: skip
 def segment_ungeoreferenced_vector(ws):
     args = ["segment", ws.png(), "-c", "a,b", "--allow-ungeoreferenced", "--vector", ws / "X.gpkg", *TINY]
     return Setup(args, verify=_check_pixel_polygons(ws))
@@ -227,7 +227,7 @@ def _nan_is_nodata(ws) -> Callable:
 
 
 @case("segment", "NaN pixels, no nodata declared", "exit 0, NaN pixels are nodata (255)", code=0, lines=None,
-      created=["o.tif", "o.tif.aux.xml"])  # fmt: skip
+      created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
 def segment_nan_without_nodata(ws):
     data = smooth_scene(160, 160).astype(np.float32)
     data[:, :60] = np.nan
@@ -236,7 +236,7 @@ def segment_nan_without_nodata(ws):
 
 
 @case("segment", "`/vsizip//abs/path/x.zip/scene.tif` scene", "exit 0 offline", code=0, lines=None,
-      created=["z.tif", "z.tif.aux.xml"])  # fmt: skip
+      created=["z.tif", "z.tif.aux.xml", "z.qml"])  # fmt: skip
 def segment_vsizip(ws):
     with zipfile.ZipFile(ws / "x.zip", "w") as z:
         z.write(ws.scene("inner.tif"), "scene.tif")

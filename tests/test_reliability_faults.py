@@ -90,7 +90,12 @@ def resume_to_reference(scene: Path, reference: Path, out: Path, workspace: Path
     partial; the scene is untouched."""
     before = Snapshot.take(workspace, [scene])
     r = run_in_process(["segment", scene, *SEG, "-o", out, "--resume", *extra])
-    expect = Expect(0, lines=None, created=[out.name, f"{out.name}.aux.xml"], removed=partial_names(out))
+    expect = Expect(
+        0,
+        lines=None,
+        created=[out.name, f"{out.name}.aux.xml", out.with_suffix(".qml").name],
+        removed=partial_names(out),
+    )
     check_outcome(r, before, Snapshot.take(workspace, [scene]), expect)
     assert_same_map(out, reference)
 
@@ -154,7 +159,7 @@ def test_disk_full_in_the_vector_step_of_an_ungeoreferenced_run(tmp_path: Path) 
     before = Snapshot.take(tmp_path)
     r = run_process(["segment", png, *SEG, "--allow-ungeoreferenced", "--vector", ws / "X.gpkg"], fsize=64_000)
     expect = Expect(1, match=["the labels are written to", "polygonising them failed", "X.gpkg", "File too large"],
-                    created=["X.labels.tif", "X.labels.tif.aux.xml"], absent=["X.gpkg"])  # fmt: skip
+                    created=["X.labels.tif", "X.labels.tif.aux.xml", "X.labels.qml"], absent=["X.gpkg"])  # fmt: skip
     check_outcome(r, before, Snapshot.take(tmp_path), expect)
     with rasterio.open(ws / "X.labels.tif") as ds:
         assert ds.read(1).shape == (150, 170) and ds.crs is None
@@ -202,7 +207,7 @@ def test_two_runs_on_one_output(tall, tmp_path: Path) -> None:
         first.send_signal(signal.SIGCONT)
     r = finish(first)
     assert r.code == 0, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif", "o.tif.aux.xml"]  # no lock, no partial
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.qml", "o.tif", "o.tif.aux.xml"]  # no lock, no partial
     assert_same_map(out, reference)
 
 
@@ -291,7 +296,9 @@ def test_resume_of_a_partial_completes_to_the_uninterrupted_map(short, tmp_path:
     make_partial(scene, tmp_path / "o.tif")
     before = Snapshot.take(tmp_path, [scene])
     r = run_in_process([*segment_args(scene, tmp_path / "o.tif"), "--resume"])
-    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml"], removed=partial_names(tmp_path / "o.tif"))
+    expect = Expect(
+        0, lines=None, created=["o.tif", "o.tif.aux.xml", "o.qml"], removed=partial_names(tmp_path / "o.tif")
+    )
     check_outcome(r, before, Snapshot.take(tmp_path, [scene]), expect)
     assert_same_map(tmp_path / "o.tif", reference)
 
@@ -305,7 +312,7 @@ def test_resume_onto_a_damaged_partial_never_publishes_a_broken_map(short, tmp_p
     corrupt_full_resolution_tile(partial_paths(out)[0], 0, 0)
     before = Snapshot.take(tmp_path, [scene])
     r = run_in_process([*segment_args(scene, out), "--resume"])
-    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml"], removed=partial_names(out))
+    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml", "o.qml"], removed=partial_names(out))
     check_outcome(r, before, Snapshot.take(tmp_path, [scene]), expect)
     assert_same_map(out, reference)
 
@@ -345,7 +352,7 @@ def test_damaged_tile_with_on_error_skip_is_nodata_and_the_rest_intact(naip, tmp
     out = tmp_path / "o.tif"
     before = Snapshot.take(tmp_path, [damaged])
     r = run_in_process(["segment", damaged, *SEG, "-o", out, "--on-error", "skip"])
-    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml"])
+    expect = Expect(0, lines=None, created=["o.tif", "o.tif.aux.xml", "o.qml"])
     check_outcome(r, before, Snapshot.take(tmp_path, [damaged]), expect)
     with rasterio.open(out) as a, rasterio.open(reference) as b:
         got, want = a.read(1), b.read(1)

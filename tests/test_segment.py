@@ -271,8 +271,8 @@ def test_bad_input(scene: Path, tmp_path: Path, shared_geotiff: Path, monkeypatc
     plain = write_scene(tmp_path / "in_plain.tif", smooth_scene(64, 64), crs=None, transform=rasterio.Affine.identity())
     _bad(tmp_path, "segment", plain, "-c", "a", *base, code=2, match="--allow-ungeoreferenced")
     assert run_cli("segment", plain, "-c", "a", *base, "--allow-ungeoreferenced", "-q").code == 0
-    out.unlink()
-    (tmp_path / "out.tif.aux.xml").unlink()
+    for written in (out, tmp_path / "out.tif.aux.xml", tmp_path / "out.qml"):
+        written.unlink()
     naip = shared_geotiff / "naip_2020_rgbn_utm14n.tif"
     _bad(tmp_path, "segment", naip, "-c", "a", "--bands", "1,2,5", *base, code=2, match="the scene has 4 band(s)")
     _bad(tmp_path, "segment", scene, "-c", "a,,b", *base, code=2, match="empty class name")

@@ -236,11 +236,11 @@ def test_bad_input(tmp_path: Path) -> None:
 def test_empty_result_is_a_valid_empty_layer(tmp_path: Path) -> None:
     empty = write_scene(tmp_path / "e.tif", np.full((1, 30, 30), 255, np.uint8), nodata=255)
     for ext in ("gpkg", "shp", "parquet", "geojson"):
-        r = run_cli("vectorize", empty, "-o", tmp_path / f"e.{ext}", "--json")
+        r = run_cli("vectorize", empty, "-o", tmp_path / f"e_{ext}.{ext}", "--json")  # (each its own e_EXT.qml)
         assert r.code == 0, r.stderr
         assert json.loads(r.stdout)["features"] == 0
-        g = read(tmp_path / f"e.{ext}")
-        assert len(g) == 0 and g.crs.to_epsg() == 32633
+        g = read(tmp_path / f"e_{ext}.{ext}")
+        assert len(g) == 0 and g.crs.to_epsg() == (4326 if ext == "geojson" else 32633)  # GeoJSON: RFC 7946
         if ext != "geojson":  # GeoJSON has no schema: an empty FeatureCollection cannot name its fields
             assert {"class_id", "class_name", "area", "perimeter"} <= set(g.columns)
 
@@ -344,8 +344,8 @@ def test_format_must_agree_with_the_extension(tmp_path: Path) -> None:
     assert run_cli("vectorize", src, "-o", tmp_path / "polygons.txt", "--format", "geojson", "-q").code == 0
     assert (tmp_path / "polygons.txt").read_text().lstrip().startswith("{")
     assert len(gpd.read_file(tmp_path / "polygons.txt")) == 5
-    assert run_cli("vectorize", src, "-o", tmp_path / "polygons", "--format", "parquet", "-q").code == 0
-    assert len(gpd.read_parquet(tmp_path / "polygons")) == 5
+    assert run_cli("vectorize", src, "-o", tmp_path / "table", "--format", "parquet", "-q").code == 0
+    assert len(gpd.read_parquet(tmp_path / "table")) == 5
 
 
 # --- no library warnings on stderr -------------------------------------------------------------------------------

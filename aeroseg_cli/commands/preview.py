@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -26,33 +25,33 @@ def preview(
     if output.suffix.lower() != ".png":
         raise UsageError(f"the preview is a PNG: name it *.png, not {output.name}")
     check_outputs([Output(output, "preview image")], [scene, labels], overwrite)
-    coloured, names, cmap = read_labels(labels)
+    coloured, legend = read_labels(labels)
     rgb = read_rgb(scene, coloured.shape[:2])
     with exclusive([output]), atomic_output(output, suffix=".png") as tmp:
-        render(rgb, coloured, names, cmap).save(tmp, format="PNG")
+        render(rgb, coloured, legend).save(tmp, format="PNG")
     typer.echo(f"wrote {output}", err=True)
 
 
 def read_labels(path: Path):
-    """The label map, decimated to at most MAX_SIDE, coloured with its own colour table -> (rgb, names, cmap)."""
+    """The label map, decimated to at most MAX_SIDE, in the colours of its classes (the same as in its GeoTIFF
+    and its polygons: ``aeroseg_cli.styles``) -> (rgb, legend rows (id, name, colour))."""
     import numpy as np
     from rasterio.enums import Resampling
 
     from aeroseg_cli.segment.reader import open_dataset
+    from aeroseg_cli.styles.classes import raster_classes
+    from aeroseg_cli.styles.palette import UNKNOWN
 
     with open_dataset(str(path)) as ds:
         scale = min(1.0, MAX_SIDE / max(ds.width, ds.height))
         size = (max(1, round(ds.height * scale)), max(1, round(ds.width * scale)))
         lab = ds.read(1, out_shape=size, resampling=Resampling.nearest)
-        try:
-            cmap = ds.colormap(1)
-        except ValueError:
-            cmap = {}
-        names = json.loads(ds.tags().get("CLASS_NAMES", "[]"))
+        classes = raster_classes(ds)
     coloured = np.zeros((*size, 3), np.uint8)
     for value in np.unique(lab):
-        coloured[lab == value] = cmap.get(int(value), (0, 0, 0, 0))[:3]
-    return coloured, names, cmap
+        if int(value) != UNKNOWN:  # unknown / nodata stays black
+            coloured[lab == value] = classes.color_of(int(value))
+    return coloured, classes.style_rows(classes.names)
 
 
 def read_rgb(path: Path, size: tuple[int, int]):
@@ -71,19 +70,19 @@ def read_rgb(path: Path, size: tuple[int, int]):
     return (np.moveaxis(unit, 0, -1) * 255).astype(np.uint8)
 
 
-def render(rgb, coloured, names: list[str], cmap: dict):
+def render(rgb, coloured, legend: list[tuple[int, str, tuple[int, int, int]]]):
     """Scene on the left, labels on the right, one legend (two columns) under the labels."""
     from PIL import Image, ImageDraw
 
     h, w = coloured.shape[:2]
-    legend_h = ROW * max(1, (len(names) + 1) // 2) + GAP
+    legend_h = ROW * max(1, (len(legend) + 1) // 2) + GAP
     canvas = Image.new("RGB", (2 * w + GAP, h + legend_h), "white")
     canvas.paste(Image.fromarray(rgb), (0, 0))
     canvas.paste(Image.fromarray(coloured), (w + GAP, 0))
     draw = ImageDraw.Draw(canvas)
     col_w = w // 2
-    for i, name in enumerate(names):
-        x, y = w + GAP + (i % 2) * col_w + 4, h + 6 + (i // 2) * ROW
-        draw.rectangle([x, y, x + 14, y + 14], fill=tuple(cmap.get(i, (0, 0, 0, 0))[:3]), outline="black")
+    for k, (_, name, color) in enumerate(legend):
+        x, y = w + GAP + (k % 2) * col_w + 4, h + 6 + (k // 2) * ROW
+        draw.rectangle([x, y, x + 14, y + 14], fill=tuple(color), outline="black")
         draw.text((x + 20, y + 1), name, fill="black")
     return canvas

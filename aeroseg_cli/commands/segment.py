@@ -13,12 +13,16 @@ HELP_MODEL = (
     "Checkpoint file, released model (catseg-vitb16, after `aeroseg weights download`) or preset (tiny and probe "
     "are test/measurement presets that know no classes) [your `aeroseg weights default`, else the best model here]."
 )
+HELP_CLASSES = 'Comma-separated class names; "a|b" are synonyms, "water:#1f78b4" gives a colour.'
+HELP_COLORS = "Class colours: lines NAME: COLOUR, a JSON object, or a QGIS colour map export."
+HELP_AOI = "Polygons (any vector file, any CRS): only windows touching them run; outside is 255."
 
 
 def segment(
     scenes: list[str] = typer.Argument(..., metavar="SCENE...", help="GeoTIFFs or any GDAL raster paths."),
-    classes: str = typer.Option(None, "--classes", "-c", help='Comma-separated class names; "a|b" are synonyms.'),
+    classes: str = typer.Option(None, "--classes", "-c", help=HELP_CLASSES),
     classes_file: Path = typer.Option(None, "--classes-file", help="One class per line (| for synonyms)."),
+    colors: Path = typer.Option(None, "--colors", help=HELP_COLORS),
     output: Path = typer.Option(None, "--output", "-o", help="Output .tif (one scene) or folder [SCENE.labels.tif]."),
     model: str = typer.Option(None, "--model", "-m", help=HELP_MODEL, show_default=False),
     tile: int = typer.Option(None, "--tile", help="Window size in pixels fed to the model [default: the model's]."),
@@ -29,8 +33,9 @@ def segment(
     bands: str = typer.Option(None, "--bands", "--bidx", help="1-based R,G,B bands (or one grey band) [1,2,3]."),
     scale: str = typer.Option(None, "--scale", help="MIN,MAX raw values mapped to 0..1 (overrides the stretch)."),
     target_gsd: float = typer.Option(None, "--target-gsd", help="Resample to this pixel size (map units) first."),
+    aoi: Path = typer.Option(None, "--aoi", help=HELP_AOI),
     unknown_threshold: float = typer.Option(0.0, "--unknown-threshold", help="Below this best probability: 255."),
-    probabilities: Path = typer.Option(None, "--probabilities", help="Also write per-class uint8 probabilities."),
+    probabilities: Path = typer.Option(None, "--probabilities", help="Also write per-class probabilities (p x 255)."),
     vector: Path = typer.Option(None, "--vector", help="Also polygonise the labels (gpkg, geojson, shp, parquet)."),
     cog: bool = typer.Option(False, "--cog", help="Write Cloud-Optimized GeoTIFFs with overviews."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -80,13 +85,20 @@ def summary_json(results, job, loaded, wall: float) -> dict | list:
     return scenes
 
 
+def skipped_text(windows: dict) -> str:
+    """The windows not run: nodata ones, and those outside ``--aoi`` (never read)."""
+    outside = windows.get("outside_aoi")
+    nodata = f"{windows['skipped'] - (outside or 0)} nodata skipped"
+    return nodata if outside is None else f"{nodata}, {outside} outside --aoi"
+
+
 def summary_text(results, job, wall: float, model: str) -> str:
     """One line per scene and one for the run; never wrapped (log files keep whole paths)."""
     lines = []
     for r in sorted(results, key=lambda r: r.scene):
         w, rate = r.windows, rates(r)
         lines.append(
-            f"{Path(r.scene).name}: {w['done']} windows ({w['skipped']} nodata skipped) in {r.seconds:.1f} s, "
+            f"{Path(r.scene).name}: {w['done']} windows ({skipped_text(w)}) in {r.seconds:.1f} s, "
             f"{rate['windows_per_s']:.1f} windows/s, {rate['megapixels_per_s']:.2f} Mpx/s -> {', '.join(r.outputs)}"
         )
         lines += [f"  {note}" for note in r.notes]

@@ -64,8 +64,10 @@ def check_outputs(
                     raise UsageError(f"{out.what} {f} is the input {i}; choose another output path")
     for n, a in enumerate(outputs):
         for b in outputs[n + 1 :]:
-            if any(same_file(x, y) for x in a.files for y in b.files):
-                raise UsageError(f"the {a.what} and the {b.what} are the same file ({a.path}); give each its own path")
+            shared = next((x for x in a.files for y in b.files if same_file(x, y)), None)
+            if shared is not None:
+                same = f"are the same file ({a.path})" if shared == a.path else f"would both write {shared}"
+                raise UsageError(f"the {a.what} and the {b.what} {same}; give each its own path")
     for out in outputs:
         _check_writable(out, overwrite, new_folder)
 
@@ -73,8 +75,10 @@ def check_outputs(
 def _check_writable(out: Output, overwrite: bool, new_folder: Path | None) -> None:
     if out.path.is_dir():
         raise UsageError(f"{out.what} {out.path} is a folder; give a file name")
-    if any(p.exists() for p in out.files) and not overwrite:
-        raise UsageError(f"{out.what} {out.path} exists (use --overwrite to replace it)")
+    existing = next((p for p in out.files if p.exists()), None)
+    if existing is not None and not overwrite:
+        which = "" if existing == out.path else f": {existing.name}, written with it, already"
+        raise UsageError(f"{out.what} {out.path}{which} exists (use --overwrite to replace it)")
     parent = out.path.parent
     if new_folder is not None and (same_file(parent, new_folder) or new_folder.resolve() in parent.resolve().parents):
         parent = nearest_existing(new_folder)  # created by the run, with its missing parents

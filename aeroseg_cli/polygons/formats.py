@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.files.safety import Output, check_outputs
+from aeroseg_cli.styles.documents import qml_path
 
 FORMATS = {
     "gpkg": ("GPKG", ".gpkg"),
@@ -44,11 +45,15 @@ def output_format(path: Path, fmt: str | None) -> str:
 
 
 def _siblings(path: Path, fmt: str) -> list[Path]:
-    return [path.with_suffix(s) for s in SHAPEFILE_PARTS] if fmt == "shp" else [path]
+    """The files written for ``path``: a shapefile's parts, and the QGIS style beside every format but GeoPackage
+    (which holds its style inside)."""
+    files = [path.with_suffix(s) for s in SHAPEFILE_PARTS] if fmt == "shp" else [path]
+    return files if fmt == "gpkg" else [*files, qml_path(path)]
 
 
 def vector_output(path: Path, fmt: str | None = None) -> Output:
-    """The vector file as an output to check: a shapefile's sibling files count as part of it."""
+    """The vector file as an output to check: a shapefile's sibling files and the style beside it count as part of
+    it."""
     return Output(path, "vector output", tuple(p for p in _siblings(path, output_format(path, fmt)) if p != path))
 
 

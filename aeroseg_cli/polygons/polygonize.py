@@ -7,8 +7,6 @@ across a seam are unioned. The result equals polygonising the whole raster at on
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,24 +42,6 @@ class StripPlan:
     keep: set[int] | None = None
     sieve_px: int = 0
     probs_ds: rasterio.io.DatasetReader | None = None
-
-
-def class_table(ds) -> tuple[dict[int, str], dict[int, str]]:
-    """Class names (from aeroseg's CLASS_NAMES tag or per-band class_<i> tags) and colours (#rrggbb)."""
-    names: dict[int, str] = {}
-    tags = ds.tags()
-    if "CLASS_NAMES" in tags:
-        try:
-            names = dict(enumerate(json.loads(tags["CLASS_NAMES"])))
-        except ValueError:
-            names = {}
-    for key, value in ds.tags(1).items():
-        if key.startswith("class_") and key[6:].isdigit():
-            names.setdefault(int(key[6:]), value)
-    colors: dict[int, str] = {}
-    with contextlib.suppress(ValueError):
-        colors = {k: "#{:02x}{:02x}{:02x}".format(*v[:3]) for k, v in ds.colormap(1).items()}
-    return names, colors
 
 
 def _strips(height: int, block_rows: int) -> Iterator[tuple[int, int]]:

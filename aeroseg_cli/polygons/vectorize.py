@@ -23,20 +23,22 @@ from shapely import affinity
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.polygons.formats import FORMATS, check_vector_output, output_format
 from aeroseg_cli.polygons.measure import Measure, measure_for
-from aeroseg_cli.polygons.polygonize import SIEVE_DTYPES, Piece, StripPlan, class_table, iter_strips, simplified
-from aeroseg_cli.polygons.writer import VectorWriter
+from aeroseg_cli.polygons.polygonize import SIEVE_DTYPES, Piece, StripPlan, iter_strips, simplified
+from aeroseg_cli.polygons.writer import VectorStyle, VectorWriter
+from aeroseg_cli.styles.classes import ClassTable, raster_classes
+from aeroseg_cli.styles.palette import hex_color
 
 __all__ = [
     "FORMATS",
     "ProgressFn",
     "VectorizeOptions",
     "check_vector_output",
-    "class_table",
     "output_format",
     "vectorize_raster",
 ]
 
 BATCH = 5000  # features per append to the output file
+WGS84 = CRS.from_epsg(4326)
 PIXEL_COORDS = "pixel coordinates (x = column, y = row, growing downwards; no CRS)"
 GEOTRANSFORM_COORDS = "the geotransform's coordinates (no CRS)"
 
@@ -63,24 +65,24 @@ class VectorizeOptions:
 
 @dataclass
 class _Layer:
-    """How pieces (pixel coordinates) become features: names, colours, the pixel-to-map affine, CRSs, the measure."""
+    """How pieces (pixel coordinates) become features: classes, the pixel-to-map affine, CRSs, the measure."""
 
-    names: dict[int, str]
-    colors: dict[int, str]
+    classes: ClassTable
     aff: list[float]
     crs: CRS | None
     dst_crs: CRS | None
     measure: Measure
     with_conf: bool
     coordinates: str  # what the output's coordinates are, for the summary
+    rfc7946: bool = False  # GeoJSON as RFC 7946 has it: WGS 84 longitude/latitude, no crs member
 
     def frame(self, pieces: list[Piece]) -> gpd.GeoDataFrame:
         geoms = gpd.GeoSeries([affinity.affine_transform(p.geom, self.aff) for p in pieces], crs=self.crs)
         gdf = gpd.GeoDataFrame(
             {
                 "class_id": np.array([p.value for p in pieces], dtype=np.int32),
-                "class_name": [self.names.get(p.value, f"class_{p.value}") for p in pieces],
-                "color": [self.colors.get(p.value, "") for p in pieces],
+                "class_name": [self.classes.name_of(p.value) for p in pieces],
+                "color": [hex_color(self.classes.color_of(p.value)) for p in pieces],
             },
             geometry=geoms,
         )
@@ -149,16 +151,22 @@ def _probabilities(path: Path | None, ds, labels_path: Path) -> Iterator[rasteri
         yield probs_ds
 
 
-def _layer(ds, georef: bool, opts: VectorizeOptions, with_conf: bool) -> _Layer:
-    names, colors = class_table(ds)
+def _layer(ds, georef: bool, opts: VectorizeOptions, with_conf: bool, fmt: str) -> _Layer:
+    """GeoJSON defaults to RFC 7946 (WGS 84 longitude/latitude, no crs member); another ``--dst-crs`` writes the
+    2008 GeoJSON that names its CRS in a crs member, since RFC 7946 readers take coordinates as WGS 84."""
     t = ds.transform
     crs = CRS.from_user_input(ds.crs) if georef else None
     dst_crs = CRS.from_user_input(opts.dst_crs) if opts.dst_crs else crs
+    if fmt == "geojson" and georef and opts.dst_crs is None:
+        dst_crs = WGS84
+    rfc7946 = fmt == "geojson" and dst_crs is not None and dst_crs.equals(WGS84, ignore_axis_order=True)
     pixel_coords = t == rasterio.Affine.identity()
     measure = measure_for(crs, tuple(ds.bounds), pixel_coords)
     coordinates = dst_crs.to_string() if dst_crs else PIXEL_COORDS if pixel_coords else GEOTRANSFORM_COORDS
+    if fmt == "geojson" and dst_crs is not None:
+        coordinates += " (RFC 7946: longitude, latitude)" if rfc7946 else " (named in a crs member; not RFC 7946)"
     aff = [t.a, t.b, t.d, t.e, t.xoff, t.yoff]
-    return _Layer(names, colors, aff, crs, dst_crs, measure, with_conf, coordinates)
+    return _Layer(raster_classes(ds), aff, crs, dst_crs, measure, with_conf, coordinates, rfc7946)
 
 
 def _simplify_all(strips, tolerance: float, aff: list[float], rows_total: int):
@@ -211,13 +219,14 @@ def vectorize_raster(
     fmt = check_vector_output(out_path, opts.overwrite, opts.format, inputs=[labels_path, opts.probabilities])
     with _open_raster(labels_path) as ds:
         georef = _check_labels(ds, labels_path, opts)
-        layer = _layer(ds, georef, opts, with_conf=opts.probabilities is not None)
-        plan = StripPlan(opts.block_rows, _keep_classes(layer.names, opts.classes, labels_path))
+        layer = _layer(ds, georef, opts, opts.probabilities is not None, fmt)
+        plan = StripPlan(opts.block_rows, _keep_classes(layer.classes.names, opts.classes, labels_path))
         pixel_area = abs(ds.transform.a * ds.transform.e - ds.transform.b * ds.transform.d)
         plan.sieve_px = math.ceil(opts.min_area / pixel_area) if opts.min_area > 0 else 0
         with _probabilities(opts.probabilities, ds, labels_path) as probs_ds:
             plan.probs_ds = probs_ds
-            writer = VectorWriter(out_path, fmt, opts.layer or labels_path.stem, layer.dst_crs)
+            style = VectorStyle(layer.classes, plan.keep, f"aeroseg classes of {labels_path.name}")
+            writer = VectorWriter(out_path, fmt, opts.layer or labels_path.stem, layer.dst_crs, layer.rfc7946, style)
             count = _write(ds, plan, layer, writer, opts, progress)
     return {
         "output": str(out_path),
@@ -226,4 +235,5 @@ def vectorize_raster(
         "measured_in": layer.measure.note,
         "crs": layer.dst_crs.to_string() if layer.dst_crs else None,
         "coordinates": layer.coordinates,
+        "style": writer.style_location,
     }

@@ -19,6 +19,7 @@ import torch
 from aeroseg_cli.segment.tiler import Grid, Superblock, Window, weight2d
 
 NODATA = 255
+PROBABILITY_NODATA = 0  # probabilities are stored as p x 255, at least 1 where known, 0 where nothing was seen
 
 
 @dataclass
@@ -28,7 +29,7 @@ class FinishedRows:
     row0: int
     col0: int
     labels: np.ndarray  # (n, w) uint8, NODATA where nodata / no window / unknown
-    probabilities: np.ndarray | None  # (K, n, w) uint8 (p * 255), or None
+    probabilities: np.ndarray | None  # (K, n, w) uint8 (p * 255, at least 1; 0 where nodata), or None
 
 
 def blender_bytes(grid: Grid, num_classes: int, strip_width: int) -> int:
@@ -183,7 +184,8 @@ class RowBlender:
             if self.unknown_threshold > 0:
                 nodata |= best / denom < self.unknown_threshold
             if self.keep_probabilities:
-                probs = torch.where(covered, torch.round(sums / denom * 255), 0).to(torch.uint8)
+                probs = torch.where(covered, torch.round(sums / denom * 255).clamp_min_(1), PROBABILITY_NODATA)
+                probs = probs.to(torch.uint8)
         return labels.masked_fill_(nodata, NODATA), probs
 
     def _emit_row(self) -> None:

@@ -22,6 +22,7 @@ from affine import Affine
 
 from aeroseg_cli.files.errors import CLIError, Interrupted
 from aeroseg_cli.runtime.host import keep_freed_memory
+from aeroseg_cli.segment.aoi import Aoi
 from aeroseg_cli.segment.blender import FinishedRows, RowBlender, blender_bytes
 from aeroseg_cli.segment.feeder import Batch, Feeder
 from aeroseg_cli.segment.predictor import DeviceOutOfMemory
@@ -48,6 +49,7 @@ class SegmentOptions:
     chunk_rows: int = 1024  # rows per write (rounded to the 512-row GeoTIFF tiles)
     io_threads: str | int = "auto"  # decode threads: "auto", "off" (inline) or a number
     max_memory: int | None = None  # bytes for the blender and write buffers; None: HOST_BUDGET / GPU share
+    colors: list[tuple[int, int, int]] | None = None  # one per class; None: the palette's (styles.palette)
 
 
 @dataclass
@@ -243,6 +245,12 @@ def run_block(
             on_progress(progress)
 
 
+def outside_windows(grid: Grid, aoi: Aoi, work: list[tuple[Superblock, tuple[int, int]]]) -> int:
+    """How many of the windows this run had to do lie outside the AOI (never read nor run)."""
+    touching = aoi.touching(grid)
+    return int(sum((~touching[slice(*grid.rows_touching(*rows)), b.i0 : b.i1]).sum() for b, rows in work))
+
+
 def segment_scene(
     info: SceneInfo,
     predictor,
@@ -252,11 +260,13 @@ def segment_scene(
     settings: dict,
     on_progress: Callable[[Progress], None] | None = None,
     row_range: tuple[int, int] | None = None,
+    aoi: Aoi | None = None,
 ) -> SegmentResult:
     """Segment one scene into ``output``; the file appears only when the whole scene is done.
 
     ``row_range`` (r0, r1): only these scene rows, into a file of that band (one rank's share); every window that
-    touches the band runs, so its pixels are exactly those of a whole-scene run.
+    touches the band runs, so its pixels are exactly those of a whole-scene run. ``aoi``: only windows touching it
+    run, pixels outside it are nodata.
     """
     start = time.perf_counter()
     keep_freed_memory()
@@ -268,7 +278,7 @@ def segment_scene(
     spec = RasterSpec(info.width, r1 - r0, info.crs, info.transform @ Affine.translation(0, r0), r0)
     writer = LabelWriter(output, spec, predictor.class_names, tags, settings,
                          [(b.x0, b.x1) for b in grid.superblocks(width)], opts.probabilities, opts.cog, opts.resume,
-                         opts.chunk_rows)  # fmt: skip
+                         opts.chunk_rows, opts.colors)  # fmt: skip
     work = [(grid.superblock(x0, x1), (writer.rows_done(x0), r1)) for x0, x1 in writer.blocks]
     work = [(b, rows) for b, rows in work if rows[0] < rows[1]]
     total = sum((b.i1 - b.i0) * len(range(*grid.rows_touching(*rows))) for b, rows in work)
@@ -276,7 +286,7 @@ def segment_scene(
     ctx = {"grid": grid, "predictor": predictor, "opts": opts, "progress": progress}
     threads = decode_threads(opts.io_threads, predictor.device)
     try:
-        with Feeder(info, grid, predictor.device, opts.batch_size, threads) as ctx["feeder"]:
+        with Feeder(info, grid, predictor.device, opts.batch_size, threads, aoi) as ctx["feeder"]:
             ctx["sink"] = RowSink(writer, background=threads > 0 or predictor.device.type != "cpu")
             try:
                 for block, rows in work:
@@ -298,6 +308,11 @@ def segment_scene(
     outputs = writer.commit(opts.overwrite)
     windows = {"total": len(grid), "run": total, "done": progress.done, "skipped": progress.skipped,
                "failed": progress.failed}  # fmt: skip
+    notes = list(info.notes)
+    if aoi is not None:
+        windows["outside_aoi"] = outside = outside_windows(grid, aoi, work)
+        notes.append(f"--aoi {aoi.source}: {aoi.fraction:.1%} of the scene; {outside} of {total} windows lie "
+                     f"outside it and were not run ({outside / max(total, 1):.0%} of the work saved)")  # fmt: skip
     return SegmentResult(
         scene=info.path,
         outputs=[str(p) for p in outputs],
@@ -310,5 +325,5 @@ def segment_scene(
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         resumed_from_row=min((rows[0] for _, rows in work), default=r1),
         superblocks=len(writer.blocks),
-        notes=list(info.notes),
+        notes=notes,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from aeroseg_cli.segment.aoi import Aoi
 from aeroseg_cli.segment.reader import ReadError, SceneInfo, SceneReader
 from aeroseg_cli.segment.tiler import Grid, Superblock, Window
 
@@ -61,19 +62,32 @@ class RowData:
     valid: np.ndarray | None = None
     pieces: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     bad: dict[int, str] = field(default_factory=dict)
+    outside: bool = False  # no window of the row touches the --aoi: nothing read, nothing run
 
-    def window(self, i: int, x: int, tile: int) -> tuple[np.ndarray, np.ndarray] | str:
-        """Window column ``i`` (at strip offset ``x``): (data, valid), or the read error's cause."""
+    def window(self, i: int, x: int, tile: int) -> tuple[np.ndarray, np.ndarray] | str | None:
+        """Window column ``i`` (at strip offset ``x``): (data, valid), the read error's cause, or None outside the
+        AOI."""
+        if self.outside:
+            return None
         if self.data is not None:
             return self.data[:, :, x : x + tile], self.valid[:, x : x + tile]
-        return self.pieces.get(i) or self.bad[i]
+        return self.pieces.get(i) or self.bad.get(i)
 
 
 class Feeder:
     """``batches(block, j0, j1)``: the windows of window rows [j0, j1) of a superblock, as batches of <= B."""
 
-    def __init__(self, info: SceneInfo, grid: Grid, device: torch.device, batch_size: int, threads: int = 0) -> None:
+    def __init__(
+        self,
+        info: SceneInfo,
+        grid: Grid,
+        device: torch.device,
+        batch_size: int,
+        threads: int = 0,
+        aoi: Aoi | None = None,
+    ) -> None:
         self.info, self.grid, self.device, self.batch_size = info, grid, device, batch_size
+        self.aoi, self.touching = aoi, aoi.touching(grid) if aoi is not None else None
         self.threads = threads
         self._local = threading.local()
         self._readers: list[SceneReader] = []
@@ -105,16 +119,27 @@ class Feeder:
         """Window row ``j`` across the superblock; a failed read is retried window by window to find the bad ones."""
         g = self.grid
         r, c1 = g.rows[j], g.cols[block.i1 - 1] + g.tile
+        if self.touching is not None and not self.touching[j, block.i0 : block.i1].any():
+            return RowData(j, outside=True)
         try:
-            return RowData(j, *self._reader().read(r, r + g.tile, block.c0, c1))
+            return RowData(j, *self._read(r, r + g.tile, block.c0, c1))
         except ReadError:
             row = RowData(j)
             for i in range(block.i0, block.i1):
+                if self.touching is not None and not self.touching[j, i]:
+                    continue  # outside the AOI: not read, skipped
                 try:
-                    row.pieces[i] = self._reader().read(r, r + g.tile, g.cols[i], g.cols[i] + g.tile)
+                    row.pieces[i] = self._read(r, r + g.tile, g.cols[i], g.cols[i] + g.tile)
                 except ReadError as one:
                     row.bad[i] = one.cause
             return row
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The reader's data and validity, pixels outside the AOI made invalid (the image itself is untouched)."""
+        data, valid = self._reader().read(r0, r1, c0, c1)
+        if self.aoi is not None:
+            valid &= self.aoi.mask(r0, r1, c0, c1)
+        return data, valid
 
     def _rows(self, block: Superblock, j0: int, j1: int) -> Iterator[RowData]:
         """Rows in order; with threads, up to ``threads + 1`` rows are read ahead."""
@@ -141,7 +166,7 @@ class Feeder:
                 if isinstance(piece, str):
                     entries.append(Entry(window, None, f"window at row {window.row}, col {window.col}: {piece}"))
                     continue
-                if not piece[1].any():
+                if piece is None or not piece[1].any():
                     entries.append(Entry(window, None))
                     continue
                 entries.append(Entry(window, len(images)))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aeroseg_cli import __version__
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.files.safety import Output, check_outputs, is_remote
+from aeroseg_cli.segment.aoi import aoi_inputs, read_aoi, scene_aoi
 
 if TYPE_CHECKING:
     from aeroseg_cli.segment.reader import SceneInfo
@@ -53,6 +54,8 @@ class SegmentRequest:
     max_memory: str = "auto"
     allow_ungeoreferenced: bool = False
     quiet: bool = False
+    colors: Path | None = None
+    aoi: Path | None = None
 
     @classmethod
     def from_options(cls, options: dict) -> SegmentRequest:
@@ -70,6 +73,8 @@ class Plan:
     new_folder: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     model_choice: str = "--model"  # why request.model is the model used (modelchoice.Choice.why)
+    palette: dict = field(default_factory=dict)  # class name -> (r, g, b): --colors and colours in --classes
+    aois: dict = field(default_factory=dict)  # scene path -> its segment.aoi.Aoi (--aoi)
 
 
 def parse_size(text: str) -> int | None:
@@ -85,12 +90,15 @@ def parse_size(text: str) -> int | None:
     return size
 
 
-def parse_classes(text: str | None, file: Path | None) -> list[str] | None:
-    """Class names from ``--classes "a,b|c"`` or a file with one class per line (``|`` separates synonyms)."""
+def parse_classes(text: str | None, file: Path | None) -> tuple[list[str] | None, dict]:
+    """Class names from ``--classes "a,b|c"`` or a file with one class per line (``|`` separates synonyms), and the
+    colours given with them ("water:#1f78b4")."""
+    from aeroseg_cli.styles.palette import split_class_colors
+
     if text is not None and file is not None:
         raise UsageError("give --classes or --classes-file, not both")
     if text is None and file is None:
-        return None
+        return None, {}
     if file is not None:
         if not file.is_file():
             raise UsageError(f"--classes-file {file}: no such file")
@@ -101,7 +109,8 @@ def parse_classes(text: str | None, file: Path | None) -> list[str] | None:
         names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     else:
         names = [n.strip() for n in text.split(",")]
-    return check_class_names(names)
+    names, colors = split_class_colors(names, "--classes-file" if file is not None else "--classes")
+    return check_class_names(names), colors
 
 
 def check_class_names(names: list[str]) -> list[str]:
@@ -160,9 +169,11 @@ def output_paths(infos: list[SceneInfo], output: Path | None) -> tuple[list[Path
 
 
 def planned_outputs(plan_outputs: list[Path], req: SegmentRequest) -> list[Output]:
-    outs = [Output(p, "output", (p.with_name(p.name + ".aux.xml"),)) for p in plan_outputs]
+    from aeroseg_cli.segment.writer import label_sidecars, probability_sidecars
+
+    outs = [Output(p, "output", label_sidecars(p)) for p in plan_outputs]
     if req.probabilities is not None:
-        outs.append(Output(req.probabilities, "probabilities raster"))
+        outs.append(Output(req.probabilities, "probabilities raster", probability_sidecars(req.probabilities)))
     if req.vector is not None:
         from aeroseg_cli.polygons.formats import vector_output
 
@@ -174,6 +185,7 @@ def plan(req: SegmentRequest) -> Plan:
     """Every check that needs no model: options, scenes, outputs against inputs. Nothing is written."""
     from aeroseg_cli.runtime.modelcheck import check_preset
     from aeroseg_cli.runtime.modelchoice import choose_model
+    from aeroseg_cli.styles.palette import load_palette
 
     t0 = time.perf_counter()
     check_options(req)
@@ -184,13 +196,24 @@ def plan(req: SegmentRequest) -> Plan:
     from aeroseg_cli.segment.reader import inspect_scene, parse_bands, parse_scale
 
     bands, scale = parse_bands(req.bands), parse_scale(req.scale)
-    names = parse_classes(req.classes, req.classes_file)
+    names, palette = parse_classes(req.classes, req.classes_file)
+    palette = (load_palette(req.colors) if req.colors is not None else {}) | palette
     infos = [inspect_scene(s, bands, scale, req.target_gsd, req.allow_ungeoreferenced) for s in req.scenes]
+    aois = scene_aois(req.aoi, infos)
     outputs, new_folder = output_paths(infos, req.output)
-    inputs = [*req.scenes, *(p for p in (req.classes_file, Path(req.model)) if p is not None and p.is_file())]
+    given = (req.classes_file, req.colors, Path(req.model))
+    inputs = [*req.scenes, *(p for p in given if p is not None and p.is_file()), *aoi_inputs(req.aoi)]
     check_outputs(planned_outputs(outputs, req), inputs, req.overwrite, new_folder)
     timings = {"checks": time.perf_counter() - t0}
-    return Plan(req, infos, outputs, names, max_memory, new_folder, timings, choice.why)
+    return Plan(req, infos, outputs, names, max_memory, new_folder, timings, choice.why, palette, aois)
+
+
+def scene_aois(path: Path | None, infos: list[SceneInfo]) -> dict:
+    """``--aoi``: the polygons read once and placed on every scene's grid (each must overlap them)."""
+    if path is None:
+        return {}
+    polygons = read_aoi(path)
+    return {info.path: scene_aoi(polygons, path, info) for info in infos}
 
 
 def model_identity(spec: str) -> str:
@@ -227,6 +250,7 @@ def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, ba
             "target_gsd": req.target_gsd,
             "unknown_threshold": req.unknown_threshold,
             "probabilities": req.probabilities is not None,
+            "aoi": plan_.aois[info.path].digest if info.path in plan_.aois else None,
             "version": __version__,
         }
     )
@@ -243,4 +267,5 @@ def scene_tags(info: SceneInfo, names: list[str], tile: int, model_label: str, r
         "AEROSEG_RADIOMETRY": info.radiometry.as_tag(),
         "AEROSEG_UNKNOWN_THRESHOLD": str(req.unknown_threshold),
         "AEROSEG_SOURCE": info.name,
+        **({"AEROSEG_AOI": req.aoi.name} if req.aoi is not None else {}),
     }

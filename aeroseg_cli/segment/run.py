@@ -13,6 +13,7 @@ from aeroseg_cli.progress import progress_display, status
 from aeroseg_cli.segment.engine import SegmentOptions, SegmentResult, segment_scene, windows_per_call
 from aeroseg_cli.segment.job import Plan, check_class_names, model_identity, scene_settings, scene_tags
 from aeroseg_cli.segment.writer import check_resumable
+from aeroseg_cli.styles.palette import class_colors
 
 
 @dataclass
@@ -90,6 +91,7 @@ def options(plan: Plan, loaded: Loaded) -> SegmentOptions:
         on_error=req.on_error,
         io_threads=req.io_threads,
         max_memory=plan.max_memory,
+        colors=class_colors(loaded.names, plan.palette),
     )
 
 
@@ -104,7 +106,8 @@ def segment_one(plan: Plan, loaded: Loaded, index: int, opts: SegmentOptions, ba
     quiet = plan.request.quiet or not loaded.ddp.main
     with progress_display(f"segmenting {info.name}", unit="windows", quiet=quiet) as update:
         rows = band[:2] if band else None
-        return segment_scene(info, loaded.predictor, out, opts, tags, settings, WindowCounts(update), rows)
+        aoi = plan.aois.get(info.path)
+        return segment_scene(info, loaded.predictor, out, opts, tags, settings, WindowCounts(update), rows, aoi)
 
 
 class WindowCounts:
@@ -175,7 +178,7 @@ def run_banded(plan: Plan, loaded: Loaded, opts: SegmentOptions) -> SegmentResul
     """One scene over the ranks: each rank its band of rows into its own file, rank 0 assembles the final one."""
     from aeroseg_cli.runtime.ddp import gather
     from aeroseg_cli.segment.distributed import assemble, band_path, row_bands
-    from aeroseg_cli.segment.writer import LabelWriter, RasterSpec
+    from aeroseg_cli.segment.writer import LabelWriter, RasterSpec, label_sidecars, probability_sidecars
 
     ddp, info, out = loaded.ddp, plan.infos[0], plan.outputs[0]
     bands = row_bands(info.height, ddp.world)
@@ -198,15 +201,16 @@ def run_banded(plan: Plan, loaded: Loaded, opts: SegmentOptions) -> SegmentResul
     settings = scene_settings(plan, info, loaded.names, loaded.tile, loaded.batch_size, loaded.runtime)
     tags = scene_tags(info, loaded.names, loaded.tile, loaded.label, plan.request)
     spec = RasterSpec(info.width, info.height, info.crs, info.transform)
-    writer = LabelWriter(out, spec, loaded.names, tags, settings, [(0, info.width)], opts.probabilities, opts.cog)
+    writer = LabelWriter(out, spec, loaded.names, tags, settings, [(0, info.width)], opts.probabilities, opts.cog,
+                         colors=opts.colors)  # fmt: skip
     files = [(band_path(out, r), band_path(opts.probabilities, r) if opts.probabilities else None)
              for r, (a, b) in enumerate(bands) if b > a]  # fmt: skip
     assemble(files, writer)
     outputs = writer.commit(opts.overwrite)
     for labels_path, probs_path in files:
-        for p in (labels_path, labels_path.with_name(labels_path.name + ".aux.xml"), probs_path):
-            if p is not None:
-                p.unlink(missing_ok=True)
+        probs = (probs_path, *probability_sidecars(probs_path)) if probs_path else ()
+        for p in (labels_path, *label_sidecars(labels_path), *probs):
+            p.unlink(missing_ok=True)
     return merge_results([SegmentResult(**s["result"]) for s in statuses if s["result"]], outputs, ddp.world, bands)
 
 

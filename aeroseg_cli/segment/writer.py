@@ -9,15 +9,14 @@ continues exactly there and refuses a partial made with other settings.
 
 from __future__ import annotations
 
-import colorsys
 import contextlib
 import functools
 import json
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -26,10 +25,12 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from aeroseg_cli.files.atomic import atomic_output
+from aeroseg_cli.files.atomic import atomic_output, default_permissions
 from aeroseg_cli.files.errors import CLIError, UsageError, diagnose
-from aeroseg_cli.segment.blender import NODATA, FinishedRows
+from aeroseg_cli.segment.blender import NODATA, PROBABILITY_NODATA, FinishedRows
 from aeroseg_cli.segment.tiler import BLOCK
+from aeroseg_cli.styles.documents import label_aux_xml, label_qml, probability_qml, qml_path
+from aeroseg_cli.styles.palette import RGB, class_colors
 
 SIDECAR_VERSION = 2
 GTIFF_OPTIONS = {
@@ -59,28 +60,37 @@ class RasterSpec:
     row_offset: int = 0
 
 
-def class_colors(n: int) -> list[tuple[int, int, int]]:
-    """Distinct colours by golden-ratio hue steps (stable for a class id across runs)."""
-    out = []
-    for i in range(n):
-        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.65, 0.95)
-        out.append((round(r * 255), round(g * 255), round(b * 255)))
-    return out
-
-
 def partial_paths(output: Path) -> tuple[Path, Path]:
     stem = output.parent / f".{output.name}.partial"
     return stem.with_name(stem.name + ".tif"), stem.with_name(stem.name + ".json")
 
 
-def aux_xml(class_names: Sequence[str]) -> str:
-    """GDAL PAM sidecar with category names: QGIS shows them as the legend of the paletted band."""
-    cats = [escape(n) for n in class_names] + [""] * (NODATA - len(class_names)) + ["nodata/unknown"]
-    items = "".join(f"      <Category>{c}</Category>\n" for c in cats)
-    return (
-        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <Description>class</Description>\n'
-        f"    <CategoryNames>\n{items}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
-    )
+def label_sidecars(output: Path) -> tuple[Path, Path]:
+    """The files written beside a label raster: GDAL's PAM ``.aux.xml`` (names, attribute table) and the QGIS style."""
+    return output.with_name(output.name + ".aux.xml"), qml_path(output)
+
+
+def probability_sidecars(output: Path) -> tuple[Path]:
+    """The file written beside a probability raster: its QGIS style."""
+    return (qml_path(output),)
+
+
+@contextlib.contextmanager
+def staged(documents: dict[Path, str]) -> Iterator[dict[Path, Path]]:
+    """Each document written to a temporary file beside its path (target -> temporary); the caller renames them into
+    place once their raster is there, and whatever is not renamed is removed."""
+    staging: dict[Path, Path] = {}
+    try:
+        for path, text in documents.items():
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            default_permissions(name)
+            staging[path] = Path(name)
+        yield staging
+    finally:
+        for tmp in staging.values():
+            tmp.unlink(missing_ok=True)
 
 
 @functools.cache
@@ -143,8 +153,10 @@ class LabelWriter:
         cog: bool = False,
         resume: bool = False,
         chunk_rows: int = 2 * BLOCK,
+        colors: Sequence[RGB] | None = None,
     ) -> None:
         self.output, self.spec, self.class_names = output, spec, list(class_names)
+        self.colors = list(colors) if colors is not None else class_colors(self.class_names)
         self.settings, self.cog, self.probabilities = settings, cog, probabilities
         self.chunk_rows = max(BLOCK, chunk_rows // BLOCK * BLOCK)
         self.partial, self.sidecar = partial_paths(output)
@@ -177,18 +189,13 @@ class LabelWriter:
         for p in (self.partial, self.sidecar, self.prob_partial):
             if p is not None:
                 p.unlink(missing_ok=True)  # a stale partial of an earlier run (this run holds the output's lock)
-        colors = class_colors(len(self.class_names))
         try:
             with rasterio.open(self.partial, "w", **self._profile(1, NODATA)) as dst:
-                dst.write_colormap(1, {**{i: (*c, 255) for i, c in enumerate(colors)}, NODATA: (0, 0, 0, 0)})
-                dst.set_band_description(1, "class")
-                dst.update_tags(**tags, CLASS_NAMES=json.dumps(self.class_names))
-                dst.update_tags(1, **{f"class_{i}": n for i, n in enumerate(self.class_names)})
+                dst.update_tags(**tags)
             if self.prob_partial:
-                with rasterio.open(self.prob_partial, "w", **self._profile(len(self.class_names), None)) as dst:
-                    for i, name in enumerate(self.class_names, start=1):
-                        dst.set_band_description(i, f"p({name}) x 255")
-                    dst.update_tags(**tags, CLASS_NAMES=json.dumps(self.class_names))
+                profile = self._profile(len(self.class_names), PROBABILITY_NODATA)
+                with rasterio.open(self.prob_partial, "w", **profile, photometric="MINISBLACK") as dst:  # not RGB
+                    dst.update_tags(**tags)
             for p in (self.partial, self.prob_partial):
                 if p is not None:
                     self._verify_header(p)
@@ -290,16 +297,53 @@ class LabelWriter:
             )
 
     # -- finishing --------------------------------------------------------------------------------------------
+    def _apply_style(self) -> None:
+        """What a GIS shows, set when the rows are all written (so a resumed run carries this run's colours): the
+        colour table, band descriptions and class names (dataset and band metadata) of the labels; class names,
+        scale 1/255 and offset 0 (stored p x 255 reads as p) of the probabilities."""
+        names = self.class_names
+        try:
+            with rasterio.open(self.partial, "r+") as dst:
+                dst.write_colormap(1, {**{i: (*c, 255) for i, c in enumerate(self.colors)}, NODATA: (0, 0, 0, 0)})
+                dst.set_band_description(1, "class")
+                dst.update_tags(CLASS_NAMES=json.dumps(names))
+                dst.update_tags(1, **{f"class_{i}": n for i, n in enumerate(names)})
+            if self.prob_partial:
+                with rasterio.open(self.prob_partial, "r+") as dst:
+                    dst.scales, dst.offsets = (1 / 255,) * len(names), (0.0,) * len(names)
+                    dst.update_tags(CLASS_NAMES=json.dumps(names))
+                    for i, name in enumerate(names, start=1):
+                        dst.set_band_description(i, name)
+                        dst.update_tags(i, CLASS=name, CLASS_ID=str(i - 1))
+        except (RasterioIOError, CPLE_BaseError, OSError) as exc:
+            raise WriteError(f"writing {self.output} failed: {diagnose(self.partial, str(exc))}") from None
+
+    def documents(self) -> tuple[dict[Path, str], dict[Path, str]]:
+        """The style files beside the outputs: the labels' PAM sidecar and QML; the probabilities' QML."""
+        aux, qml = label_sidecars(self.output)
+        labels = {aux: label_aux_xml(self.class_names, self.colors), qml: label_qml(self.class_names, self.colors)}
+        if self.probabilities is None:
+            return labels, {}
+        return labels, {probability_sidecars(self.probabilities)[0]: probability_qml(1, self.class_names[0])}
+
     def commit(self, overwrite: bool) -> list[Path]:
-        """Finish: flush, convert to COG if asked, rename into place, add the legend sidecar."""
+        """Finish: flush, style, convert to COG if asked, rename into place, each raster with its style files."""
         self._flush()
         if not self.finished:
             raise RuntimeError(f"{self.output}: not every row was written")
-        written = [self._place(self.partial, self.output, overwrite)]
-        with atomic_output(self.output.with_name(self.output.name + ".aux.xml")) as tmp:
-            tmp.write_text(aux_xml(self.class_names))
-        if self.prob_partial:
-            written.append(self._place(self.prob_partial, self.probabilities, overwrite))
+        self._apply_style()
+        label_docs, prob_docs = self.documents()
+        with staged(label_docs | prob_docs) as staging:
+            for target in staging:
+                if target.exists() and not overwrite:
+                    raise CLIError(f"{target} appeared during the run; not replaced (use --overwrite)")
+            written = [self._place(self.partial, self.output, overwrite)]
+            for target in label_docs:
+                os.replace(staging.pop(target), target)
+            if self.prob_partial:
+                written.append(self._place(self.prob_partial, self.probabilities, overwrite))
+                for target in prob_docs:
+                    os.replace(staging.pop(target), target)
         self.sidecar.unlink(missing_ok=True)
         return written
 
