@@ -10,7 +10,7 @@ import warnings
 import typer
 import typer.core
 
-from aeroseg_cli import __version__
+from aeroseg_cli import __version__, progress
 from aeroseg_cli.files import signals
 from aeroseg_cli.files.errors import CLIError, Interrupted
 
@@ -40,7 +40,18 @@ def _root(
 
 def _register() -> None:
     """Add every subcommand to the app (commands never import the app, so there is no import cycle)."""
-    from aeroseg_cli.commands import check, datasets, evaluate, export, preview, segment, train, vectorize, weights
+    from aeroseg_cli.commands import (
+        check,
+        datasets,
+        evaluate,
+        export,
+        preview,
+        qgis_plugin,
+        segment,
+        train,
+        vectorize,
+        weights,
+    )
 
     if app.registered_commands:
         return
@@ -49,6 +60,7 @@ def _register() -> None:
         app.command()(fn)
     app.add_typer(weights.weights_app, name="weights")
     app.add_typer(datasets.datasets_app, name="datasets")
+    app.add_typer(qgis_plugin.qgis_app, name="qgis-plugin")
 
 
 NO_GEOREFERENCING = ("Dataset has no geotransform, gcps, or rpcs", "The given matrix is equal to Affine.identity")
@@ -76,10 +88,20 @@ def _plain_arguments(command) -> None:
         _plain_arguments(sub)
 
 
+def _last_line(text: str) -> None:
+    """The run's last line on stderr. When stderr is gone (the program that started aeroseg died: a broken pipe),
+    there is no one to tell, and the exit code must stay the one that says what happened (not Python's 120 for a
+    failed flush at exit)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+
+
 def _fail(message: str, code: int, debug: bool) -> None:
     if debug:
         traceback.print_exc()
-    print(f"aeroseg: error: {message}", file=sys.stderr)
+    _last_line(f"aeroseg: error: {message}")
     sys.exit(code)
 
 
@@ -106,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     if debug:
         os.environ["AEROSEG_DEBUG"] = "1"  # libraries' own diagnostics stay on
     signals.install()
+    progress.set_mode()  # each run starts in the default mode; a command's --progress changes it
     for message in NO_GEOREFERENCING:  # the CLI checks georeferencing itself (--allow-ungeoreferenced)
         warnings.filterwarnings("ignore", message=message)
     try:
@@ -117,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as exc:
         if debug:
             traceback.print_exc()
-        print(f"aeroseg: {exc}", file=sys.stderr)
+        _last_line(f"aeroseg: {exc}")
         sys.exit(exc.exit_code)
     except CLIError as exc:
         _fail(str(exc), exc.exit_code, debug)

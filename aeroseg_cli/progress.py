@@ -8,19 +8,110 @@ On a terminal: a rich bar (description, bar, done/total, the fields, elapsed and
 file, a pipe, a test's captured stderr): a plain line at most every ``interval`` seconds, so short runs print nothing
 and long ones leave a readable trail, plus a last line at the end if any was printed. With ``quiet``: nothing.
 ``update`` is always cheap to call; the display is torn down when the block ends, also on an exception.
+
+``--progress json`` (``set_mode("json")``, or ``json:FD`` for another file descriptor) is for programs that run
+aeroseg (the QGIS provider): one JSON object per line and per update (at most ``JSON_INTERVAL`` apart, plus every
+start and end), model loading included, whatever the stream is (``quiet`` still means nothing)::
+
+    {"aeroseg": "progress", "stage": "segment", "state": "update", "label": "segmenting a.tif", "unit": "windows",
+     "done": 12, "total": 20, "fraction": 0.6, "elapsed_s": 20.4, "fields": {"skipped": 0, "rate": "0.6/s"}}
+
+``state`` is start, update or end; ``fraction`` is null while the total is unknown (loading a model); ``stage`` is
+the command (segment, vectorize, check, evaluate, train, prepare) or a step of it (model, vectorize).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TextIO
 
 Update = Callable[..., None]
 """``update(done: int, total: int, **fields)``."""
+
+
+MODES = ("auto", "json")
+JSON_INTERVAL = 0.1  # seconds between two JSON updates of one display (starts and ends are always written)
+
+
+@dataclass
+class _Mode:
+    """The process-wide progress mode: set once per command by its ``--progress`` option."""
+
+    kind: str = "auto"
+    fd: int | None = None  # json:FD; None: stderr (looked up at each write, so redirected stderr is followed)
+    stage: str = ""  # the command's name, the default stage of its displays
+
+
+_mode = _Mode()
+
+
+def parse_mode(text: str) -> tuple[str, int | None]:
+    """``auto``, ``json`` or ``json:FD`` -> (kind, fd); ValueError with the accepted forms otherwise."""
+    kind, _, fd = text.strip().partition(":")
+    if kind not in MODES or (fd and (kind != "json" or not fd.isdigit())):
+        raise ValueError(f"--progress takes auto, json or json:FD (a file descriptor number), got {text!r}")
+    if fd:
+        try:
+            os.fstat(int(fd))
+        except OSError:
+            raise ValueError(f"--progress {text}: file descriptor {fd} is not open") from None
+    return kind, int(fd) if fd else None
+
+
+def set_mode(text: str = "auto", stage: str = "") -> None:
+    """Choose how every display of this process reports (``--progress``); ``stage`` names the command."""
+    kind, fd = parse_mode(text)
+    _mode.kind, _mode.fd, _mode.stage = kind, fd, stage
+
+
+def json_mode() -> bool:
+    return _mode.kind == "json"
+
+
+class _JSONLines:
+    """One JSON object per line for programs: every start and end, updates at most ``JSON_INTERVAL`` apart."""
+
+    def __init__(self, label: str, unit: str, stage: str) -> None:
+        self.base = {"aeroseg": "progress", "stage": stage or _mode.stage, "label": label, "unit": unit}
+        self.start = self.last = time.monotonic()
+        self.state: tuple | None = None
+        self.emit("start")
+
+    def emit(self, state: str, done: int | None = None, total: int | None = None, **fields) -> None:
+        fraction = min(max(done / total, 0.0), 1.0) if total and done is not None else None
+        record = {**self.base, "state": state, "done": done, "total": total, "fraction": fraction,
+                  "elapsed_s": round(time.monotonic() - self.start, 3), "fields": fields}  # fmt: skip
+        write_json_line(record)
+
+    def update(self, done: int, total: int, **fields) -> None:
+        now = time.monotonic()
+        self.state = (done, total, fields)
+        if now - self.last >= JSON_INTERVAL or (total and done >= total):
+            self.last = now
+            self.emit("update", done, total, **fields)
+
+    def finish(self) -> None:
+        done, total, fields = self.state or (None, None, {})
+        self.emit("end", done, total, **fields)
+
+
+def write_json_line(record: dict) -> None:
+    """One line to the chosen descriptor (json:FD) or the current stderr, flushed at once."""
+    line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+    if _mode.fd is None:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        return
+    data = line.encode()
+    while data:
+        data = data[os.write(_mode.fd, data) :]
 
 
 def _fields(fields: dict) -> str:
@@ -107,10 +198,16 @@ def progress_display(
     stream: TextIO | None = None,
     interval: float = 5.0,
     announce: bool = False,
+    stage: str = "",
 ) -> Iterator[Update]:
     """Yield ``update(done, total, **fields)``: a rich bar when ``stream`` (default stderr) is a terminal, plain lines
     at most every ``interval`` seconds otherwise (with ``announce``, also a first "started" line and always a last
-    one), nothing when ``quiet``."""
+    one), nothing when ``quiet``; JSON lines in json mode, ``stage`` naming the step [the command]."""
+    if json_mode() and not quiet:
+        lines = _JSONLines(label, unit, stage)
+        yield lines.update
+        lines.finish()
+        return
     stream = sys.stderr if stream is None else stream
     if quiet:
         yield _nothing
@@ -129,9 +226,15 @@ def progress_display(
 
 
 @contextmanager
-def status(text: str, quiet: bool = False, delay: float = 5.0) -> Iterator[None]:
+def status(text: str, quiet: bool = False, delay: float = 5.0, stage: str = "model") -> Iterator[None]:
     """A spinner on a terminal while something slow happens (loading a model); in a log, one line, and only when it
-    takes longer than ``delay`` seconds (quick loads leave the log, and a usage error's one line, alone)."""
+    takes longer than ``delay`` seconds (quick loads leave the log, and a usage error's one line, alone). In json
+    mode: a start and an end line of ``stage`` (fraction null: how long it takes is not known)."""
+    if json_mode() and not quiet:
+        lines = _JSONLines(text, "", stage)
+        yield
+        lines.finish()
+        return
     if quiet:
         yield
         return

@@ -31,6 +31,7 @@ COMPONENTS = {
         "decoder_guidance2",
     ),
     "decoder": ("decoder",),
+    "SimFeatUp": ("upsampler",),
 }
 
 
@@ -38,14 +39,19 @@ def count(preset: str, classes: int, sam_input: int | None, text: bool) -> dict[
     overrides = {"clip_weights": None, "sam_weights": None}
     if sam_input:
         overrides["sam_input_size"] = sam_input
+    if models.preset_config(preset).arch == "segearth":
+        overrides["segearth"] = {"upsampler_weights": None}
     with torch.device("meta"):
         model = models.build(preset, **overrides).eval()
     crop = model.cfg.crop_size
     names = [f"class {i}" for i in range(classes)]
     x = torch.rand(1, 3, crop, crop, device="meta")
     if not text and hasattr(model, "clip"):  # inference: text embeddings are computed once per run, not per window
-        with torch.no_grad():
-            model.clip.text_features(names)  # cached in evaluation mode
+        with torch.no_grad():  # cached in evaluation mode
+            if hasattr(model.clip, "query_features"):
+                model.clip.query_features(names)
+            else:
+                model.clip.text_features(names)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(x, names)

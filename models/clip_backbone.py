@@ -75,7 +75,7 @@ def rotate_batch(x: torch.Tensor) -> torch.Tensor:
 
 def rotate_back(maps: torch.Tensor, batch: int) -> torch.Tensor:
     """(4*B, D, h, w) maps of rotated inputs -> (B, 4, D, h, w), each rotated back onto the unrotated grid."""
-    parts = maps.split(batch, dim=0)
+    parts = maps.unflatten(0, (4, batch)).unbind(0)  # not split(batch): torch.export keeps the batch dynamic
     return torch.stack([torch.rot90(p, -k, dims=(-2, -1)) for k, p in enumerate(parts)], dim=1)
 
 

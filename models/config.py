@@ -24,6 +24,13 @@ REMOTE_SENSING_TEMPLATES: tuple[str, ...] = (
 GENERIC_TEMPLATES: tuple[str, ...] = ("A photo of a {} in the scene",)
 
 
+def openai_imagenet_templates() -> tuple[str, ...]:
+    """CLIP's 80 ImageNet prompts ("a bad photo of a {}.", ...), SegEarth-OV's; from open_clip (imports torch)."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
+
+
 @dataclass
 class CLIPConfig:
     """open_clip CLIP tower sizes (the names match open_clip's model configs)."""
@@ -68,6 +75,18 @@ CLIP_VARIANTS: dict[str, CLIPConfig] = {
 }
 
 
+@dataclass
+class SegEarthConfig:
+    """SegEarth-OV's inference settings (likyoo/SegEarth-OV ``configs/base_config.py`` and its segmentor's defaults);
+    the window itself is ``AerOSegConfig.crop_size`` (its ``slide_crop``, 224)."""
+
+    upsampler_weights: str | None = "official"  # SimFeatUp: "official" (registry file), a file path, or None (random)
+    cls_token_lambda: float = -0.3  # global-bias alleviation: logits + lambda * the CLS token's logits
+    logit_scale: float = 50.0  # softmax temperature over the queries
+    slide_stride: int = 112  # evaluation's sliding window stride (``slide_stride``)
+    eval_resize: int = 448  # evaluation: the long side resized to this first (its test pipelines); 0 = as is
+
+
 # Format 1 files (the first version) lack the fields added in format 2 ...
 LEGACY_V1: dict[str, Any] = {
     "ignore_pixels": "exclude",
@@ -89,14 +108,14 @@ LEGACY: dict[int, dict[str, Any]] = {1: LEGACY_V1, 2: LEGACY_V2}
 class AerOSegConfig:
     """Everything needed to rebuild a model; stored verbatim in checkpoints (plain JSON-able values only)."""
 
-    arch: str = "aeroseg"  # "aeroseg" (the network), "zeroshot" (training-free CLIP correlation) or "probe"
+    arch: str = "aeroseg"  # "aeroseg" (the network), "zeroshot" (plain CLIP correlation), "segearth" or "probe"
     crop_size: int = 384  # the model's input size; CLIP's position embedding is sized for it (or clip_resolution)
     clip_resolution: int = 0  # CLIP sees the input resized to this (bilinear, as CAT-Seg/OVRS); 0: as given
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     clip_weights: str | None = "openai"  # "openai" (official, from the weights cache), a file path, or None (random)
     rotations: bool = True  # 0/90/180/270 rotated copies through CLIP (OVRS)
     batch_rotations: bool = True  # all rotations in one batched forward (False: one at a time, the reference style)
-    prompts: str = "remote_sensing"  # "remote_sensing" (4 templates) or "generic" (1 template)
+    prompts: str = "remote_sensing"  # "remote_sensing" (4 templates), "generic" (1) or "openai_imagenet" (80)
     finetune_clip_qv: bool = True  # only the q/v projections of both CLIP towers learn
     train_clip_all: bool = False  # every CLIP weight learns (training from scratch, no pretrained CLIP)
     guidance: str = "sam"  # "sam", "clip" (CAT-Seg baseline) or "none"
@@ -133,6 +152,7 @@ class AerOSegConfig:
     fp32_correlation: bool = True  # cost volume, its embedding and the logits in fp32 even under autocast
     pos_embed_interp: str = "bicubic"  # CLIP position embedding to the crop's grid: "bicubic" (CAT-Seg) or "antialias"
     template_period: bool = False  # prompts end with "." (this project's format-2 prompts; the paper's have none)
+    segearth: SegEarthConfig = field(default_factory=SegEarthConfig)  # arch="segearth" only
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -151,6 +171,7 @@ class AerOSegConfig:
         if "global_attn_indexes" in sam_d:
             sam_d["global_attn_indexes"] = tuple(sam_d["global_attn_indexes"])
         sam = SAMConfig(**sam_d)
+        segearth = SegEarthConfig(**d.pop("segearth", {}))
         for key in ("decoder_dims", "decoder_guidance_dims", "clip_guidance_upsample_dims"):
             if key in d:
                 d[key] = tuple(d[key])
@@ -158,12 +179,12 @@ class AerOSegConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
-        return cls(clip=clip, sam=sam, **d)
+        return cls(clip=clip, sam=sam, segearth=segearth, **d)
 
     def validate(self) -> None:
         choices = {
-            "arch": ("aeroseg", "zeroshot", "probe"),
-            "prompts": ("remote_sensing", "generic"),
+            "arch": ("aeroseg", "zeroshot", "segearth", "probe"),
+            "prompts": ("remote_sensing", "generic", "openai_imagenet"),
             "guidance": ("sam", "clip", "none"),
             "backproj_target": ("sam", "clip", "rgb"),
             "ignore_pixels": ("negative", "exclude"),
@@ -187,6 +208,8 @@ class AerOSegConfig:
             raise ValueError(f"sam_input_size {self.sam_input_size} must be a multiple of {self.sam.patch_size}")
         if self.hidden_dim % self.num_heads or self.hidden_dim % 16:
             raise ValueError("hidden_dim must be divisible by num_heads and 16")
+        if self.segearth.slide_stride <= 0 or self.segearth.logit_scale <= 0 or self.segearth.eval_resize < 0:
+            raise ValueError("segearth: slide_stride and logit_scale must be positive, eval_resize 0 or more")
 
     @property
     def input_multiple(self) -> int:
@@ -195,8 +218,11 @@ class AerOSegConfig:
 
     @property
     def templates(self) -> tuple[str, ...]:
-        """The prompt templates: the paper's four remote-sensing ones or CAT-Seg's generic one (``template_period``:
-        each with a trailing period, as checkpoints of format 2 and older were trained)."""
+        """The prompt templates: the paper's four remote-sensing ones, CAT-Seg's generic one (``template_period``:
+        each with a trailing period, as checkpoints of format 2 and older were trained), or CLIP's 80 ImageNet ones
+        (SegEarth-OV's, with their periods)."""
+        if self.prompts == "openai_imagenet":
+            return openai_imagenet_templates()
         chosen = REMOTE_SENSING_TEMPLATES if self.prompts == "remote_sensing" else GENERIC_TEMPLATES
         return tuple(t + "." for t in chosen) if self.template_period else chosen
 
@@ -287,10 +313,26 @@ def _probe() -> AerOSegConfig:
     return AerOSegConfig(arch="probe", clip_weights=None, guidance="none", sam_weights=None, backproj=False)
 
 
+def _segearth_ov() -> AerOSegConfig:
+    """SegEarth-OV (CVPR 2025), training-free: OpenAI CLIP ViT-B/16 with its last block, SimFeatUp (its published
+    weights), CLS-token subtraction (-0.3), its 80 prompt templates, softmax at temperature 50, 224-pixel windows."""
+    return AerOSegConfig(
+        arch="segearth",
+        crop_size=224,
+        rotations=False,
+        prompts="openai_imagenet",
+        finetune_clip_qv=False,
+        guidance="none",
+        sam_weights=None,
+        backproj=False,
+    )
+
+
 def _preset(name: str) -> AerOSegConfig:
     """The paper's network (``aeroseg-vitb16-samvitl``) and its CLIP/SAM variants, the paper's Baseline (CLIP
-    guidance, generic prompt, no back-projection) and the training-free zero-shot CLIP correlation; plus the small
-    ``tiny``/``demo`` architectures and the ``probe``. ``PRESET_STATUS`` says which are usable untrained."""
+    guidance, generic prompt, no back-projection), the training-free zero-shot CLIP correlation (the plain baseline)
+    and SegEarth-OV; plus the small ``tiny``/``demo`` architectures and the ``probe``. ``PRESET_STATUS`` says which
+    are usable untrained."""
     if name == "aeroseg-vitb16-samvitl":
         return AerOSegConfig()
     if name == "aeroseg-vitl14-samvitl":
@@ -305,6 +347,8 @@ def _preset(name: str) -> AerOSegConfig:
         return _catseg_vitb16()
     if name == "catseg-vitl14":
         return _catseg_vitl14()
+    if name == "segearth-ov-vitb16":
+        return _segearth_ov()
     if name == "tiny":
         return _tiny()
     if name == "demo":
@@ -322,6 +366,7 @@ PRESETS: tuple[str, ...] = (
     "zeroshot-vitb16",
     "catseg-vitb16",
     "catseg-vitl14",
+    "segearth-ov-vitb16",
     "tiny",
     "demo",
     "probe",
@@ -331,7 +376,8 @@ PRESETS: tuple[str, ...] = (
 #   "untrained"     the network's new layers are random until trained (aeroseg-*, baseline-vitb16, catseg-*; "demo" as a
 #                   preset name is the random demo architecture, the trained one is sample_data/demo_model.pt);
 #                   a CLI should refuse to segment or evaluate with it.
-#   "training-free" useful as built: zeroshot-vitb16 (pretrained CLIP correlation, open vocabulary).
+#   "training-free" useful as built, open vocabulary: zeroshot-vitb16 (the plain baseline: pretrained CLIP
+#                   correlation) and segearth-ov-vitb16 (SegEarth-OV, CVPR 2025).
 #   "test"          random or synthetic, for tests and measurements only: tiny, probe.
 PRESET_STATUS: dict[str, str] = {
     "aeroseg-vitb16-samvitl": "untrained",
@@ -341,6 +387,7 @@ PRESET_STATUS: dict[str, str] = {
     "zeroshot-vitb16": "training-free",
     "catseg-vitb16": "untrained",  # the architecture; the trained model is the converted released checkpoint
     "catseg-vitl14": "untrained",
+    "segearth-ov-vitb16": "training-free",
     "tiny": "test",
     "demo": "untrained",
     "probe": "test",
@@ -365,6 +412,8 @@ def preset_config(name: str, **overrides: Any) -> AerOSegConfig:
             value = SAMConfig(**dataclasses.asdict(SAM_VARIANTS[value]))
         elif key == "clip" and isinstance(value, str):
             value = CLIPConfig(**dataclasses.asdict(CLIP_VARIANTS[value]))
+        elif key == "segearth" and isinstance(value, dict):  # segearth={"upsampler_weights": None}: those fields
+            value = SegEarthConfig(**{**dataclasses.asdict(cfg.segearth), **value})
         if not hasattr(cfg, key):
             raise ValueError(f"unknown model config field {key!r}")
         setattr(cfg, key, value)

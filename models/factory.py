@@ -18,8 +18,8 @@ from .config import CLIP_VARIANTS, SAM_VARIANTS, AerOSegConfig, preset_config
 from .errors import WeightsError
 from .weightfiles import OPENAI_EXTRAS, read_state_dict
 
-# where each backbone's weights live in the model's state dict
-PREFIX = {"clip": "clip.model.", "sam": "sam.encoder."}
+# where each pretrained file's tensors live in the model's state dict
+PREFIX = {"clip": "clip.model.", "sam": "sam.encoder.", "upsampler": "upsampler."}
 
 
 @dataclass
@@ -59,6 +59,17 @@ def sam_file_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if any(k.startswith("image_encoder.") for k in state):
         return {k.removeprefix("image_encoder."): v for k, v in state.items() if k.startswith("image_encoder.")}
     return state
+
+
+def upsampler_file_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SimFeatUp weights as SegEarth-OV publishes them (the ``state_dict`` of a Lightning checkpoint, every tensor
+    under ``upsampler.``), prefix dropped; a bare upsampler state dict passes as it is."""
+    if any(k.startswith("upsampler.") for k in state):
+        return {k.removeprefix("upsampler."): v for k, v in state.items() if k.startswith("upsampler.")}
+    return state
+
+
+FILE_STATE = {"clip": clip_file_state, "sam": sam_file_state, "upsampler": upsampler_file_state}
 
 
 def load_clip_weights(backbone_model: nn.Module, state: dict[str, torch.Tensor], interp: str = "bicubic") -> None:
@@ -128,10 +139,12 @@ def read_cached(cached: hub.Cached) -> dict[str, torch.Tensor]:
 def _sources(cfg: AerOSegConfig) -> dict[str, tuple[str, str]]:
     """role -> (config value: registry alias or file path, registry name) for every weights file ``cfg`` reads."""
     out = {}
-    if cfg.arch in ("aeroseg", "zeroshot") and cfg.clip_weights:
+    if cfg.arch in ("aeroseg", "zeroshot", "segearth") and cfg.clip_weights:
         out["clip"] = (cfg.clip_weights, hub.clip_weights_name(cfg.clip.name))
     if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights:
         out["sam"] = (cfg.sam_weights, hub.sam_weights_name(cfg.sam.name))
+    if cfg.arch == "segearth" and cfg.segearth.upsampler_weights:
+        out["upsampler"] = (cfg.segearth.upsampler_weights, hub.simfeatup_weights_name(cfg.clip.name))
     return out
 
 
@@ -159,12 +172,17 @@ def load_pretrained(model: nn.Module, pretrained: list[Pretrained]) -> None:
     for p in pretrained:
         if p.role == "clip":
             load_clip_weights(model.clip.model, p.state, model.cfg.pos_embed_interp)
+        elif p.role == "upsampler":
+            state = upsampler_file_state(p.state)
+            _check_shapes(model.upsampler, state, "SimFeatUp")
+            model.upsampler.load_state_dict({k: state[k] for k in model.upsampler.state_dict()}, strict=True)
         else:
             load_sam_weights(model.sam.encoder, p.state)
 
 
 def construct(cfg: AerOSegConfig) -> nn.Module:
-    """The network of ``cfg`` with random weights (nothing is read): AerOSeg, ZeroShotCLIP or ProbeModel."""
+    """The network of ``cfg`` with random weights (nothing is read): AerOSeg, ZeroShotCLIP, SegEarthOV or
+    ProbeModel."""
     cfg.validate()
     if cfg.arch == "probe":
         from .probe import ProbeModel
@@ -174,6 +192,10 @@ def construct(cfg: AerOSegConfig) -> nn.Module:
         from .zeroshot import ZeroShotCLIP
 
         return ZeroShotCLIP(cfg)
+    if cfg.arch == "segearth":
+        from .segearth import SegEarthOV
+
+        return SegEarthOV(cfg)
     from .aeroseg import AerOSeg
 
     return AerOSeg(cfg)

@@ -32,18 +32,22 @@ REGISTRY_NAMES = ("openai", "official")  # config values that mean "the registry
 TRUST_WORDS = {
     "published": "official (published SHA-256)",
     "recorded": "SHA-256 recorded at download (none is published)",
+    "git-blob": "SHA-256 recorded at a download that matched the published git blob id",
     "accepted": "accepted: your own copy's SHA-256, not the published file's",
 }
 
 
 @dataclass(frozen=True)
 class Source:
-    """One place a registry file is published: URL, SHA-256 (None: not published) and the name a mirror holds."""
+    """One place a registry file is published: URL, SHA-256 (None: not published) and the name a mirror holds;
+    ``git_blob``: for a file in a git repository that publishes no SHA-256, its blob id there (SHA-1 of
+    "blob <size>\\0" + its bytes, as the repository's tree names it), which the download must match."""
 
     url: str
     sha256: str | None
     filename: str
     size_mb: int | None = None
+    git_blob: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,11 @@ class WeightSpec:
     description: str
     convert: str | None = None
     alternates: tuple[Source, ...] = ()
+    git_blob: str | None = None  # the first source's git blob id (``Source.git_blob``)
 
     @property
     def sources(self) -> tuple[Source, ...]:
-        return (Source(self.url, self.sha256, self.filename, self.size_mb), *self.alternates)
+        return (Source(self.url, self.sha256, self.filename, self.size_mb, self.git_blob), *self.alternates)
 
     @property
     def published(self) -> frozenset[str]:
@@ -86,6 +91,7 @@ def _open_clip_hf(repo: str, size_mb: int) -> tuple[Source, ...]:
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"  # openai/CLIP clip.py; answers 404 since late 2025
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything"
 _CATSEG = "https://huggingface.co/spaces/hamacojr/CAT-Seg-weights/resolve/main"  # CAT-Seg README "Pretrained Models"
+_SEGEARTH = "https://raw.githubusercontent.com/likyoo/SegEarth-OV/3e22a969b32c6d751bdbba64a88a0b670e630f55"
 REGISTRY: dict[str, WeightSpec] = {
     s.name: s
     for s in (
@@ -158,6 +164,17 @@ REGISTRY: dict[str, WeightSpec] = {
             "CAT-Seg (L): CLIP ViT-L/14 at 336, trained on COCO-Stuff, open vocabulary",
             convert="catseg",
         ),
+        # SegEarth-OV's SimFeatUp (its configs/base_config.py); its repository publishes neither a SHA-256 nor the
+        # size, but its tree names the file by its git blob id, which a download must match
+        WeightSpec(
+            "simfeatup-vit-b-16",
+            f"{_SEGEARTH}/simfeatup_dev/weights/xclip_jbu_one_million_aid.ckpt",
+            None,
+            "xclip_jbu_one_million_aid.ckpt",
+            None,
+            "SimFeatUp upsampler for CLIP ViT-B/16, trained on Million-AID (SegEarth-OV, training-free)",
+            git_blob="d40f00838331331faa04a926ea5991f5203f91a8",
+        ),
     )
 }
 
@@ -200,6 +217,11 @@ def converted_model(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def git_blob_id(data: bytes) -> str:
+    """git's blob id of ``data`` (what ``git hash-object`` prints)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -223,13 +245,19 @@ def sam_weights_name(sam_name: str) -> str:
     return f"sam-{sam_name.replace('_', '-')}"
 
 
+def simfeatup_weights_name(clip_name: str) -> str:
+    return f"simfeatup-{clip_name.lower()}"
+
+
 def required_weights(cfg: AerOSegConfig) -> list[str]:
     """Registry names of the official files ``models.build(cfg)`` reads (user file paths are not listed)."""
     names = []
-    if cfg.arch in ("aeroseg", "zeroshot") and cfg.clip_weights in REGISTRY_NAMES:
+    if cfg.arch in ("aeroseg", "zeroshot", "segearth") and cfg.clip_weights in REGISTRY_NAMES:
         names.append(clip_weights_name(cfg.clip.name))
     if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights in REGISTRY_NAMES:
         names.append(sam_weights_name(cfg.sam.name))
+    if cfg.arch == "segearth" and cfg.segearth.upsampler_weights in REGISTRY_NAMES:
+        names.append(simfeatup_weights_name(cfg.clip.name))
     return names
 
 
@@ -319,7 +347,8 @@ def verify(spec: WeightSpec, full: bool = False) -> Cached:
         return Cached(spec.name, fast, expected, trust)
     got = sha256_file(cached_path(spec))
     if got != expected:
-        what = "published SHA-256" if trust == "published" else f"SHA-256 {trust} for it"
+        words = {"published": "published SHA-256", "git-blob": "SHA-256 recorded when it matched its git blob id"}
+        what = words.get(trust, f"SHA-256 {trust} for it")
         raise WeightsError(
             f"{spec.name} ({spec.size_text()}) at {cached_path(spec)} does not match the {what} ({expected[:16]}...); "
             f"refused, and left as it is: get a good copy with `aeroseg weights download {spec.name}` (or `aeroseg "
@@ -398,19 +427,25 @@ def _urls(spec: WeightSpec, mirror: str | None) -> list[tuple[str, Source]]:
     return [(s.url, s) for s in spec.sources]
 
 
-def _stream(url: str, out: BinaryIO, progress: Callable[[int, int], None] | None) -> str:
-    """Copy ``url`` into ``out`` -> the SHA-256 of the bytes; ``OSError``/``URLError`` when it cannot be read."""
-    digest = hashlib.sha256()
+def _stream(
+    url: str, out: BinaryIO, progress: Callable[[int, int], None] | None, blob: bool = False
+) -> tuple[str, str | None]:
+    """Copy ``url`` into ``out`` -> (the SHA-256 of the bytes, their git blob id when ``blob``: a git blob id needs
+    the size first, so those bytes, files of a git repository, are also held until the end); ``OSError``/``URLError``
+    when it cannot be read."""
+    digest, held = hashlib.sha256(), []
     with urllib.request.urlopen(url, timeout=60) as response:
         total = int(response.headers.get("Content-Length") or 0)
         done = 0
         while block := response.read(1 << 20):
             out.write(block)
             digest.update(block)
+            if blob:
+                held.append(block)
             done += len(block)
             if progress:
                 progress(done, total)
-    return digest.hexdigest()
+    return digest.hexdigest(), git_blob_id(b"".join(held)) if blob else None
 
 
 def fetch(
@@ -429,12 +464,17 @@ def fetch(
         out.seek(0)
         out.truncate()
         try:
-            got = _stream(url, out, progress)
+            got, blob = _stream(url, out, progress, blob=source.git_blob is not None)
         except urllib.error.HTTPError as exc:
             failures.append(f"{url} (HTTP {exc.code} {exc.reason})")
             continue
         except (urllib.error.URLError, OSError) as exc:
             failures.append(f"{url} ({getattr(exc, 'reason', exc)})")
+            continue
+        if source.sha256 is None and source.git_blob is not None and blob != source.git_blob:
+            failures.append(
+                f"{url} (checksum mismatch: git blob id {blob[:16]}..., expected {source.git_blob[:16]}...; refused)"
+            )
             continue
         if source.sha256 is None or got == source.sha256:
             return source, url, got
@@ -445,14 +485,25 @@ def fetch(
     )
 
 
+def git_blob_match(spec: WeightSpec, path: Path) -> bool:
+    """``path`` is the file a source of ``spec`` names by its git blob id."""
+    blobs = {s.git_blob for s in spec.sources if s.git_blob}
+    return bool(blobs) and git_blob_id(Path(path).read_bytes()) in blobs
+
+
 def verify_file(spec: WeightSpec, source: Path) -> str:
-    """A file fetched by other means -> its SHA-256 when it is a published one; refused otherwise, saying how to use
-    a copy that differs (``--accept-checksum``)."""
+    """A file fetched by other means -> its SHA-256 when it is a published one (or the file a published git blob id
+    names); refused otherwise, saying how to use a copy that differs (``--accept-checksum``)."""
     if not source.is_file():
         raise WeightsError(f"{source} is not a file")
     got = sha256_file(source)
-    if got in spec.published:
+    if got in spec.published or git_blob_match(spec, source):
         return got
+    if any(s.git_blob for s in spec.sources):
+        raise WeightsError(
+            f"{source} is not the official {spec.name} file (its git blob id is not the published one); refused. "
+            "If it is a copy of the same weights, import it with --accept-checksum"
+        )
     if not spec.published:
         raise WeightsError(
             f"{spec.name} has no published SHA-256, so {source} cannot be checked against it (SHA-256 {got[:16]}...); "

@@ -18,7 +18,7 @@ import torch
 
 from . import hub
 from .config import AerOSegConfig
-from .factory import PREFIX, Pretrained, clip_file_state, read_cached, read_pretrained, sam_file_state
+from .factory import FILE_STATE, PREFIX, Pretrained, read_cached, read_pretrained
 
 
 def references(pretrained: list[Pretrained]) -> list[dict[str, str]]:
@@ -37,7 +37,7 @@ def official_base(pretrained: list[Pretrained]) -> dict[str, torch.Tensor]:
     for p in pretrained:
         if p.registry_name is None:
             continue
-        state = clip_file_state(p.state) if p.role == "clip" else sam_file_state(p.state)
+        state = FILE_STATE[p.role](p.state)
         base.update({PREFIX[p.role] + k: v for k, v in state.items()})
     return base
 
@@ -113,4 +113,10 @@ def _registry_only(cfg: AerOSegConfig) -> AerOSegConfig:
         cfg,
         clip_weights=cfg.clip_weights if cfg.clip_weights in hub.REGISTRY_NAMES else None,
         sam_weights=cfg.sam_weights if cfg.sam_weights in hub.REGISTRY_NAMES else None,
+        segearth=dataclasses.replace(
+            cfg.segearth,
+            upsampler_weights=cfg.segearth.upsampler_weights
+            if cfg.segearth.upsampler_weights in hub.REGISTRY_NAMES
+            else None,
+        ),
     )

@@ -13,6 +13,15 @@ from tests.support.scenes import smooth_scene, write_scene  # noqa: F401
 from tests.support.toys import ConvModel, PixelModel  # noqa: F401
 
 
+def pytest_configure(config) -> None:
+    """One torch thread in the test process, as in the subprocesses the tests start (OMP_NUM_THREADS=1): the tests'
+    small models are dominated by per-operation overhead, which a second thread only adds to (measured with
+    ``python benchmarks/threads.py``), and every in-process float order then matches a subprocess's."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _shared(path: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"needs the real data of ../shared/data ({path} is absent)")

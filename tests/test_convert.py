@@ -4,7 +4,7 @@ How the fixtures were made: ``/work/scratch/h22-catseg/gen_fixtures.py`` (outsid
 reference ``CATSeg`` with the reference's own code (detectron2 ``build_model`` on ``cvlab-kaist/CAT-Seg`` at the
 commit in each fixture's record, ``configs/vitb_384.yaml`` / ``vitl_336.yaml`` with ``POOLING_SIZES [1,1]`` as its
 ``eval.sh``; OVRS: ``caoql98/OVRS`` with its ``*_ours`` files over the defaults, ``configs/vitb_384.yaml``),
-replaces every tensor of its state dict with ``tests.support.seeded_layouts.seeded_state(layout, seed 22)``, runs
+replaces every tensor of its state dict with ``tests.support.catseg_layouts.seeded_state(layout, seed 22)``, runs
 ``CATSeg.forward`` on ``seeded_image(384, seed)`` (as 0..255 floats, detectron2's image tensor) for the classes
 "ship", "harbor", "storage tank", and stores: the layout (every key, shape, dtype of the state dict, and what
 detectron2's DefaultTrainer checkpoint holds beside "model", saved and read back with ``weights_only=True``), the
@@ -32,8 +32,8 @@ from models.convert.catseg import build_model, read_source
 from models.convert.catseg_layout import map_state
 from models.decoder import Up
 from models.factory import construct
+from tests.support.catseg_layouts import load_fixture, released_file, seeded_image, seeded_state
 from tests.support.cli import run_cli
-from tests.support.seeded_layouts import load_fixture, released_file, seeded_image, seeded_state
 
 CLASSES = ["ship", "harbor", "storage tank"]
 

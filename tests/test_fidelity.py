@@ -349,6 +349,7 @@ def test_preset_status_for_every_preset() -> None:
         "zeroshot-vitb16": "training-free",
         "catseg-vitb16": "untrained",
         "catseg-vitl14": "untrained",
+        "segearth-ov-vitb16": "training-free",
         "tiny": "test",
         "demo": "untrained",
         "probe": "test",

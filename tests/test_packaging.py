@@ -19,7 +19,13 @@ USED_INDIRECTLY = {
     "torchvision": "open_clip and segment_anything import it; it must match torch (constraints.txt)",
     "pyarrow": "geopandas writes GeoParquet through it",
     "tomli": "tomllib's backport, imported under Python 3.10 only",
+    "onnx": "torch.onnx.export(dynamo=True) builds the model with it (export --onnx checks it is there)",
+    "onnxscript": "torch's dynamo exporter translates the graph with it (export --onnx checks it is there)",
 }
+
+QGIS_PLUGIN = ROOT / "aeroseg_cli" / "qgis_plugin" / "aeroseg_qgis"
+# extras whose imports are only made by one feature, which ends in one line naming the extra when it is missing
+OPTIONAL_EXTRAS = {"onnx": "aeroseg export --onnx (aeroseg_cli/onnx_export.py)"}
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,19 +38,24 @@ def pyproject() -> dict:
 
 
 def declared() -> dict[str, str]:
-    """Normalised distribution name -> requirement string, for [project.dependencies]."""
+    """Normalised distribution name -> requirement string, for [project.dependencies] and the optional extras of
+    features that say so when their extra is missing (OPTIONAL_EXTRAS)."""
     out = {}
-    for req in pyproject()["project"]["dependencies"]:
+    extras = pyproject()["project"]["optional-dependencies"]
+    for req in pyproject()["project"]["dependencies"] + [r for e in OPTIONAL_EXTRAS for r in extras[e]]:
         name = re.match(r"[A-Za-z0-9_.-]+", req).group(0)
         out[re.sub(r"[-_.]+", "-", name).lower()] = req
     return out
 
 
 def imported_top_levels() -> set[str]:
-    """Top-level module names imported anywhere in the packages (absolute imports, at any depth of the code)."""
+    """Top-level module names imported anywhere in the packages (absolute imports, at any depth of the code), but
+    the QGIS plugin's: it runs in QGIS's own Python, never in aeroseg's environment."""
     names = set()
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
+            if QGIS_PLUGIN in path.parents:
+                continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Import):
                     names |= {a.name.split(".")[0] for a in node.names}

@@ -7,11 +7,14 @@ import os
 
 import typer
 
+from aeroseg_cli.commands.options import PROGRESS
+
 
 def check(
     scenes: list[str] = typer.Argument(..., metavar="SCENE...", help="GeoTIFFs or any GDAL raster paths."),
     threads: int = typer.Option(0, "--threads", help="Decode threads [the number of CPU cores]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the error, if any."),
+    progress: str = PROGRESS,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:

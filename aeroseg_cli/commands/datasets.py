@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import PROGRESS
 from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
 
 datasets_app = typer.Typer(
@@ -89,6 +90,7 @@ def prepare_isaid(
     splits: str = typer.Option("train,val", "--splits", help="Splits to prepare [train,val]."),
     workers: int = typer.Option(1, "--workers", "-j", help="Images converted at once, one process each [1]."),
     quiet: bool = QUIET,
+    progress: str = PROGRESS,
     as_json: bool = JSON,
 ) -> None:
     """DOTA images + iSAID colour masks -> patches with class ids (0..14 in the paper's order, 255 background)."""
@@ -120,6 +122,7 @@ def prepare_dlrsd(
     label_base: str = typer.Option("auto", "--label-base", help="Label ids count from 1 or 0 [auto: detected]."),
     skip: str = typer.Option(None, "--skip", help="Images to leave out, comma-separated."),
     quiet: bool = QUIET,
+    progress: str = PROGRESS,
     as_json: bool = JSON,
 ) -> None:
     """UC Merced + DLRSD labels -> a seeded train/val split stratified by the 21 scene categories."""
@@ -154,6 +157,7 @@ def prepare_openearthmap(
     ),
     copy: bool = typer.Option(False, "--copy", help="With --tile 0: copy files instead of linking them."),
     quiet: bool = QUIET,
+    progress: str = PROGRESS,
     as_json: bool = JSON,
 ) -> None:
     """Verify the release's lists against its files; cut train and val into tiles (-o), xBD-sourced images left out."""

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import PROGRESS
 from aeroseg_cli.datasets.specs import DATASETS
 from aeroseg_cli.files.errors import UsageError
+
+HELP_MODEL = (
+    "Checkpoint file, released model or preset [your default, else the best here]: zeroshot-vitb16 is the plain "
+    "baseline (CLIP correlation, no training-free tricks), segearth-ov-vitb16 is SegEarth-OV (CVPR 2025), evaluated "
+    "with its own resize (long side 448) and sliding window (224 at stride 112)."
+)
 
 
 def print_table(summary: dict, unseen: list[str], title: str) -> None:
@@ -40,9 +47,7 @@ def _jsonable(summary: dict) -> dict:
 def evaluate(
     dataset: str = typer.Option(None, "--dataset", "-d", help=f"One of: {', '.join(DATASETS)}."),
     data_root: Path = typer.Option(None, "--data-root", help="Folder of the dataset."),
-    model: str = typer.Option(
-        None, "--model", "-m", help="Checkpoint file, released model or preset [your default, else the best here]."
-    ),
+    model: str = typer.Option(None, "--model", "-m", help=HELP_MODEL),
     split: str = typer.Option("val", "--split", help="Split to evaluate [val]."),
     limit: int = typer.Option(None, "--limit", help="Evaluate only the first N images."),
     pred: Path = typer.Option(None, "--pred", help="A predicted label raster (instead of a dataset)."),
@@ -53,6 +58,7 @@ def evaluate(
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16, fp16."),
     json_out: Path = typer.Option(None, "--json", help="Also write the metrics as JSON to this file ('-': stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table or progress."),
+    progress: str = PROGRESS,
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """All classes (seen + unseen) given to the model; IoU per class, mIoU, s-/u-/h-mIoU, pixel accuracy."""

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import PROGRESS
+
 HELP_MODEL = (
-    "Checkpoint file, released model (catseg-vitb16, after `aeroseg weights download`) or preset (tiny and probe "
-    "are test/measurement presets that know no classes) [your `aeroseg weights default`, else the best model here]."
+    "Checkpoint file, released model (catseg-vitb16, after `aeroseg weights download`) or preset "
+    "[your `aeroseg weights default`, else the best model here]. Training-free: zeroshot-vitb16 is the plain "
+    "baseline (CLIP correlation, no training-free tricks); segearth-ov-vitb16 is SegEarth-OV (CVPR 2025: its CLIP "
+    "last block, SimFeatUp, CLS subtraction; 224-pixel windows). tiny and probe are test/measurement presets that "
+    "know no classes."
 )
 HELP_CLASSES = 'Comma-separated class names; "a|b" are synonyms, "water:#1f78b4" gives a colour.'
 HELP_COLORS = "Class colours: lines NAME: COLOUR, a JSON object, or a QGIS colour map export."
@@ -34,7 +39,11 @@ def segment(
     scale: str = typer.Option(None, "--scale", help="MIN,MAX raw values mapped to 0..1 (overrides the stretch)."),
     target_gsd: float = typer.Option(None, "--target-gsd", help="Resample to this pixel size (map units) first."),
     aoi: Path = typer.Option(None, "--aoi", help=HELP_AOI),
-    unknown_threshold: float = typer.Option(0.0, "--unknown-threshold", help="Below this best probability: 255."),
+    unknown_threshold: float = typer.Option(
+        0.0,
+        "--unknown-threshold",
+        help="Below this best probability: 255 (segearth-ov-vitb16: the background class, if named).",
+    ),
     probabilities: Path = typer.Option(None, "--probabilities", help="Also write per-class probabilities (p x 255)."),
     vector: Path = typer.Option(None, "--vector", help="Also polygonise the labels (gpkg, geojson, shp, parquet)."),
     cog: bool = typer.Option(False, "--cog", help="Write Cloud-Optimized GeoTIFFs with overviews."),
@@ -45,6 +54,7 @@ def segment(
     max_memory: str = typer.Option("auto", "--max-memory", help="Memory for blending, e.g. 512M, 4G [auto]."),
     allow_ungeoreferenced: bool = typer.Option(False, "--allow-ungeoreferenced", help="Accept scenes without CRS."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings or summary."),
+    progress: str = PROGRESS,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import PROGRESS
 from aeroseg_cli.datasets.specs import DATASETS, SPECS
 from aeroseg_cli.files.errors import UsageError
 
@@ -33,6 +34,7 @@ def train(
     val_every: int = typer.Option(None, "--val-every", help="Validate every N iterations [0: never]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (one per process)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    progress: str = PROGRESS,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import PROGRESS
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.files.safety import exclusive
 
@@ -36,6 +37,7 @@ def vectorize(
         False, "--allow-ungeoreferenced", help="Accept rasters without CRS (polygons in pixel coordinates)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages."),
+    progress: str = PROGRESS,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:

@@ -43,6 +43,7 @@ def _row(spec) -> dict:
         "path": str(hub.cached_path(spec)),
         "sha256": spec.sha256,
         "sha256_published": spec.sha256 is not None,
+        "git_blob": spec.git_blob,
         "recorded_sha256": record.sha256 if record and status != "missing" else None,
         "url": spec.url,
         "sources": [s.url for s in spec.sources],
@@ -55,6 +56,7 @@ STATUS_TEXT = {
     "unverified": "present, not yet verified",
     "published": "official",
     "recorded": "SHA-256 recorded at download",
+    "git-blob": "official (git blob id checked at download)",
     "accepted": "accepted (your copy, not the published file)",
 }
 
@@ -90,12 +92,18 @@ def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     for r in rows:
         table.add_row(r["name"], r["description"], str(r["size_mb"] or "?"), _status_text(r))
     Console().print(table)
-    unpublished = [r["name"] for r in rows if not r["sha256_published"]]
+    unpublished = [r["name"] for r in rows if not r["sha256_published"] and not r["git_blob"]]
+    blobs = [r["name"] for r in rows if not r["sha256_published"] and r["git_blob"]]
     if unpublished:  # plain lines: never wrapped
         typer.echo(
             f"No published SHA-256 for {', '.join(unpublished)} (nor for open_clip's copies CLIP falls back to): "
             "the download records the file's own and checks it from then on ('SHA-256 recorded at download'). "
             "'?': size not published."
+        )
+    if blobs:
+        typer.echo(
+            f"{', '.join(blobs)}: no published SHA-256, but the git repository it comes from names it by its git blob "
+            "id, which the download must match; its SHA-256 is then recorded."
         )
     typer.echo(f"default model: {read_default() or 'none set (the best model here is used)'}")
 

@@ -34,8 +34,8 @@ def download(
     dest = dest or hub.cached_path(spec)
     with atomic_output(dest, suffix=".part") as tmp:
         with open(tmp, "wb") as out:
-            _, url, digest = hub.fetch(spec, out, mirror=mirror, progress=progress)
-        trust = "published" if digest in spec.published else "recorded"
+            source, url, digest = hub.fetch(spec, out, mirror=mirror, progress=progress)
+        trust = "published" if digest in spec.published else "git-blob" if source.git_blob else "recorded"
         if dest == hub.cached_path(spec):
             hub.prepare(spec, tmp, hub.Record(digest, trust, url))
     return Placed(dest, digest, trust, url)
@@ -51,7 +51,8 @@ def import_file(spec: hub.WeightSpec, source: Path, accept_checksum: bool = Fals
         else:
             check_importable(spec, source)
     else:
-        digest, trust = hub.verify_file(spec, source), "published"
+        digest = hub.verify_file(spec, source)
+        trust = "published" if digest in spec.published else "git-blob"
     dest = hub.cached_path(spec)
     with atomic_output(dest, suffix=".part") as tmp:
         shutil.copyfile(source, tmp)

@@ -42,7 +42,8 @@ class RowBlender:
     """Blends the windows of one superblock; ``add`` them in grid order, ``pop`` the finished rows.
 
     ``rows`` (r0, r1): only scene rows in [r0, r1) are emitted (a resume point, a rank's band); the windows that
-    reach them are all added, so those rows are exactly those of a whole-scene run.
+    reach them are all added, so those rows are exactly those of a whole-scene run. Pixels whose best probability
+    is under ``unknown_threshold`` get ``unknown_label``: NODATA, or a background class (SegEarth-OV's rule).
     """
 
     def __init__(
@@ -54,10 +55,12 @@ class RowBlender:
         rows: tuple[int, int],
         unknown_threshold: float = 0.0,
         keep_probabilities: bool = False,
+        unknown_label: int = NODATA,
     ) -> None:
         self.grid, self.block, self.k, self.device = grid, block, num_classes, device
         self.r0, self.r1 = rows
         self.unknown_threshold, self.keep_probabilities = unknown_threshold, keep_probabilities
+        self.unknown_label = unknown_label
         t, ov, w = grid.tile, grid.overlap, block.width
         planes = num_classes + 1  # class sums and the weight sum
         self.carry = torch.zeros((planes, ov, w), dtype=torch.float32, device=device)
@@ -182,7 +185,11 @@ class RowBlender:
         if self.unknown_threshold > 0 or self.keep_probabilities:
             denom = torch.where(covered, wsum, torch.ones_like(wsum))
             if self.unknown_threshold > 0:
-                nodata |= best / denom < self.unknown_threshold
+                low = best / denom < self.unknown_threshold
+                if self.unknown_label == NODATA:
+                    nodata |= low
+                else:
+                    labels.masked_fill_(low, self.unknown_label)
             if self.keep_probabilities:
                 probs = torch.where(covered, torch.round(sums / denom * 255).clamp_min_(1), PROBABILITY_NODATA)
                 probs = probs.to(torch.uint8)

@@ -41,6 +41,7 @@ class SegmentOptions:
     overlap: float = 0.25
     batch_size: int = 4
     unknown_threshold: float = 0.0
+    unknown_label: int = 255  # what pixels under the threshold become: nodata, or the model's background class
     probabilities: Path | None = None
     cog: bool = False
     overwrite: bool = False
@@ -225,7 +226,7 @@ def run_block(
     """One superblock, from the first window row touching ``rows[0]``: batches in, finished rows out."""
     grid, predictor, opts, progress = ctx["grid"], ctx["predictor"], ctx["opts"], ctx["progress"]
     blender = RowBlender(grid, block, predictor.num_classes, predictor.device, rows, opts.unknown_threshold,
-                         opts.probabilities is not None)  # fmt: skip
+                         opts.probabilities is not None, opts.unknown_label)  # fmt: skip
     ctx["blender_bytes"] = max(ctx.get("blender_bytes", 0), blender.nbytes)
     j0, j1 = grid.rows_touching(*rows)
     for batch in ctx["feeder"].batches(block, j0, j1):

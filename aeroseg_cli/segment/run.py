@@ -79,11 +79,14 @@ def settled_batch(predictor, tile: int, batch: int) -> int:
 
 def options(plan: Plan, loaded: Loaded) -> SegmentOptions:
     req = plan.request
+    background = getattr(loaded.predictor.model, "background_index", None)  # SegEarth-OV: low scores -> background
+    label = background(loaded.names) if background else None
     return SegmentOptions(
         tile=loaded.tile,
         overlap=req.overlap,
         batch_size=loaded.batch_size,
         unknown_threshold=req.unknown_threshold,
+        unknown_label=255 if label is None else label,
         probabilities=req.probabilities,
         cog=req.cog,
         overwrite=req.overwrite,
@@ -131,7 +134,8 @@ def vectorize_step(plan: Plan, result: SegmentResult, labels: Path) -> None:
         overwrite=req.overwrite, probabilities=req.probabilities, allow_ungeoreferenced=req.allow_ungeoreferenced
     )
     try:
-        summary = vectorize_raster(labels, req.vector, opts)
+        with progress_display(f"polygonising {labels.name}", unit="rows", quiet=req.quiet, stage="vectorize") as update:
+            summary = vectorize_raster(labels, req.vector, opts, lambda n, done, total: update(done, total, polygons=n))
     except CLIError as exc:
         raise CLIError(f"the labels are written to {labels}, but polygonising them failed: {exc}") from None
     result.outputs.append(str(req.vector))

@@ -137,6 +137,19 @@ def sliding_window_probs(
     return F.interpolate(fused[None], size=(h, w), mode="bilinear", align_corners=False)[0]
 
 
+def image_probabilities(
+    model, image: np.ndarray, class_names: list[str], device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """image (H, W, 3) uint8 -> probabilities (K, H, W): the model's own evaluation protocol where it has one
+    (SegEarth-OV: its resize and sliding window, ``slide_probabilities``), else CAT-Seg's (``sliding_window_probs``)."""
+    own = getattr(model, "slide_probabilities", None)
+    if own is None:
+        return sliding_window_probs(model, image, class_names, device, dtype)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
+    with torch.inference_mode(), autocast(device, dtype):
+        return own(x, class_names).float()
+
+
 @dataclass
 class EvalResult:
     metrics: Metrics
@@ -161,7 +174,7 @@ def evaluate_dataset(
     n = min(len(data), limit) if limit else len(data)
     for i in range(n):
         image, gt = data.load(i)
-        pred = sliding_window_probs(model, image, classes, device, dtype).argmax(0).cpu().numpy()
+        pred = image_probabilities(model, image, classes, device, dtype).argmax(0).cpu().numpy()
         matrix += confusion(pred, gt, k)
         if progress:
             progress(i + 1, n)
