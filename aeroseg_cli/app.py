@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 import traceback
@@ -12,7 +14,7 @@ import typer.core
 
 from aeroseg_cli import __version__, progress
 from aeroseg_cli.files import signals
-from aeroseg_cli.files.errors import CLIError, Interrupted
+from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
 
 app = typer.Typer(
     name="aeroseg",
@@ -121,6 +123,43 @@ def _click_error(exc: Exception, debug: bool) -> None:
     _fail(f"{type(exc).__name__}: {first} (rerun with --debug for details)", 1, debug)
 
 
+def _gdal_logging(debug: bool) -> None:
+    """GDAL's messages reach Python logging through rasterio; aeroseg puts what matters into its own one line, so
+    they are shown only with --debug (otherwise Python's last-resort handler would print its warnings raw)."""
+    logger = logging.getLogger("rasterio")
+    if not any(getattr(h, "aeroseg", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr) if debug else logging.NullHandler()
+        handler.setFormatter(logging.Formatter("aeroseg: gdal: %(message)s"))
+        handler.setLevel(logging.INFO)
+        handler.aeroseg = True
+        logger.addHandler(handler)
+
+
+def _check_environment() -> None:
+    """Settings from the environment that no command could use, refused in one line (exit 2)."""
+    home = os.environ.get("AEROSEG_HOME")
+    if home and os.path.exists(home) and not os.path.isdir(home):
+        raise UsageError(f"AEROSEG_HOME={home} is not a folder; it names the folder of the weights cache")
+
+
+def _writing_stdout(exc: OSError) -> bool:
+    """Whether ``exc`` came from a write to stdout (a frame of its traceback holds sys.stdout or its buffer)."""
+    streams = [sys.stdout, getattr(sys.stdout, "buffer", None), sys.__stdout__]
+    tb = exc.__traceback__
+    while tb is not None:
+        if any(v is s for v in tb.tb_frame.f_locals.values() for s in streams if s is not None):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _stdout_failed(exc: OSError, debug: bool) -> None:
+    """A write to stdout failed (a full device, a closed pipe): one line and exit 1."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # nothing more reaches it, not even at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    _fail(f"writing to standard output failed: {exc.strerror or exc}", 1, debug)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every failure becomes one line and an exit code (2 usage, 1 runtime, 130/143 on SIGINT/SIGTERM)."""
     args = sys.argv[1:] if argv is None else argv
@@ -128,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     if debug:
         os.environ["AEROSEG_DEBUG"] = "1"  # libraries' own diagnostics stay on
     signals.install()
+    _gdal_logging(debug)
     progress.set_mode()  # each run starts in the default mode; a command's --progress changes it
     for message in NO_GEOREFERENCING:  # the CLI checks georeferencing itself (--allow-ungeoreferenced)
         warnings.filterwarnings("ignore", message=message)
@@ -136,7 +176,12 @@ def main(argv: list[str] | None = None) -> None:
         command = typer.main.get_command(app)
         _plain_arguments(command)
         with command.make_context("aeroseg", list(args)) as ctx:
+            _check_environment()  # after --help and --version, which need none of it
             command.invoke(ctx)
+        try:
+            sys.stdout.flush()
+        except OSError as exc:
+            _stdout_failed(exc, debug)
     except Interrupted as exc:
         if debug:
             traceback.print_exc()
@@ -144,5 +189,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except CLIError as exc:
         _fail(str(exc), exc.exit_code, debug)
+    except OSError as exc:
+        if _writing_stdout(exc):
+            _stdout_failed(exc, debug)
+        _click_error(exc, debug)
     except Exception as exc:
         _click_error(exc, debug)

@@ -16,8 +16,11 @@ import json
 import os
 import re
 import signal
+import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -49,8 +52,9 @@ def sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Every entry under ``root`` (relative path -> ("file", sha256, mtime_ns) | ("dir",) | ("link", target)) and
-    the same for ``extra`` files elsewhere (absolute paths, e.g. the shared real scenes)."""
+    """Every entry under ``root`` (relative path -> ("file", sha256, mtime_ns) | ("dir",) | ("link", target) |
+    ("node", type, device) for FIFOs, device nodes and sockets, never opened) and the same for ``extra`` files
+    elsewhere (absolute paths, e.g. the shared real scenes)."""
 
     root: Path
     entries: dict[str, tuple]
@@ -62,10 +66,13 @@ class Snapshot:
             for name in [*dirnames, *filenames]:
                 path = Path(dirpath) / name
                 rel = str(path.relative_to(root))
+                mode = path.lstat().st_mode
                 if path.is_symlink():
                     entries[rel] = ("link", os.readlink(path))
                 elif path.is_dir():
                     entries[rel] = ("dir",)
+                elif not stat.S_ISREG(mode):
+                    entries[rel] = ("node", stat.S_IFMT(mode), path.lstat().st_rdev)
                 else:
                     entries[rel] = ("file", sha256(path), path.stat().st_mtime_ns)
         for path in extra:
@@ -213,6 +220,42 @@ def held_lock(path: Path) -> Iterator[int]:
         proc.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def fifo_released(path: Path) -> Iterator[None]:
+    """While the case runs, whoever opens the FIFO ``path`` for reading gets end-of-file at once instead of blocking
+    forever (a writer opens and closes it), so code that wrongly reads a FIFO fails its test instead of hanging it."""
+    done = threading.Event()
+
+    def release() -> None:
+        while not done.is_set():
+            with contextlib.suppress(OSError):  # succeeds only once a reader waits
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def range_server(path: Path, budget: int = 1 << 62) -> Iterator[str]:
+    """``tests/support/range_server.py`` serving ``path`` in its own process; yields the file's URL. After ``budget``
+    bytes of ranges it stops answering, as a server that dies midway."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.range_server", str(path), str(budget)],
+                            stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)  # fmt: skip
+    try:
+        port = int(proc.stdout.readline())
+        yield f"http://127.0.0.1:{port}/{path.name}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+
+
 def interrupt_when(proc: subprocess.Popen, ready: Callable[[], bool], signum: int = signal.SIGINT) -> CLIResult:
     """Send ``signum`` once ``ready()`` holds (the run is provably midway), then collect the process."""
     wait_for(ready, proc)
@@ -261,6 +304,20 @@ class Workspace:
     def png(self, name: str = "X.png", height: int = 150, width: int = 170) -> Path:
         Image.fromarray(np.moveaxis(smooth_scene(height, width), 0, -1)).save(self / name)
         return self / name
+
+    def node(self, name: str, kind: str = "char") -> Path:
+        """A path that is not a regular file, made in the workspace (never a real /dev entry): "char" (a private
+        copy of the null device), "full" (of /dev/full: every write fails with ENOSPC), "fifo", "socket"."""
+        path = self / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind in ("char", "full"):
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3 if kind == "char" else 7))
+        elif kind == "fifo":
+            os.mkfifo(path)
+        else:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.bind(str(path))
+        return path
 
     def link(self, target: Path, name: str) -> Path:
         (self / name).symlink_to(target)

@@ -95,6 +95,64 @@ def test_isaid_default_is_the_papers_windows_and_counts_are_exact(isaid_raw: Pat
     assert f"patches: train {want['train']} / val {want['val']} (the paper: 18,076 / 6,363)" in text
 
 
+def test_isaid_skip_takes_image_names_and_removes_exactly_their_patches(isaid_raw: Path, tmp_path: Path) -> None:
+    """Review 1, finding 8: ``--skip 'P*'`` deleted every patch of a finished output (a glob), kept the markers,
+    and the summary counted patches that were gone."""
+    out = tmp_path / "isaid"
+    assert run_cli("datasets", "prepare", "isaid", "--from", isaid_raw, "-o", out, "-q").code == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    for pattern in ("P*", "P000?", "P0001.png", "0001"):
+        r = run_cli("datasets", "prepare", "isaid", "--from", isaid_raw, "-o", out, "-q", "--skip", pattern)
+        assert r.code == 2 and f"--skip {pattern!r} is not an iSAID image name" in r.stderr, r.stderr
+    assert sorted(p.relative_to(out) for p in out.rglob("*.png")) == before
+    r = run_cli("datasets", "prepare", "isaid", "--from", isaid_raw, "-o", out, "-q", "--json", "--skip", "P0001,P1527")
+    assert r.code == 0, r.stderr
+    train = json.loads(r.stdout)["splits"]["train"]
+    want = expected_isaid(256, 206, 0.1, ("P0001", "P1527"))["train"]
+    assert train["patches"] == want == len(list((out / "train" / "imgs").glob("*.png"))) and train["images"] == 2
+    after = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    assert after == [p for p in before if not p.name.startswith("P0001_")] and len(after) < len(before)
+    assert not (out / ".aeroseg-prepare" / "done" / "train" / "P0001.json").exists()
+    assert len(load_dataset("isaid", out, "train")) == want
+
+
+def test_prepare_warns_of_an_empty_split_and_names_the_images_that_gave_nothing(
+    isaid_raw: Path, tmp_path: Path
+) -> None:
+    """Review 1, finding 9: an empty val split was reported as success, then `datasets check` failed."""
+    want = expected_isaid(256, 206, 0.9, ("P1527", "P1530"))
+    assert want["val"] == 0 and want["train"] > 0  # P0100's labelled rows cover 200 of a window's 256
+    out = tmp_path / "isaid"
+    args = ["datasets", "prepare", "isaid", "--from", isaid_raw, "-o", out, "--min-foreground", "0.9", "-q"]
+    r = run_cli(*args)
+    assert r.code == 0, r.stderr
+    assert (
+        r.stderr.count("\n") == 1 and "aeroseg: warning: isaid val: 0 patches from its 1 image(s) (P0100)" in r.stderr
+    )
+    assert "90% of its pixels in the 15 classes" in r.stderr and "--splits" in r.stderr
+    next_line = f"next: aeroseg datasets check isaid --data-root {out} --splits train"
+    assert next_line in r.stdout and "P0003" in json.loads((out / "aeroseg-prepare.json").read_text())["splits"][
+        "train"]["images_without_patches"]  # fmt: skip
+    assert run_cli(*next_line.removeprefix("next: aeroseg ").split()).code == 0  # what it says to run works
+
+
+def test_damaged_prepare_state_is_redone_or_refused_in_one_line(tmp_path: Path) -> None:
+    """Review 1, finding 13: a damaged marker or settings file ended in "JSONDecodeError: Expecting property name",
+    naming no file."""
+    oem_release(tmp_path / "raw")
+    out = tmp_path / "tiles"
+    first = prepare_openearthmap(tmp_path / "raw", out, quiet=True)
+    marker = out / ".aeroseg-prepare" / "done" / "train" / "aachen_1.tif.json"
+    marker.write_text('{"region": "aachen", "tiles": [')  # a torn write, a bad disk
+    again = prepare_openearthmap(tmp_path / "raw", out, quiet=True)
+    assert again["resumed_images"] == 3 and again["splits"] == first["splits"] and json.loads(marker.read_text())
+    settings = out / ".aeroseg-prepare" / "settings.json"
+    settings.write_text("{'dataset': ")
+    r = run_cli("datasets", "prepare", "openearthmap", "--from", tmp_path / "raw", "-o", out, "-q")
+    assert r.code == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{settings} is damaged" in r.stderr and "delete the folder and rerun, or choose a new -o" in r.stderr
+
+
 def test_isaid_other_windowings_stay_options(isaid_raw: Path, tmp_path: Path) -> None:
     s = prepare_isaid(isaid_raw, tmp_path / "mmseg", patch=896, stride=512, min_foreground=0, skip=(), quiet=True)
     assert {k: v["patches"] for k, v in s["splits"].items()} == expected_isaid(896, 512, 0.0, ())
@@ -164,8 +222,11 @@ def test_openearthmap_train_and_val_are_cut_into_the_papers_tiles(tmp_path: Path
 
     train, val = whole(["aachen_1", "aachen_2", "aachen_3"]), whole(["kyoto_1"])
     assert (train, val) == (2 * 2 + 1 + 0, 2 * 3)  # the arithmetic above, spelled out for these sizes
-    assert s["splits"]["train"] == {"images": 3, "tiles": train, "xbd_left_out": 1}
-    assert s["splits"]["val"] == {"images": 1, "tiles": val, "xbd_left_out": 0}
+    small = {"aachen_3.tif": [200, 300]}  # smaller than a tile: no whole tile, said by name (review 1, finding 9)
+    assert s["splits"]["train"] == {"images": 3, "tiles": train, "xbd_left_out": 1, "images_without_tiles": small}
+    assert s["splits"]["val"] == {"images": 1, "tiles": val, "xbd_left_out": 0, "images_without_tiles": {}}
+    warning = "aeroseg: warning: openearthmap train: 1 of 3 image(s) gave no tile, a side shorter than --tile 256"
+    assert r.stderr.count("\n") == 1 and warning in r.stderr and "aachen_3.tif (300x200)" in r.stderr, r.stderr
     assert len((out / "train.txt").read_text().split()) == train and s["paper"] == {"train": 31_154, "val": 5_195}
     data = load_dataset("openearthmap", out, "train")  # the tiles in the release's own layout
     assert len(data) == train
@@ -255,6 +316,17 @@ def test_check_and_readers_find_the_same_pairs_in_every_layout(tmp_path: Path, s
     assert list_split("folder", folder, "train").unpaired_images == ["c.png"]
     with pytest.raises(UsageError, match=r"1 image\(s\) in .*images have no mask in .*masks \(first: c.png\)"):
         load_dataset("folder", folder, "train")
+
+
+def test_check_names_both_layouts_as_the_layouts_describe_themselves(tmp_path: Path, shared_dubai: Path) -> None:
+    from aeroseg_cli.datasets.layouts import DUBAI_LAYOUT, ISAID_LAYOUT, OPENEARTHMAP_LAYOUT
+
+    oem_release(tmp_path / "oem")
+    for name, root, expected, found in (("isaid", shared_dubai, ISAID_LAYOUT, DUBAI_LAYOUT),
+                                        ("dubai", tmp_path / "oem", DUBAI_LAYOUT, OPENEARTHMAP_LAYOUT)):  # fmt: skip
+        with pytest.raises(UsageError) as refused:
+            run_check(name, root)
+        assert f"expected {expected.description} under {root}, found {found.description}" in str(refused.value)
 
 
 def test_openearthmap_tiles_resume_and_refuse_other_settings(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ The faults that need real processes (signals, file-size limits, concurrency, dam
 from __future__ import annotations
 
 import contextlib
+import json
 import pickle
 import zipfile
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from PIL import Image
 from rasterio.transform import from_origin
 
 from tests.reliability_harness import (
@@ -28,6 +30,7 @@ from tests.reliability_harness import (
     Snapshot,
     Workspace,
     check_outcome,
+    fifo_released,
     held_lock,
     run_in_process,
 )
@@ -281,6 +284,197 @@ def segment_vector_locked(ws):
     return Setup(args, context=lambda: held_lock(ws / "v.gpkg"))
 
 
+# segment: outputs that are not files, inputs that would block, sizes that cannot run (issue #20) --------------------
+
+NOT_A_FILE = "not a regular file; it is never replaced"
+
+
+@case("segment", "`-o` a device node (`--overwrite`)", "exit 2, the node untouched", code=2,
+      match=["is a character device", NOT_A_FILE])  # fmt: skip
+def segment_output_device(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws.node("o.tif"), "--overwrite", *TINY]
+
+
+@case("segment", "`-o` a FIFO (no `--overwrite`)", "exit 2 at once, the FIFO untouched", code=2,
+      match=["is a FIFO", NOT_A_FILE])  # fmt: skip
+def segment_output_fifo(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws.node("o.tif", "fifo"), *TINY]
+
+
+@case("segment", "`-o` a socket (`--overwrite`)", "exit 2", code=2, match=["is a socket", NOT_A_FILE])
+def segment_output_socket(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws.node("o.tif", "socket"), "--overwrite", *TINY]
+
+
+@case("segment", "`-o NODE` (a device node, no `.tif`)", "exit 2 naming it, not \"folder does not exist\"", code=2,
+      match=["-o", "full is a character device", NOT_A_FILE])  # fmt: skip
+def segment_output_device_no_suffix(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws.node("full", "full"), "--overwrite", *TINY]
+
+
+@case("segment", "`-o`'s `.aux.xml` is a folder (`--overwrite`)", "exit 2", code=2,
+      match=["o.tif.aux.xml is a folder", NOT_A_FILE])  # fmt: skip
+def segment_aux_is_folder(ws):
+    (ws / "o.tif.aux.xml").mkdir()
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--overwrite", *TINY]
+
+
+@case("segment", "`--probabilities` a device node (`--overwrite`)", "exit 2, the node untouched", code=2,
+      match=["probabilities raster", "is a character device"])  # fmt: skip
+def segment_probabilities_device(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--probabilities", ws.node("p.tif"),
+            "--overwrite", *TINY]  # fmt: skip
+
+
+@case("segment", "`--vector` a device node `.gpkg` (`--overwrite`)", "exit 2, no labels written", code=2,
+      match=["vector output", "is a character device"])  # fmt: skip
+def segment_vector_device(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--vector", ws.node("v.gpkg"), "--overwrite",
+            *TINY]  # fmt: skip
+
+
+@case("segment", "the scene is a FIFO", "exit 2 at once (no hang)", code=2, match=["is a FIFO", "not a file"])
+def segment_scene_fifo(ws):
+    fifo = ws.node("in.tif", "fifo")
+    return Setup(["segment", fifo, "-c", "a,b", "-o", ws / "o.tif", *TINY], context=lambda: fifo_released(fifo))
+
+
+@case("segment", "the scene is a device node", "exit 2", code=2, match=["is a character device"])
+def segment_scene_device(ws):
+    return ["segment", ws.node("in.tif"), "-c", "a,b", "-o", ws / "o.tif", *TINY]
+
+
+@case("segment", "`--classes-file` a FIFO", "exit 2 at once (no hang)", code=2, match=["--classes-file", "is a FIFO"])
+def segment_classes_file_fifo(ws):
+    fifo = ws.node("names.txt", "fifo")
+    args = ["segment", ws.scene(), "--classes-file", fifo, "-o", ws / "o.tif", *TINY]
+    return Setup(args, context=lambda: fifo_released(fifo))
+
+
+@case("segment", "`--model` a FIFO", "exit 2 at once (no hang)", code=2, match=["--model", "is a FIFO"])
+def segment_model_fifo(ws):
+    fifo = ws.node("m.pt", "fifo")
+    args = ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--model", fifo, "-q"]
+    return Setup(args, context=lambda: fifo_released(fifo))
+
+
+def _class_names_are(ws, names: list[str]) -> Callable:
+    def verify(_result) -> None:
+        with rasterio.open(ws / "o.tif") as ds:
+            assert json.loads(ds.tags()["CLASS_NAMES"]) == names
+
+    return verify
+
+
+@case("segment", "`--classes-file` with a UTF-8 BOM and `#` comment lines", "exit 0: the BOM dropped, `#` lines "
+      "skipped (documented)", code=0, lines=None, created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
+def segment_classes_file_bom(ws):
+    names = ws.write("names.txt", "\ufeffbuilding\n# roads are left out\n  # an indented comment\nwater\n")
+    return Setup(["segment", ws.scene(), "--classes-file", names, "-o", ws / "o.tif", *TINY],
+                 verify=_class_names_are(ws, ["building", "water"]))  # fmt: skip
+
+
+def _nodata_where(ws, rows: slice) -> Callable:
+    def verify(_result) -> None:
+        with rasterio.open(ws / "o.tif") as ds:
+            labels = ds.read(1)
+        inside = np.zeros(labels.shape, bool)
+        inside[rows] = True
+        assert (labels[inside] == 255).all() and (labels[~inside] != 255).all()
+
+    return verify
+
+
+@case("segment", "+inf and -inf pixels", "exit 0, they are nodata (255) as NaN is", code=0, lines=None,
+      created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
+def segment_inf_is_nodata(ws):
+    data = smooth_scene(160, 160).astype(np.float32)
+    data[0, :40], data[1, 40:80] = np.inf, -np.inf
+    s = write_scene(ws / "inf.tif", data, nodata=None)
+    return Setup(["segment", s, "-c", "a,b", "-o", ws / "o.tif", *TINY], verify=_nodata_where(ws, slice(0, 80)))
+
+
+NO_VALID = "every pixel read for the scene-wide sample is nodata"
+
+
+def _all_nodata(ws) -> Callable:
+    def verify(_result) -> None:
+        with rasterio.open(ws / "o.tif") as ds:
+            assert (ds.read(1) == 255).all()
+
+    return verify
+
+
+@case("segment", "an all-nodata uint8 scene", "exit 0: a valid all-255 map, with a warning", code=0, lines=None,
+      match=[NO_VALID], created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
+def segment_all_nodata_uint8(ws):
+    s = write_scene(ws / "empty.tif", np.zeros((3, 160, 160), np.uint8), nodata=0)
+    return Setup(["segment", s, "-c", "a,b", "-o", ws / "o.tif", "--model", "tiny", "--tile", "128"],
+                 verify=_all_nodata(ws))  # fmt: skip
+
+
+@case("segment", "an all-NaN float scene", "exit 0: the same all-255 map and warning as all-nodata uint8", code=0,
+      lines=None, match=[NO_VALID], created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
+def segment_all_nan(ws):
+    s = write_scene(ws / "nan.tif", np.full((3, 160, 160), np.nan, np.float32))
+    return Setup(["segment", s, "-c", "a,b", "-o", ws / "o.tif", "--model", "tiny", "--tile", "128"],
+                 verify=_all_nodata(ws))  # fmt: skip
+
+
+@case("segment", "a scene with ground control points only", "exit 2 saying so, with the `gdalwarp` line", code=2,
+      match=["4 ground control points", "gdalwarp -r bilinear"])  # fmt: skip
+def segment_gcp_only(ws):
+    from rasterio.control import GroundControlPoint as Gcp
+
+    gcps = [Gcp(r, c, 500000 + 2 * c, 4000000 - 2 * r) for r in (0, 159) for c in (0, 159)]
+    with rasterio.open(ws / "gcp.tif", "w", driver="GTiff", width=160, height=160, count=3, dtype="uint8",
+                       gcps=gcps, crs="EPSG:32633") as dst:  # fmt: skip
+        dst.write(smooth_scene(160, 160))
+    return ["segment", ws / "gcp.tif", "-c", "a,b", "-o", ws / "o.tif", *TINY]
+
+
+@case("segment", "`--tile 100000`", "exit 2 before any work, naming the memory one batch needs", code=2,
+      match=["--tile 100000", "needs at least", "of memory available"])  # fmt: skip
+def segment_runaway_tile(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--model", "tiny", "--tile", "100000", "-q"]
+
+
+@case("segment", "`--target-gsd 0.0001` (a 1e13-pixel grid)", "exit 2 at once, naming the limit", code=2,
+      match=["--target-gsd 0.0001 makes a", "give a coarser --target-gsd"])  # fmt: skip
+def segment_runaway_target_gsd(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--target-gsd", "0.0001", *TINY]
+
+
+@case("segment", "`--max-memory 64M` below one window's blender", "exit 2 naming --max-memory", code=2,
+      match=["--max-memory", "cannot hold the blender"])  # fmt: skip
+def segment_max_memory_below_one_window(ws):
+    return ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--model", "tiny", "--tile", "2048",
+            "--max-memory", "64M", "-q"]  # fmt: skip
+
+
+@case("segment", "`--overlap 0.9`", "exit 0 with a warning: every pixel runs through ~100 windows", code=0,
+      lines=None, match=["--overlap 0.9 runs every pixel through about"],
+      created=["o.tif", "o.tif.aux.xml", "o.qml"])  # fmt: skip
+def segment_overlap_warning(ws):
+    return ["segment", ws.scene(height=64, width=64), "-c", "a,b", "-o", ws / "o.tif", "--model", "tiny", "--tile",
+            "64", "--overlap", "0.9"]  # fmt: skip
+
+
+@case("segment", "`--aoi` a FIFO", "exit 2 at once (no hang)", code=2, match=["--aoi", "is a FIFO"])
+def segment_aoi_fifo(ws):
+    fifo = ws.node("aoi.gpkg", "fifo")
+    args = ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--aoi", fifo, *TINY]
+    return Setup(args, context=lambda: fifo_released(fifo))
+
+
+@case("segment", "`-o` locked by another process, `--model` a damaged checkpoint", "exit 1 naming the other "
+      "process: the lock is taken before the model loads", code=1, match=["(process {held})"],
+      forbid=["m.pt", "loading model"])  # fmt: skip
+def segment_lock_before_model(ws):
+    args = ["segment", ws.scene(), "-c", "a,b", "-o", ws / "o.tif", "--model", ws.write("m.pt", b"not a model")]
+    return Setup(args, context=lambda: held_lock(ws / "o.tif"))
+
+
 # vectorize -------------------------------------------------------------------------------------------------------
 
 
@@ -366,6 +560,30 @@ def vectorize_output_locked(ws):
     return Setup(["vectorize", ws.labels(), "-o", ws / "v.gpkg"], context=lambda: held_lock(ws / "v.gpkg"))
 
 
+@case("vectorize", "`-o` a device node `.gpkg` (`--overwrite`)", "exit 2, the node untouched", code=2,
+      match=["is a character device", "never replaced"])  # fmt: skip
+def vectorize_output_device(ws):
+    return ["vectorize", ws.labels(), "-o", ws.node("v.gpkg"), "--overwrite", "-q"]
+
+
+@case("vectorize", "the labels are a FIFO", "exit 2 at once (no hang)", code=2, match=["is a FIFO"])
+def vectorize_labels_fifo(ws):
+    fifo = ws.node("L.tif", "fifo")
+    return Setup(["vectorize", fifo, "-o", ws / "v.gpkg", "-q"], context=lambda: fifo_released(fifo))
+
+
+@case("vectorize", "unreachable `http://127.0.0.1:9/L.tif`", "exit 2 naming the URL as given (not `http:/`)",
+      code=2, match=["http://127.0.0.1:9/L.tif", "cannot open this remote or virtual raster"])  # fmt: skip
+def vectorize_unreachable_url(ws):
+    return ["vectorize", "http://127.0.0.1:9/L.tif", "-o", ws / "v.gpkg", "-q"]
+
+
+@case("vectorize", "`--min-area 1e12`", "exit 2: larger than the whole raster", code=2,
+      match=["--min-area 1e+12 is larger than the whole raster"])  # fmt: skip
+def vectorize_min_area_beyond_raster(ws):
+    return ["vectorize", ws.labels(), "-o", ws / "v.gpkg", "--min-area", "1e12", "-q"]
+
+
 # evaluate --------------------------------------------------------------------------------------------------------
 
 
@@ -421,6 +639,45 @@ def evaluate_json_missing_folder(ws):
 @case("evaluate", "`--pred` without `--label`", "exit 2", code=2, match=["--pred and --label go together"])
 def evaluate_pred_without_label(ws):
     return ["evaluate", "--pred", _pair(ws)[0], "--classes", "x,y"]
+
+
+@case("evaluate", "`--json` a device node (`--overwrite`)", "exit 2, the node untouched", code=2,
+      match=["metrics file", "is a character device"])  # fmt: skip
+def evaluate_json_device(ws):
+    pred, label = _pair(ws)
+    return ["evaluate", "--pred", pred, "--label", label, "--classes", "x,y", "-q", "--json", ws.node("m.json"),
+            "--overwrite"]  # fmt: skip
+
+
+@case("evaluate", "`--json` a full device (`/dev/full`'s node)", "exit 2 at once (it is not a file)", code=2,
+      match=["is a character device"])  # fmt: skip
+def evaluate_json_full_device(ws):
+    pred, label = _pair(ws)
+    return ["evaluate", "--pred", pred, "--label", label, "--classes", "x,y", "-q", "--json", ws.node("full", "full")]
+
+
+@case("evaluate", "existing `--json` file without `--overwrite`", "exit 2, the old file byte-identical", code=2,
+      match=["exists (use --overwrite"])  # fmt: skip
+def evaluate_json_exists(ws):
+    pred, label = _pair(ws)
+    return ["evaluate", "--pred", pred, "--label", label, "--classes", "x,y", "-q", "--json",
+            ws.write("m.json", "{}\n")]  # fmt: skip
+
+
+@case("evaluate", "existing `--json` file with `--overwrite`", "exit 0, replaced", code=0, lines=None,
+      replaced=["m.json"])  # fmt: skip
+def evaluate_json_overwrite(ws):
+    pred, label = _pair(ws)
+    return ["evaluate", "--pred", pred, "--label", label, "--classes", "x,y", "-q", "--json",
+            ws.write("m.json", "{}\n"), "--overwrite"]  # fmt: skip
+
+
+@case("evaluate", "`--pred` a FIFO", "exit 2 at once (no hang)", code=2, match=["is a FIFO"])
+def evaluate_pred_fifo(ws):
+    _, label = _pair(ws)
+    fifo = ws.node("p.tif", "fifo")
+    args = ["evaluate", "--pred", fifo, "--label", label, "--classes", "x,y", "-q"]
+    return Setup(args, context=lambda: fifo_released(fifo))
 
 
 # train -----------------------------------------------------------------------------------------------------------
@@ -494,6 +751,52 @@ def train_run_folder_locked(ws):
     return Setup(_train(ws, "--output", ws / "run"), context=lambda: held_lock(ws / "run"))
 
 
+@case("train", "`--lr nan`", "exit 2", code=2, match=["--lr must be a positive number, got nan"], absent=["run"])
+def train_lr_nan(ws):
+    return _train(ws, "--lr", "nan", "--output", ws / "run")
+
+
+@case("train", "`--lr -1`", "exit 2", code=2, match=["--lr must be a positive number, got -1"], absent=["run"])
+def train_lr_negative(ws):
+    return _train(ws, "--lr", "-1", "--output", ws / "run")
+
+
+@case("train", "`--num-workers -1`", "exit 2, no run folder (no `config.json` left)", code=2,
+      match=["--num-workers must not be negative"], absent=["run"])  # fmt: skip
+def train_negative_workers(ws):
+    args = _train(ws, "--output", ws / "run")
+    args[args.index("--num-workers") + 1] = "-1"
+    return args
+
+
+@case("train", "a class listed twice in `classes.txt`", "exit 2 before any work (`segment` would refuse the "
+      "checkpoint)", code=2, match=["'a' listed twice"], absent=["run"])  # fmt: skip
+def train_duplicate_classes(ws):
+    args = _train(ws, "--output", ws / "run")
+    (ws / "ds" / "classes.txt").write_text("a\nb\nA\n")
+    return args
+
+
+@case("train", "masks 100 % ignore (255)", "exit 2 before any work: nothing to train on", code=2,
+      match=["is 255 (ignore): there is nothing to train on"], absent=["run"])  # fmt: skip
+def train_all_ignore(ws):
+    args = _train(ws, "--output", ws / "run")
+    for mask in (ws / "ds" / "masks").iterdir():
+        Image.fromarray(np.full((64, 64), 255, np.uint8)).save(mask)
+    return args
+
+
+@case("train", "`--output` a device node", "exit 2, the node untouched", code=2, match=["is a character device"])
+def train_output_device(ws):
+    return _train(ws, "--output", ws.node("run"))
+
+
+@case("train", "`--config` a FIFO", "exit 2 at once (no hang)", code=2, match=["--config", "is a FIFO"])
+def train_config_fifo(ws):
+    fifo = ws.node("c.toml", "fifo")
+    return Setup(_train(ws, "--config", fifo, "--output", ws / "run"), context=lambda: fifo_released(fifo))
+
+
 # weights ---------------------------------------------------------------------------------------------------------
 
 
@@ -548,6 +851,20 @@ def weights_verify_damaged(ws):
     return Setup(["weights", "verify"], env=_home(ws))
 
 
+@case("weights", "`AEROSEG_HOME` is a file", "exit 2, one plain line", code=2,
+      match=["AEROSEG_HOME", "is not a folder"])  # fmt: skip
+def weights_home_is_file(ws):
+    return Setup(["weights", "download", "sam-vit-b", "-q"], env={"AEROSEG_HOME": str(ws.write("home", "a file"))})
+
+
+@case("weights", "`import` onto a cache entry that is a FIFO", "exit 2, the FIFO untouched (no hang)", code=2,
+      match=["is a FIFO"])  # fmt: skip
+def weights_import_onto_fifo(ws):
+    fifo = ws.node("home/weights/sam_vit_b_01ec64.pth", "fifo")
+    return Setup(["weights", "import", "sam-vit-b", ws.write("sam.pth", b"x")], env=_home(ws),
+                 context=lambda: fifo_released(fifo))  # fmt: skip
+
+
 # preview ---------------------------------------------------------------------------------------------------------
 
 
@@ -587,7 +904,20 @@ def preview_labels_not_raster(ws):
 
 @case("preview", "`-o` being written by another process", "exit 1 naming it", code=1, match=["(process {held})"])
 def preview_output_locked(ws):
-    return Setup(["preview", ws.png(), ws.labels(), "-o", ws / "p.png"], context=lambda: held_lock(ws / "p.png"))
+    scene, labels = ws.png(height=64, width=64), ws.labels(georeferenced=False)  # the same 64 x 64 pixel grid
+    return Setup(["preview", scene, labels, "-o", ws / "p.png"], context=lambda: held_lock(ws / "p.png"))
+
+
+@case("preview", "labels on another area than the scene", "exit 2 naming both grids, nothing written", code=2,
+      match=["are not on the area of the scene"])  # fmt: skip
+def preview_labels_other_grid(ws):
+    return ["preview", ws.scene(), ws.labels(), "-o", ws / "p.png"]
+
+
+@case("preview", "`-o` a device node `.png` (`--overwrite`)", "exit 2, the node untouched", code=2,
+      match=["is a character device"])  # fmt: skip
+def preview_output_device(ws):
+    return ["preview", ws.png(), ws.labels(), "-o", ws.node("p.png"), "--overwrite"]
 
 
 # check -----------------------------------------------------------------------------------------------------------
@@ -596,6 +926,33 @@ def preview_output_locked(ws):
 @case("check", "scene does not exist", "exit 2", code=2, match=["no such file"])
 def check_missing(ws):
     return ["check", ws / "missing.tif"]
+
+
+@case("check", "the scene is a FIFO", "exit 2 at once (no hang)", code=2, match=["is a FIFO"])
+def check_fifo(ws):
+    fifo = ws.node("in.tif", "fifo")
+    return Setup(["check", fifo], context=lambda: fifo_released(fifo))
+
+
+# export ----------------------------------------------------------------------------------------------------------
+
+
+@case("export", "`-o` a device node (`--overwrite`)", "exit 2, the node untouched", code=2,
+      match=["is a character device"])  # fmt: skip
+def export_output_device(ws):
+    return ["export", ws.checkpoint(), "-o", ws.node("out.pt"), "--overwrite", "-q"]
+
+
+# datasets --------------------------------------------------------------------------------------------------------
+
+
+@case("datasets", "`check` on masks 100 % ignore", "exit 1: flagged as blocking", code=1,
+      match=["is 255 (ignore)"])  # fmt: skip
+def datasets_check_all_ignore(ws):
+    root = ws.dataset()
+    for mask in (root / "masks").iterdir():
+        Image.fromarray(np.full((64, 64), 255, np.uint8)).save(mask)
+    return ["datasets", "check", "folder", "--data-root", root]
 
 
 # -- the test -----------------------------------------------------------------------------------------------------
@@ -619,7 +976,8 @@ def test_bad_input_changes_nothing(c: Case, tmp_path: Path) -> None:
 
 
 def test_the_table_covers_every_command() -> None:
-    assert {c.command for c in CASES} == {"segment", "vectorize", "train", "evaluate", "weights", "preview", "check"}
+    assert {c.command for c in CASES} == {"segment", "vectorize", "train", "evaluate", "weights", "preview", "check",
+                                          "export", "datasets"}  # fmt: skip
     assert len({c.id for c in CASES}) == len(CASES)
 
 

@@ -10,8 +10,12 @@ partial is the documented outcome, ``--resume`` completing to exactly the uninte
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
@@ -22,12 +26,16 @@ import rasterio.shutil
 
 from aeroseg_cli.segment.writer import LabelWriter, partial_paths
 from tests.reliability_harness import (
+    ENV,
+    LIBRARY_NOISE,
     Expect,
     Snapshot,
     Workspace,
     check_outcome,
+    cli,
     finish,
     interrupt_when,
+    range_server,
     run_in_process,
     run_process,
     spawn,
@@ -357,11 +365,10 @@ def test_damaged_tile_with_on_error_skip_is_nodata_and_the_rest_intact(naip, tmp
     with rasterio.open(out) as a, rasterio.open(reference) as b:
         got, want = a.read(1), b.read(1)
     r0, c0 = BAD_ROW * 128, BAD_COL * 128
-    assert (got[r0 : r0 + 128, c0 : c0 + 128] == 255).all()  # every window over the damaged tile is skipped
-    far = np.ones(got.shape, bool)
-    far[max(0, r0 - 128) : r0 + 256, max(0, c0 - 128) : c0 + 256] = False  # windows touching the tile
-    assert np.array_equal(got[far], want[far])
-    assert (got != 255).mean() > 0.9
+    touching = lambda r, c: r < r0 + 128 and r + 128 > r0 and c < c0 + 128 and c + 128 > c0  # noqa: E731
+    failed = failed_footprint(got.shape, 128, touching)
+    assert np.array_equal(got, np.where(failed, 255, want))  # 255 over exactly the windows on the tile, the rest equal
+    assert 0 < failed.mean() < 0.15  # 2 x 3 windows of 128 at stride 96
 
 
 def test_check_lists_the_damaged_block(naip, tmp_path: Path) -> None:
@@ -417,3 +424,222 @@ def test_training_interrupted_while_saving_keeps_a_resumable_run(tmp_path: Path)
     r = run_in_process([*args, "--resume"])
     assert r.code == 0, r.stderr
     assert torch.load(run / "train_state.pt", weights_only=True)["iteration"] == 8
+
+
+# -- issue #20: a damaged, missing or changing input never becomes a map ---------------------------------------------
+
+MID_BAD = (2, 0)  # tile (row, col) of 128 x 128 tiles damaged in the 768 x 768 scene: rows 256-383, columns 0-127
+
+
+def failed_footprint(shape: tuple[int, int], tile: int, hit: Callable[[int, int], bool]) -> np.ndarray:
+    """The union of the windows (segment's grid for ``tile`` at overlap 0.25) for which ``hit(row, col)`` holds."""
+    from aeroseg_cli.segment.tiler import Grid
+
+    mask = np.zeros(shape, bool)
+    for w in Grid.from_overlap(*shape, tile, 0.25).windows():
+        if hit(w.row, w.col):
+            mask[w.row : w.row + tile, w.col : w.col + tile] = True
+    return mask
+
+
+@pytest.fixture(scope="module")
+def mid(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
+    """A 768 x 768 deflate scene in 128 x 128 tiles (six per window row, so one read decodes several with GDAL's
+    threads), a copy with one damaged tile, and the labels of the intact scene."""
+    folder = tmp_path_factory.mktemp("mid")
+    profile = {"compress": "deflate", "tiled": True, "blockxsize": 128, "blockysize": 128}
+    intact = write_scene(folder / "intact.tif", smooth_scene(768, 768, seed=5), **profile)
+    damaged = corrupt_full_resolution_tile(write_scene(folder / "mid.tif", smooth_scene(768, 768, seed=5), **profile),
+                                           *MID_BAD)  # fmt: skip
+    r = run_in_process(["segment", intact, *SEG, "-o", folder / "reference.tif"])
+    assert r.code == 0, r.stderr
+    with rasterio.open(folder / "reference.tif") as ds:
+        return intact, damaged, ds.read(1)
+
+
+@pytest.mark.parametrize("io_threads", ["off", "2"], ids=["inline reader", "decode threads"])
+def test_damaged_tile_fails_the_run_whatever_the_reader(mid, tmp_path: Path, io_threads: str) -> None:
+    """Inline, GDAL decodes a window row's tiles on its own threads; the damaged tile's read fails once and the
+    retry on the same handle used to return it as zeros, classified, exit 0."""
+    _, damaged, _ = mid
+    before = Snapshot.take(tmp_path, [damaged])
+    r = run_in_process(["segment", damaged, *SEG, "-o", tmp_path / "o.tif", "--io-threads", io_threads])
+    expect = Expect(1, match=["window(s) failed (window at row 192, col 0:", "--on-error skip"], absent=["o.tif"])
+    check_outcome(r, before, Snapshot.take(tmp_path, [damaged]), expect)
+
+
+@pytest.mark.parametrize("io_threads", ["off", "2"], ids=["inline reader", "decode threads"])
+def test_damaged_tile_with_skip_is_255_exactly_over_the_failed_windows(mid, tmp_path: Path, io_threads: str) -> None:
+    _, damaged, reference = mid
+    out = tmp_path / "o.tif"
+    before = Snapshot.take(tmp_path, [damaged])
+    r = run_in_process(["segment", damaged, *SEG, "-o", out, "--io-threads", io_threads, "--on-error", "skip"])
+    expect = Expect(0, lines=None, created=[out.name, f"{out.name}.aux.xml", out.with_suffix(".qml").name])
+    check_outcome(r, before, Snapshot.take(tmp_path, [damaged]), expect)
+    r0, c0 = MID_BAD[0] * 128, MID_BAD[1] * 128
+    failed = failed_footprint(reference.shape, 128, lambda r, c: r < r0 + 128 and r + 128 > r0 and c < c0 + 128)
+    with rasterio.open(out) as ds:
+        got = ds.read(1)
+    assert np.array_equal(got, np.where(failed, 255, reference)), "255 must cover exactly the failed windows"
+
+
+@pytest.fixture(scope="module")
+def mosaic(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
+    """A VRT mosaic of two 768 x 384 halves, the same VRT in a folder where the right half's file is missing, and the
+    labels of the complete mosaic."""
+    folder = tmp_path_factory.mktemp("mosaic")
+    data = smooth_scene(768, 768, seed=6)
+    vrt = ['<VRTDataset rasterXSize="768" rasterYSize="768"><SRS>EPSG:32633</SRS>'
+           "<GeoTransform>500000, 2, 0, 4000000, 0, -2</GeoTransform>"]  # fmt: skip
+    for band in (1, 2, 3):
+        vrt.append(f'<VRTRasterBand dataType="Byte" band="{band}">')
+        for name, x in (("left.tif", 0), ("right.tif", 384)):
+            vrt.append(f'<SimpleSource><SourceFilename relativeToVRT="1">{name}</SourceFilename><SourceBand>{band}'
+                       f'</SourceBand><SrcRect xOff="0" yOff="0" xSize="384" ySize="768"/><DstRect xOff="{x}" '
+                       'yOff="0" xSize="384" ySize="768"/></SimpleSource>')  # fmt: skip
+        vrt.append("</VRTRasterBand>")
+    for sub in ("whole", "broken"):
+        (folder / sub).mkdir()
+        (folder / sub / "mosaic.vrt").write_text("".join(vrt) + "</VRTDataset>\n")
+        for name, x in (("left.tif", 0), ("right.tif", 384)):
+            if (sub, name) != ("broken", "right.tif"):
+                write_scene(folder / sub / name, data[:, :, x : x + 384].copy())
+    r = run_in_process(["segment", folder / "whole" / "mosaic.vrt", *SEG, "-o", folder / "reference.tif"])
+    assert r.code == 0, r.stderr
+    with rasterio.open(folder / "reference.tif") as ds:
+        return folder / "broken", folder / "broken" / "mosaic.vrt", ds.read(1)
+
+
+@pytest.mark.parametrize("io_threads", ["off", "2"], ids=["inline reader", "decode threads"])
+def test_vrt_with_a_missing_source_fails(mosaic, tmp_path: Path, io_threads: str) -> None:
+    """GDAL reports the missing source once per handle and then returns zeros for it."""
+    folder, vrt, _ = mosaic
+    before = Snapshot.take(folder)
+    r = run_in_process(["segment", vrt, *SEG, "-o", tmp_path / "o.tif", "--io-threads", io_threads])
+    expect = Expect(1, match=["right.tif: No such file or directory", "window(s) failed"])
+    check_outcome(r, before, Snapshot.take(folder), expect)
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_vrt_with_a_missing_source_and_skip_is_255_over_it(mosaic, tmp_path: Path) -> None:
+    _, vrt, reference = mosaic
+    r = run_in_process(["segment", vrt, *SEG, "-o", tmp_path / "o.tif", "--on-error", "skip"])
+    assert r.code == 0, r.stderr
+    failed = failed_footprint(reference.shape, 128, lambda r, c: c + 128 > 384)
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert np.array_equal(ds.read(1), np.where(failed, 255, reference))
+
+
+def test_check_lists_every_block_of_a_missing_vrt_source(mosaic) -> None:
+    folder, vrt, _ = mosaic
+    before = Snapshot.take(folder)
+    r = run_in_process(["check", vrt, "-q"])
+    blocks = (768 // 128) * (384 // 128)  # the VRT's 128 x 128 blocks over the right half
+    check_outcome(r, before, Snapshot.take(folder), Expect(1, match=[f"{blocks} damaged block(s)", "right.tif"]))
+
+
+# a remote scene whose server dies midway
+
+REMOTE_SEG = ["-c", "a,b", "--model", "tiny", "--tile", "64", "-q"]
+REMOTE_ENV = {"GDAL_HTTP_MAX_RETRY": "0", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """A 2560 x 128 scene with overviews (the checks' sample comes from them, so most full-resolution bytes are
+    fetched by the windows' reads) and its labels read locally."""
+    folder = tmp_path_factory.mktemp("remote")
+    scene = write_scene(folder / "remote.tif", smooth_scene(2560, 128, seed=8), compress="deflate", tiled=True,
+                        blockxsize=128, blockysize=128)  # fmt: skip
+    with rasterio.open(scene, "r+") as ds:
+        ds.build_overviews([2, 4])
+    r = run_in_process(["segment", scene, *REMOTE_SEG, "-o", folder / "reference.tif"])
+    assert r.code == 0, r.stderr
+    with rasterio.open(folder / "reference.tif") as ds:
+        return scene, ds.read(1)
+
+
+def made_of_windows(mask: np.ndarray, tile: int) -> bool:
+    """``mask`` is the union of whole windows of the grid (what 255 over failed windows gives)."""
+    whole = failed_footprint(mask.shape, tile, lambda r, c: mask[r : r + tile, c : c + tile].all())
+    return np.array_equal(whole, mask)
+
+
+@pytest.mark.parametrize("io_threads", ["off", "2"], ids=["inline reader", "decode threads"])
+def test_remote_scene_whose_server_dies_with_skip(remote, tmp_path: Path, io_threads: str) -> None:
+    """Every pixel that is not 255 is the local scene's label (nothing classified from bytes that never came), and
+    255 covers whole windows."""
+    scene, reference = remote
+    out = tmp_path / "o.tif"
+    with range_server(scene, budget=scene.stat().st_size // 2) as url:
+        r = run_in_process(["segment", f"/vsicurl/{url}", *REMOTE_SEG, "-o", out, "--on-error", "skip",
+                            "--io-threads", io_threads], env=REMOTE_ENV)  # fmt: skip
+    assert r.code == 0, r.stderr
+    assert not LIBRARY_NOISE.search(r.stderr) and "ERROR" not in r.stderr and "VSICURL" not in r.stderr, r.stderr
+    with rasterio.open(out) as ds:
+        got = ds.read(1)
+    lost = got == 255
+    assert 0 < lost.mean() < 1, f"the server should stop midway ({lost.mean():.0%} lost)"
+    assert np.array_equal(got[~lost], reference[~lost]), "pixels classified from data that never arrived"
+    assert made_of_windows(lost, 64)
+
+
+def test_remote_scene_whose_server_dies_is_reported_as_the_http_failure(remote, tmp_path: Path) -> None:
+    scene, _ = remote
+    before = Snapshot.take(tmp_path)
+    with range_server(scene, budget=scene.stat().st_size // 2) as url:
+        r = run_in_process(["segment", f"/vsicurl/{url}", *REMOTE_SEG, "-o", tmp_path / "o.tif"], env=REMOTE_ENV)
+    expect = Expect(1, match=[f"HTTP request for {url}", "failed: response code 0"], forbid=["ZIPDecode", "VSICURL"])
+    check_outcome(r, before, Snapshot.take(tmp_path), expect)
+    assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize("prefix", ["/vsicurl/", ""], ids=["vsicurl", "http"])
+def test_vectorize_reads_a_remote_raster(tmp_path: Path, prefix: str) -> None:
+    labels = Workspace(tmp_path).labels("L.tif", size=64)
+    local = run_in_process(["vectorize", labels, "-o", tmp_path / "local.geojson", "--json", "-q"])
+    assert local.code == 0, local.stderr
+    with range_server(labels) as url:
+        r = run_in_process(["vectorize", prefix + url, "-o", tmp_path / "remote.geojson", "--json", "-q"])
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["features"] == json.loads(local.stdout)["features"] > 0
+
+
+# the scene changes while it is read
+
+
+@pytest.mark.parametrize("how", ["copied over", pytest.param("renamed over", marks=pytest.mark.slow)])
+def test_scene_replaced_during_the_run_is_refused(tmp_path: Path, how: str) -> None:
+    """A real run, stopped (SIGSTOP) once its first rows are on disk; the scene is replaced by another image; the
+    run, continued, must not publish a map mixing the two: exit 1 naming the file, nothing at -o, no partial."""
+    scene = write_scene(tmp_path / "scene.tif", smooth_scene(1536, 128, seed=3))
+    other = write_scene(tmp_path.parent / f"{tmp_path.name}-other.tif", smooth_scene(1536, 128, seed=4))
+    out = tmp_path / "o.tif"
+    before = Snapshot.take(tmp_path)
+    proc = spawn(["segment", scene, *SEG, "-o", out, "--io-threads", "off"])
+    try:
+        wait_for(lambda: rows_done(out) > 0, proc)
+        proc.send_signal(signal.SIGSTOP)
+        assert not out.exists(), "the run finished before the scene could be replaced"
+        if how == "copied over":
+            shutil.copyfile(other, scene)  # same inode, other bytes
+        else:
+            os.replace(other, scene)  # another file under the same name
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    r = finish(proc)
+    expect = Expect(1, match=[f"the scene {scene} changed while it was read", "nothing was written"],
+                    replaced=["scene.tif"], absent=["o.tif"])  # fmt: skip
+    check_outcome(r, before, Snapshot.take(tmp_path), expect)
+
+
+def test_json_to_a_full_device_is_one_line(tmp_path: Path) -> None:
+    """stdout is a private copy of /dev/full (a real ENOSPC on every write): one plain line, exit 1."""
+    ws = Workspace(tmp_path)
+    scene, full = ws.scene(), ws.node("full", "full")
+    with open(full, "w") as stdout:
+        proc = subprocess.Popen(cli("check", scene, "--json", "-q"), stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                env=ENV)  # fmt: skip
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert err.strip() == "aeroseg: error: writing to standard output failed: No space left on device", err

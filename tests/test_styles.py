@@ -6,6 +6,7 @@ itself (``tests/qgis_open.py`` run by QGIS's own Python on copies of the files).
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import json
 import os
@@ -77,6 +78,83 @@ def test_colours_depend_on_names_not_positions_and_stay_distinct() -> None:
     colors = class_colors(many)
     assert len(set(colors)) == len(many)  # shades for classes of one family, the palette, then hashed hues
     assert class_colors(list(reversed(many))) == list(reversed(colors))  # the set decides, not the order
+
+
+@functools.cache
+def lcms_lab():
+    from PIL import ImageCms
+
+    return ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
+
+
+def lab_by_lcms(colors) -> np.ndarray:
+    """CIE L*a*b* (ICC, D50) of sRGB colours computed by LittleCMS (Pillow's ImageCms), not by the palette's own
+    conversion. Pillow stores L as 0..255 and a, b as signed bytes."""
+    from PIL import Image, ImageCms
+
+    image = Image.fromarray(np.asarray(colors, np.uint8).reshape(1, -1, 3))
+    raw = np.array(ImageCms.applyTransform(image, lcms_lab())).reshape(-1, 3)
+    return np.stack([raw[:, 0] * (100 / 255), raw[:, 1].view(np.int8), raw[:, 2].view(np.int8)], axis=1)
+
+
+def look_apart(colors) -> tuple[float, float]:
+    """The smallest colour difference (CIE76) between two of ``colors``, and between one and white or black."""
+    lab = lab_by_lcms(colors)
+    pairs = np.linalg.norm(lab[:, None] - lab[None], axis=-1) + np.diag(np.full(len(lab), np.inf))
+    background = np.linalg.norm(lab[:, None] - lab_by_lcms([(255, 255, 255), (0, 0, 0)])[None], axis=-1)
+    return float(pairs.min()), float(background.min())
+
+
+APART, BACKGROUND = 10.0, 10.0  # CIE76; 2.3 is just noticeable, Kelly's palette is 15 apart, #ebebeb is 7 from white
+
+
+def test_a_family_of_names_gets_colours_that_look_apart_and_its_own_name_the_family_colour() -> None:
+    """Review 1, finding 10: street, roundabout and side street all got (235, 235, 235), invisible on white, and
+    road a near-black shade while "dirt road" took the road grey."""
+    names = ["road", "street", "highway", "motorway", "lane", "roadway", "roundabout", "main road", "side street",
+             "dirt road"]  # fmt: skip
+    colors = class_colors(names)
+    assert colors[0] == conventional_color("road") and colors[-1] != conventional_color("road")
+    apart, background = look_apart(colors)
+    assert apart >= APART and background >= BACKGROUND, (apart, background, colors)
+    assert class_colors(names[::-1]) == colors[::-1]
+    water = class_colors(["lake", "water", "river", "water body"])  # lake's blue is 6 from water's
+    assert water[1] == conventional_color("water") and min(look_apart(water)) >= APART
+
+
+def random_names(rng: np.random.Generator, n: int) -> list[str]:
+    """Class lists as users write them: conventional names, plurals, names with a qualifier, unknown words."""
+    from aeroseg_cli.styles.palette import CONVENTIONAL
+
+    known, qualifiers = sorted(CONVENTIONAL), ["dirt", "main", "old", "small", "large", "wet", "Dry", "side"]
+    names = []
+    for _ in range(n):
+        kind, word = rng.integers(4), str(rng.choice(known))
+        if kind == 1:
+            word = f"{rng.choice(qualifiers)} {word}"
+        elif kind == 2:
+            word = f"{word.title()}s"
+        elif kind == 3:
+            word = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(3, 10)))
+        names.append(word)
+    return list(dict.fromkeys(names))
+
+
+def test_every_list_of_names_gets_colours_that_look_apart_and_stand_out_from_white_and_black() -> None:
+    rng = np.random.default_rng(23)
+    for n in [*rng.integers(2, 13, 120), *rng.integers(13, 40, 40), 60, 120]:
+        names = random_names(rng, int(n))
+        colors = class_colors(names)
+        assert len(set(colors)) == len(names)
+        apart, background = look_apart(colors)
+        assert apart >= APART and background >= BACKGROUND, (names, apart, background)
+        assert dict(zip(names[::-1], class_colors(names[::-1]), strict=True)) == dict(zip(names, colors, strict=True))
+        for name, color in zip(names, colors, strict=True):  # a family's own name keeps the family's colour
+            if name in ("water", "building", "road", "tree", "vegetation", "ship"):
+                assert color == conventional_color(name), (name, names)
+    given = {"water": (31, 120, 180)}  # the user's colours are taken as given; the others keep apart from them
+    colors = class_colors(["water", "lake", "sea", "river", "pond"], given)
+    assert colors[0] == (31, 120, 180) and min(look_apart(colors)) >= APART
 
 
 def test_user_colours_in_the_class_list_and_in_a_file(tmp_path: Path) -> None:
@@ -323,6 +401,87 @@ def test_styles_are_replaced_with_overwrite_and_checked_before_work(run: dict, t
     assert r.code == 2 and "o.qml" in r.stderr and not out.exists()
     r = run_cli(*base, "-c", "road", "--overwrite", "--vector", tmp_path / "o.shp")  # both would write o.qml
     assert r.code == 2 and "would both write" in r.stderr and "o.qml" in r.stderr
+
+
+def test_a_colour_in_the_class_list_wins_over_the_colours_file(run: dict, tmp_path: Path) -> None:
+    """As the help and the README say (review 1, finding 11)."""
+    colors = tmp_path / "colors.json"
+    colors.write_text(json.dumps({"water": "red", "building": "#00ff00"}))
+    out = tmp_path / "c.tif"
+    args = ["segment", run["scene"], "-m", "tiny", "--tile", "128", "-q", "-o", out, "--colors", colors]
+    assert run_cli(*args, "-c", "water:#123456,building").code == 0
+    with rasterio.open(out) as ds:
+        assert [ds.colormap(1)[i][:3] for i in range(2)] == [(0x12, 0x34, 0x56), (0, 255, 0)]
+    text = run_cli("segment", "--help").stdout
+    assert "wins over --colors" in " ".join(text.split()) and "--classes colours win" in " ".join(text.split())
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def one_line_refusal(r, *words: str) -> bool:
+    return r.code == 2 and r.stderr.strip().count("\n") == 0 and all(w in r.stderr for w in words)
+
+
+def test_vectorize_never_replaces_the_style_or_metadata_of_its_input(run: dict, tmp_path: Path) -> None:
+    """Review 1, finding 3: ``vectorize l.tif -o l.shp --overwrite`` turned l.qml into a vector style, and QGIS
+    showed l.tif with 256 legend entries again."""
+    labels = tmp_path / "l.tif"
+    for src, dest in (("labels.tif", "l.tif"), ("labels.qml", "l.qml"), ("labels.tif.aux.xml", "l.tif.aux.xml")):
+        shutil.copy(run["folder"] / src, tmp_path / dest)
+    before = files_of(tmp_path)
+    for out in ("l.shp", "l.geojson", "l.parquet"):
+        for overwrite in ([], ["--overwrite"]):
+            r = run_cli("vectorize", labels, "-o", tmp_path / out, *overwrite, "-q")
+            assert one_line_refusal(r, "l.qml", "QGIS style of the input", "name of its own"), (out, r.stderr)
+    r = run_cli("vectorize", labels, "-o", tmp_path / "l.tif.aux.xml", "--format", "geojson", "--overwrite", "-q")
+    assert one_line_refusal(r, "GDAL metadata (.aux.xml) of the input"), r.stderr
+    assert files_of(tmp_path) == before
+    assert run_cli("vectorize", labels, "-o", tmp_path / "l.polygons.shp", "-q").code == 0  # a name of its own
+    assert (tmp_path / "l.qml").read_bytes() == before["l.qml"] and (tmp_path / "l.polygons.qml").is_file()
+
+
+def test_an_output_never_takes_over_the_style_another_file_shares(run: dict, tmp_path: Path) -> None:
+    """``x.tif`` and ``x.tiff`` (or ``x.shp``) are both styled by ``x.qml``: a later output must not restyle an
+    earlier file, not even with --overwrite; nor may it restyle its input scene."""
+    base = ["segment", run["scene"], "-m", "tiny", "--tile", "128", "-q"]
+    assert run_cli(*base, "-c", "a,b", "-o", tmp_path / "x.tif").code == 0
+    before = files_of(tmp_path)
+    for overwrite in ([], ["--overwrite"]):
+        r = run_cli(*base, "-c", "road", "-o", tmp_path / "x.tiff", *overwrite)
+        assert one_line_refusal(r, "x.qml", f"also the QGIS style of {tmp_path / 'x.tif'}", "not written"), r.stderr
+        r = run_cli("vectorize", tmp_path / "x.tif", "-o", tmp_path / "x.geojson", *overwrite)
+        assert one_line_refusal(r, "x.qml", "QGIS style of the input"), r.stderr
+    assert files_of(tmp_path) == before
+    scene = shutil.copy(run["scene"], tmp_path / "scene.tif")
+    r = run_cli("segment", scene, "-m", "tiny", "--tile", "128", "-c", "road", "-o", tmp_path / "scene.tiff", "-q")
+    assert one_line_refusal(r, "scene.qml", "QGIS style of the input"), r.stderr
+    r = run_cli(*base, "-c", "road", "-o", tmp_path / "y.tif", "--probabilities", tmp_path / "y.tiff")
+    assert one_line_refusal(r, "would both write", "y.qml", "name of its own"), r.stderr
+    assert files_of(tmp_path) == {**before, "scene.tif": (tmp_path / "scene.tif").read_bytes()}
+
+
+def test_overwrite_leaves_no_stale_statistics_beside_the_outputs(run: dict, tmp_path: Path) -> None:
+    """Review 1, finding 6: QGIS (for a histogram) and ``gdalinfo -stats`` keep band statistics in the PAM
+    ``.aux.xml``; after ``--overwrite`` the probability raster's still described the old raster."""
+    labels, probs = tmp_path / "b.tif", tmp_path / "bp.tif"
+    base = ["segment", run["scene"], "-m", "tiny", "--tile", "128", "-q", "-o", labels, "--probabilities", probs]
+    assert run_cli(*base, "-c", "tree,building").code == 0
+    for path in (labels, probs):
+        with rasterio.open(path) as ds:
+            ds.stats(indexes=1)  # what gdalinfo -stats does: STATISTICS_* kept in the .aux.xml on close
+        assert "STATISTICS_MEAN" in Path(f"{path}.aux.xml").read_text()
+    r = run_cli(*base, "-c", "water,road")
+    assert one_line_refusal(r, "--overwrite"), r.stderr
+    assert run_cli(*base, "-c", "water,road", "--overwrite").code == 0
+    for path in (labels, probs):
+        with rasterio.open(path) as ds:
+            data = ds.read(1, masked=True).compressed().astype(np.float64)
+            shown = ds.tags(1)  # what gdalinfo and QGIS show: the .aux.xml's statistics where it holds any
+        if "STATISTICS_MEAN" in shown:
+            assert float(shown["STATISTICS_MEAN"]) == pytest.approx(data.mean()), path
+            assert float(shown["STATISTICS_MAXIMUM"]) == data.max(), path
 
 
 def run_engine(scene: Path, out: Path, model, resume: bool = False, **kw) -> object:

@@ -376,7 +376,8 @@ def test_ungeoreferenced_run_prints_no_library_warnings(tmp_path: Path) -> None:
     g = read(tmp_path / "p.gpkg")
     assert g.crs is None and g.total_bounds.tolist() == [0, 0, 80, 100]  # x = column, y = row
     assert g[g.class_id == 1]["area"].iloc[0] == 384 and g.confidence.max() == pytest.approx(200 / 255)
-    r = run_cli("vectorize", src, "-o", tmp_path / "p.shp", *args)  # the line for people says so too
+    r = run_cli("vectorize", src, "-o", tmp_path / "s.shp", *args)  # the line for people says so too (not p.shp:
+    # its p.qml would also be the style QGIS gives p.gpkg)
     assert r.code == 0 and r.stderr.count("\n") == 1, r.stderr
     assert "in pixel coordinates" in r.stderr and "area and perimeter in pixel units" in r.stderr
 

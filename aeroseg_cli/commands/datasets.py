@@ -50,11 +50,23 @@ def _split_names(text: str) -> tuple[str, ...]:
 
 
 def _report(summary: dict, lines: list[str], as_json: bool) -> None:
+    """The summary on stdout (lines, or JSON); its warnings on stderr either way."""
+    for warning in summary.get("warnings", []):
+        typer.echo(f"aeroseg: warning: {summary['dataset']} {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
         for line in lines:
             typer.echo(line)
+
+
+def _next_check(dataset: str, output: Path, counts: dict[str, int]) -> list[str]:
+    """The check to run next, on the splits that hold something (none: nothing to check)."""
+    full = [split for split, n in counts.items() if n]
+    if not full:
+        return []
+    only = "" if len(full) == len(counts) else f" --splits {','.join(full)}"
+    return [f"next: aeroseg datasets check {dataset} --data-root {output}{only}"]
 
 
 def _counts(dataset: str, got: dict[str, int]) -> str:
@@ -85,7 +97,7 @@ def prepare_isaid(
         help="Keep exactly the patches these lists name (e.g. the iSAID-5i fold lists); repeatable.",
     ),
     skip: str = typer.Option(
-        "P1527,P1530", "--skip", help="Images to leave out [P1527,P1530, as iSAID_Devkit; '': none]."
+        "P1527,P1530", "--skip", help="Image names to leave out, exactly [P1527,P1530, as iSAID_Devkit; '': none]."
     ),
     splits: str = typer.Option("train,val", "--splits", help="Splits to prepare [train,val]."),
     workers: int = typer.Option(1, "--workers", "-j", help="Images converted at once, one process each [1]."),
@@ -100,12 +112,16 @@ def prepare_isaid(
     selection = {"min_foreground": min_foreground, "keep_lists": tuple(keep_list or ())}
     with interruptible():
         s = run(raw, output, patch, stride, _split_names(splits), _names(skip), quiet, workers, **selection)
-    per_split = "; ".join(f"{k}: {v['images']} images, {v['patches']} patches" for k, v in s["splits"].items())
+    per_split = "; ".join(
+        f"{k}: {v['images']} images, {v['patches']} patches ({len(v['images_without_patches'])} images gave none)"
+        for k, v in s["splits"].items()
+    )
+    patches = {k: v["patches"] for k, v in s["splits"].items()}
     lines = [
         f"isaid: {per_split} in {output} ({s['resumed_images']} images were finished by an earlier run)",
-        f"patches: {_counts('isaid', {k: v['patches'] for k, v in s['splits'].items()})}",
+        f"patches: {_counts('isaid', patches)}",
         f"ids: {ID_CONVENTION}; summary in {output / 'aeroseg-prepare.json'}",
-        f"next: aeroseg datasets check isaid --data-root {output}",
+        *_next_check("isaid", output, patches),
     ]
     _report(s, lines, as_json)
 
@@ -167,11 +183,12 @@ def prepare_openearthmap(
         s = run(raw, output, xbd, copy, quiet, tile, edge, with_xbd)
     if "settings" in s:  # tiles
         split_lines = [
-            f"openearthmap {k}: {v['images']} images -> {v['tiles']} tiles ({v['xbd_left_out']} xBD-sourced left out)"
+            f"openearthmap {k}: {v['images']} images -> {v['tiles']} tiles ({len(v['images_without_tiles'])} images "
+            f"gave none; {v['xbd_left_out']} xBD-sourced left out)"
             for k, v in s["splits"].items()
         ]
-        lines = [*split_lines, f"tiles: {_counts('openearthmap', {k: v['tiles'] for k, v in s['splits'].items()})}"]
-        lines.append(f"next: aeroseg datasets check openearthmap --data-root {output}")
+        tiles = {k: v["tiles"] for k, v in s["splits"].items()}
+        lines = [*split_lines, f"tiles: {_counts('openearthmap', tiles)}", *_next_check("openearthmap", output, tiles)]
         return _report(s, lines, as_json)
     lines = [f"openearthmap {k}: {v['usable']} of {v['listed']} listed files usable" for k, v in s["splits"].items()]
     if s["compiled_xbd_images"]:

@@ -57,6 +57,7 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16, fp16."),
     json_out: Path = typer.Option(None, "--json", help="Also write the metrics as JSON to this file ('-': stdout)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table or progress."),
     progress: str = PROGRESS,
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
@@ -68,7 +69,7 @@ def evaluate(
 
         chosen = model or read_default()
         inputs = [p for p in (pred, label, Path(chosen) if chosen else None) if p is not None and p.is_file()]
-        check_outputs([Output(json_out, "metrics file")], inputs, overwrite=True)
+        check_outputs([Output(json_out, "metrics file")], inputs, overwrite)
     if pred is not None or label is not None:
         summary, unseen_list, title = _raster_pair(pred, label, classes, unseen)
     else:

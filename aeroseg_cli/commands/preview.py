@@ -25,11 +25,30 @@ def preview(
     if output.suffix.lower() != ".png":
         raise UsageError(f"the preview is a PNG: name it *.png, not {output.name}")
     check_outputs([Output(output, "preview image")], [scene, labels], overwrite)
+    check_same_area(scene, labels)
     coloured, legend = read_labels(labels)
     rgb = read_rgb(scene, coloured.shape[:2])
     with exclusive([output]), atomic_output(output, suffix=".png") as tmp:
         render(rgb, coloured, legend).save(tmp, format="PNG")
     typer.echo(f"wrote {output}", err=True)
+
+
+def check_same_area(scene: Path, labels: Path) -> None:
+    """The labels cover the scene: same CRS and bounds (a ``--target-gsd`` map may have another pixel size; without
+    georeferencing, the same size in pixels), within half a pixel of the coarser of the two."""
+    from aeroseg_cli.files.errors import UsageError
+    from aeroseg_cli.segment.reader import open_dataset
+
+    with open_dataset(str(scene)) as s, open_dataset(str(labels)) as lab:
+        tolerance = max(abs(s.res[0]), abs(lab.res[0]), abs(s.res[1]), abs(lab.res[1])) / 2
+        same = s.crs == lab.crs and all(abs(a - b) <= tolerance for a, b in zip(s.bounds, lab.bounds, strict=True))
+        if not same:
+            raise UsageError(
+                f"the labels {labels.name} are not on the area of the scene {scene.name} (labels {lab.width}x"
+                f"{lab.height}, bounds {tuple(round(v, 3) for v in lab.bounds)}, {lab.crs or 'no CRS'}; scene "
+                f"{s.width}x{s.height}, bounds {tuple(round(v, 3) for v in s.bounds)}, {s.crs or 'no CRS'}): give "
+                "the scene the labels were made from"
+            )
 
 
 def read_labels(path: Path):
@@ -38,11 +57,12 @@ def read_labels(path: Path):
     import numpy as np
     from rasterio.enums import Resampling
 
+    from aeroseg_cli.files.gdalread import checked
     from aeroseg_cli.segment.reader import open_dataset
     from aeroseg_cli.styles.classes import raster_classes
     from aeroseg_cli.styles.palette import UNKNOWN
 
-    with open_dataset(str(path)) as ds:
+    with open_dataset(str(path)) as ds, checked(str(path)):
         scale = min(1.0, MAX_SIDE / max(ds.width, ds.height))
         size = (max(1, round(ds.height * scale)), max(1, round(ds.width * scale)))
         lab = ds.read(1, out_shape=size, resampling=Resampling.nearest)
@@ -60,10 +80,11 @@ def read_rgb(path: Path, size: tuple[int, int]):
     import torch
     from rasterio.enums import Resampling
 
+    from aeroseg_cli.files.gdalread import checked
     from aeroseg_cli.segment.reader import inspect_scene, open_dataset
 
     info = inspect_scene(str(path), None, None, None, True)
-    with open_dataset(str(path)) as ds:
+    with open_dataset(str(path)) as ds, checked(str(path)):
         data = ds.read(info.bands, out_shape=(len(info.bands), *size), resampling=Resampling.bilinear)
     unit = info.radiometry.to_unit(torch.from_numpy(data)[None])[0].numpy()
     unit = np.repeat(unit, 3, axis=0) if unit.shape[0] == 1 else unit

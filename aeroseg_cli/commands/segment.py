@@ -18,15 +18,15 @@ HELP_MODEL = (
     "last block, SimFeatUp, CLS subtraction; 224-pixel windows). tiny and probe are test/measurement presets that "
     "know no classes."
 )
-HELP_CLASSES = 'Comma-separated class names; "a|b" are synonyms, "water:#1f78b4" gives a colour.'
-HELP_COLORS = "Class colours: lines NAME: COLOUR, a JSON object, or a QGIS colour map export."
+HELP_CLASSES = 'Comma-separated class names; "a|b" are synonyms, "water:#1f78b4" gives a colour (wins over --colors).'
+HELP_COLORS = "Class colours: lines NAME: COLOUR, a JSON object, or a QGIS colour map export (--classes colours win)."
 HELP_AOI = "Polygons (any vector file, any CRS): only windows touching them run; outside is 255."
 
 
 def segment(
     scenes: list[str] = typer.Argument(..., metavar="SCENE...", help="GeoTIFFs or any GDAL raster paths."),
     classes: str = typer.Option(None, "--classes", "-c", help=HELP_CLASSES),
-    classes_file: Path = typer.Option(None, "--classes-file", help="One class per line (| for synonyms)."),
+    classes_file: Path = typer.Option(None, "--classes-file", help="One class per line (| synonyms, # comments)."),
     colors: Path = typer.Option(None, "--colors", help=HELP_COLORS),
     output: Path = typer.Option(None, "--output", "-o", help="Output .tif (one scene) or folder [SCENE.labels.tif]."),
     model: str = typer.Option(None, "--model", "-m", help=HELP_MODEL, show_default=False),
@@ -64,13 +64,16 @@ def segment(
 
     start = time.perf_counter()
     job = plan(SegmentRequest.from_options(given))  # every check that needs no model, before torch loads
-    from aeroseg_cli.segment.run import load, run
+    from aeroseg_cli.segment.run import load, locks, run
 
     if not quiet:
         for warning in (w for info in job.infos for w in info.warnings):
             sys.stderr.write(f"aeroseg: warning: {warning}\n")
-    loaded = load(job)
-    results = run(job, loaded)
+    with locks(job):  # before the model loads: a second run on an output is refused at once
+        loaded = load(job)
+        for warning in loaded.warnings if not quiet and loaded.ddp.main else []:
+            sys.stderr.write(f"aeroseg: warning: {warning}\n")
+        results = run(job, loaded)
     if not loaded.ddp.main:
         return
     wall = time.perf_counter() - start

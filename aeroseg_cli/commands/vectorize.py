@@ -14,7 +14,7 @@ from aeroseg_cli.files.safety import exclusive
 
 
 def vectorize(
-    labels: Path = typer.Argument(..., help="Label GeoTIFF (e.g. from `aeroseg segment`)."),
+    labels: str = typer.Argument(..., help="Label GeoTIFF (e.g. from `aeroseg segment`), or a GDAL path or URL."),
     output: Path = typer.Option(..., "--output", "-o", help="Output file: .gpkg, .geojson, .shp or .parquet."),
     fmt: str = typer.Option(
         None, "--format", "-f", help="gpkg, geojson, shp or parquet [from the extension, which it must not contradict]."
@@ -42,17 +42,19 @@ def vectorize(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Polygonise a label raster: one polygon per connected region, with class, area, perimeter (and confidence)."""
+    from aeroseg_cli.files.safety import check_input_file, is_remote
     from aeroseg_cli.polygons.formats import check_vector_output
 
-    if not labels.is_file():  # the cheap checks before geopandas and rasterio load
-        raise UsageError(f"{labels}: no such file" if not labels.exists() else f"{labels} is not a file")
+    if not is_remote(labels):  # the cheap checks before geopandas and rasterio load
+        check_input_file(labels, "the labels")
     check_vector_output(output, overwrite, fmt, inputs=[labels, probabilities])
     from aeroseg_cli.polygons.vectorize import vectorize_raster
     from aeroseg_cli.progress import progress_display
 
     opts = _options(fmt, classes, min_area, simplify, probabilities, dst_crs, layer, block_rows)
     opts.overwrite, opts.allow_ungeoreferenced = overwrite, allow_ungeoreferenced  # flags: nothing to check
-    with exclusive([output]), progress_display(labels.name, unit="rows", quiet=quiet) as update:
+    name = labels.rstrip("/").rsplit("/", 1)[-1]
+    with exclusive([output]), progress_display(name, unit="rows", quiet=quiet) as update:
         summary = vectorize_raster(labels, output, opts, _StripProgress(update))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

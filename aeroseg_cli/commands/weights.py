@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from aeroseg_cli.files.errors import CLIError, UsageError
-from aeroseg_cli.files.safety import exclusive, same_file
+from aeroseg_cli.files.safety import exclusive, refuse_non_file, same_file
 
 weights_app = typer.Typer(
     help="List, download, verify or import published weights and released models; set the default model; convert "
@@ -127,6 +127,7 @@ def _fetch_one(spec, mirror: str | None, force: bool, console, quiet: bool) -> N
             def report(done: int, total: int, task=task, progress=progress) -> None:
                 progress.update(task, completed=done, total=total or None)
 
+            refuse_non_file(path, "the cached weights file")  # before a long download, not after it
             path.parent.mkdir(parents=True, exist_ok=True)
             with exclusive([path]):
                 placed = placement.download(spec, mirror=mirror, progress=report)
@@ -238,6 +239,7 @@ def import_(
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
     dest = hub.cached_path(spec)
+    refuse_non_file(dest, "the cached weights file")
     try:
         if same_file(file, dest):  # importing the cached file onto itself: only verify it
             hub.verify(spec, full=True)

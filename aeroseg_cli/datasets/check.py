@@ -48,11 +48,6 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def detect_layout(root: Path) -> tuple[str, str]:
-    """(layout key, description) of a folder: one the readers read, an official download, or unknown."""
-    return detect(root)
-
-
 def folder_spec(root: Path) -> DatasetSpec:
     """The generic folder dataset's classes (``*name`` = unseen), as the reader reads them."""
     return GenericFolder().spec(root, iters=0)
@@ -210,6 +205,11 @@ def _check_split(result: CheckResult, split: str, sample: int) -> None:
     _modes(name, split, rep, errors, warns)
     _values(name, listing, rep, len(result.spec.classes), result.full, sample)
     _value_problems(split, rep, len(result.spec.classes), errors, result.full)
+    if rep.sampled and rep.counts.sum() == rep.counts[IGNORE]:
+        errors.append(
+            f"{split}: every pixel of the {rep.sampled} mask(s) read is {IGNORE} (ignore): there is nothing to "
+            "train on or score"
+        )
 
 
 def run_check(
@@ -218,11 +218,15 @@ def run_check(
     """Check ``root`` as dataset ``name``; problems are collected (``errors`` block training), not raised, except
     a folder in another layout."""
     expected = layout_for(name)
-    layout, description = detect_layout(root)
+    layout, description = detect(root)
     if layout != expected.key:
         raise UsageError(f"{name}: expected {expected.description} under {root}, found {description}")
     spec = folder_spec(root) if name == "folder" else expected.spec(root)
     result = CheckResult(name, root, layout, spec, full)
+    lowered = [c.lower() for c in spec.classes]
+    twice = sorted({c for c, low in zip(spec.classes, lowered, strict=True) if lowered.count(low) > 1})
+    if twice:  # ids would be ambiguous, and segment refuses a checkpoint that lists a class twice
+        result.errors.append(f"classes: {', '.join(map(repr, twice))} listed twice")
     for split in splits:
         _check_split(result, split, sample)
     return result

@@ -51,6 +51,7 @@ ISAID_COLOURS = (
     (0, 127, 255),  # plane
     (0, 100, 155),  # harbor
 )
+IMAGE_STEM = re.compile(r"P\d+")
 IMAGE_NAME = re.compile(r"P\d+\.png")
 MASK_NAME = re.compile(r"P\d+_instance_color_RGB\.png")
 MASK_SUFFIX = "_instance_color_RGB"
@@ -237,9 +238,12 @@ def summarise(state: Path, pairs: list[Pair], settings: dict, duplicates: int) -
     for p in pairs:
         record = jobstate.done(state, p.split, p.name) or {}
         s = splits.setdefault(p.split, {"images": 0, "patches": 0, "windows": 0, "pixels": {}})
+        s.setdefault("images_without_patches", [])
         s["images"] += 1
         s["patches"] += record.get("patches", 0)
         s["windows"] += record.get("windows", 0)
+        if not record.get("patches"):
+            s["images_without_patches"].append(p.name)
         for k, c in record.get("pixels", {}).items():
             name = "background (ignore)" if int(k) == IGNORE else ISAID.classes[int(k)]
             s["pixels"][name] = s["pixels"].get(name, 0) + c
@@ -251,7 +255,26 @@ def summarise(state: Path, pairs: list[Pair], settings: dict, duplicates: int) -
         "files_found_twice": duplicates,
         "splits": splits,
         "paper": PAPER_COUNTS["isaid"],
+        "warnings": empty_splits(splits, settings),
     }
+
+
+def empty_splits(splits: dict[str, dict], settings: dict) -> list[str]:
+    """A split without a patch cannot be checked, trained on or scored: said, with the images that gave none."""
+    if settings["min_foreground"] is None:
+        rule = "the --keep-list names none of their windows"
+    else:
+        rule = f"no window of theirs has {settings['min_foreground']:.0%} of its pixels in the 15 classes"
+    out = []
+    for split, s in splits.items():
+        if s["patches"] == 0:
+            names = s["images_without_patches"]
+            listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            out.append(
+                f"{split}: 0 patches from its {s['images']} image(s) ({listed}): {rule}; `datasets check` and "
+                f"`train` refuse an empty split (lower --min-foreground, or leave {split} out with --splits)"
+            )
+    return out
 
 
 _LUT: list[np.ndarray] = []  # one colour table per process
@@ -333,6 +356,31 @@ def check_keep_list(pairs: list[Pair], win: Windowing) -> int:
     return listed
 
 
+def check_skip(skip: tuple[str, ...]) -> None:
+    """``--skip`` names images exactly (``P1527``): never a pattern, since what an earlier run wrote of a skipped
+    image is deleted."""
+    bad = [name for name in skip if not IMAGE_STEM.fullmatch(name)]
+    if bad:
+        raise UsageError(
+            f"--skip {bad[0]!r} is not an iSAID image name; give names such as P1527,P1530 (P and digits, no "
+            "patterns or extensions)"
+        )
+
+
+def remove_skipped(out: Path, state: Path, split: str, skip: set[str]) -> None:
+    """What an earlier run wrote of an image now left out: its patches (files named ``<image>_<y0>_<y1>_<x0>_<x1>
+    .png`` of exactly that image) and its marker, so that the summary counts only what is there."""
+    for folder in (ISAID_LAYOUT.images_dir(out, split), ISAID_LAYOUT.masks_dir(out, split)):
+        jobstate.remove_stale_temps(folder)
+        if skip and folder.is_dir():
+            for f in folder.iterdir():
+                m = PATCH_NAME.fullmatch(f.stem)
+                if f.suffix == ".png" and m is not None and m["stem"] in skip:
+                    f.unlink()
+    for name in skip:
+        jobstate.marker(state, split, name).unlink(missing_ok=True)
+
+
 def prepare_isaid(
     raw: Path,
     out: Path,
@@ -353,6 +401,7 @@ def prepare_isaid(
         raise UsageError(f"--min-foreground must be between 0 and 1, got {min_foreground}")
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    check_skip(skip)
     jobstate.check_paths(raw, out)
     keep = read_keep_lists(keep_lists)
     win = Windowing(patch, stride, "shift", 0.0 if keep is not None else min_foreground, keep)
@@ -365,13 +414,7 @@ def prepare_isaid(
     state = jobstate.open_state(out, settings)
     shutil.rmtree(state / "staging", ignore_errors=True)  # what a failed or killed run left
     for split in splits:
-        for sub in ("imgs", "D2masks"):
-            jobstate.remove_stale_temps(out / split / sub)
-            for name in skip:  # what an earlier run wrote of an image now left out
-                for f in (out / split / sub).glob(f"{name}_*.png"):
-                    f.unlink()
-        for name in skip:
-            jobstate.marker(state, split, name).unlink(missing_ok=True)
+        remove_skipped(out, state, split, set(skip))
     todo = [p for p in pairs if jobstate.done(state, p.split, p.name) is None]
     total = sum(p.height * p.width for p in todo)
     with work_progress("isaid", total, len(todo), unit="pixels", quiet=quiet) as bar:

@@ -2,7 +2,8 @@
 
 ``OUT/.aeroseg-prepare/settings.json`` records the settings the output was made with (a rerun with other settings
 is refused rather than mixing two kinds of patches); ``OUT/.aeroseg-prepare/done/<split>/<name>.json`` is written,
-atomically, after every output file of one source image is in place. An image without its marker is done again.
+atomically, after every output file of one source image is in place. An image without its marker, or with a damaged
+one, is done again; a damaged settings file is refused in one line naming it (the settings it held are unknown).
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ def open_state(out: Path, settings: dict) -> Path:
     state = out / STATE
     recorded = state / "settings.json"
     if recorded.is_file():
-        before = json.loads(recorded.read_text())
+        before = read_json(recorded)
+        if before is None:
+            raise UsageError(
+                f"{recorded} is damaged (not the JSON object `datasets prepare` writes): the settings {out} was "
+                "prepared with are unknown; delete the folder and rerun, or choose a new -o"
+            )
         if before != settings:
             diff = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k))
             raise UsageError(
@@ -58,10 +64,18 @@ def marker(state: Path, split: str, name: str) -> Path:
     return state / "done" / split / f"{name}.json"
 
 
+def read_json(path: Path) -> dict | None:
+    """A JSON object this module wrote, or None when the file is absent, unreadable or damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def done(state: Path, split: str, name: str) -> dict | None:
-    """The record of a finished image, or None."""
-    path = marker(state, split, name)
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The record of a finished image, or None (not finished, or a damaged marker: the image is done again)."""
+    return read_json(marker(state, split, name))
 
 
 def remove_stale_temps(folder: Path) -> int:

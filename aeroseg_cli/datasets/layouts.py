@@ -48,14 +48,19 @@ def match(images_dir: Path, masks_dir: Path, wanted: set[str] | None = None) -> 
     return out
 
 
-def pairs_or_raise(listing: Listing) -> list[Pair]:
-    """The readers' refusals: a missing folder, an image without its mask, nothing to read."""
-    if listing.missing_folder is not None:
-        raise UsageError(f"expected folder {listing.missing_folder} (not found)")
+def refuse_unpaired(listing: Listing) -> None:
+    """The readers' refusal of an image without its mask."""
     if listing.unpaired_images:
         images, masks = listing.folders or (Path("?"), Path("?"))
         n, first = len(listing.unpaired_images), listing.unpaired_images[0]
         raise UsageError(f"{n} image(s) in {images} have no mask in {masks} (first: {first})")
+
+
+def pairs_or_raise(listing: Listing) -> list[Pair]:
+    """The readers' refusals: a missing folder, an image without its mask, nothing to read."""
+    if listing.missing_folder is not None:
+        raise UsageError(f"expected folder {listing.missing_folder} (not found)")
+    refuse_unpaired(listing)
     if not listing.pairs and listing.folders is not None:
         raise UsageError(f"no images found in {listing.folders[0]}")
     return listing.pairs
@@ -72,7 +77,7 @@ class Layout:
     dataset: str = ""
     key: str = ""  # the layout's name in `datasets check` ("ovrs", "openearthmap", ...)
     decode: str = "index"  # how masks are read: "index", "oem" (0 -> ignore, k -> k-1), "dubai_rgb"
-    description: str = ""  # the layout in one line, for messages
+    description: str = ""  # the layout in one line, for messages (`datasets check` names a folder's layout by it)
 
     def spec(self, root: Path) -> DatasetSpec:
         raise NotImplementedError
@@ -92,11 +97,12 @@ class SplitFolders(Layout):
     OVRS's published ``iSAID_split`` and ``DLRSD_split`` are in it, and ``datasets prepare`` writes it."""
 
     key = "ovrs"
+    description = "OVRS's layout (ROOT/{train,val}/imgs/* with ROOT/{train,val}/D2masks/*.png of the same names)"
     IMAGES = "imgs"
     MASKS = "D2masks"
 
     def __init__(self, dataset_spec: DatasetSpec) -> None:
-        self.dataset, self.dataset_spec, self.description = dataset_spec.name, dataset_spec, dataset_spec.layout
+        self.dataset, self.dataset_spec = dataset_spec.name, dataset_spec
 
     def spec(self, root: Path) -> DatasetSpec:
         return self.dataset_spec
@@ -135,7 +141,7 @@ class OpenEarthMapRegions(Layout):
     dataset = "openearthmap"
     key = "openearthmap"
     decode = "oem"
-    description = OPENEARTHMAP.layout
+    description = "OpenEarthMap's layout (ROOT/<region>/images/*.tif, ROOT/<region>/labels/*.tif, ROOT/{train,val}.txt)"
     LISTS = ("train", "val", "test")
 
     def spec(self, root: Path) -> DatasetSpec:
@@ -190,7 +196,7 @@ class OpenEarthMapRegions(Layout):
         if not any((d / "images").is_dir() for d in self.regions(root)):
             raise UsageError(f"openearthmap: no ROOT/<region>/images folders in {root}")
         listing = self.listing(root, split)
-        pairs_or_raise(Listing(unpaired_images=listing.unpaired_images, folders=listing.folders))
+        refuse_unpaired(listing)
         if not listing.pairs:
             n = len(read_names(path))
             raise UsageError(f"openearthmap: none of the {n} files of {path.name} were found")
@@ -206,7 +212,7 @@ class DubaiTiles(Layout):
     dataset = "dubai"
     key = "dubai"
     decode = "dubai_rgb"
-    description = DUBAI.layout
+    description = "the Dubai layout (ROOT/Tile N/images/*.jpg with ROOT/Tile N/masks/*.png)"
 
     def spec(self, root: Path) -> DatasetSpec:
         return DUBAI
@@ -244,7 +250,7 @@ class GenericFolder(Layout):
 
     dataset = "folder"
     key = "folder"
-    description = "ROOT/images, ROOT/masks, ROOT/classes.txt"
+    description = "the generic folder layout (ROOT/images, ROOT/masks, ROOT/classes.txt)"
 
     def __init__(self, classes_file: Path | None = None) -> None:
         self.classes_file = classes_file
@@ -255,7 +261,7 @@ class GenericFolder(Layout):
             raise UsageError(f"folder dataset: expected a classes file {path} (one class per line)")
         lines = read_names(path)
         unseen = tuple(c.lstrip("*").strip() for c in lines if c.startswith("*"))
-        return DatasetSpec("folder", tuple(c.lstrip("*").strip() for c in lines), unseen, iters, self.description)
+        return DatasetSpec("folder", tuple(c.lstrip("*").strip() for c in lines), unseen, iters)
 
     def _wanted(self, root: Path, split: str) -> set[str] | None:
         path = root / f"{split}.txt"
@@ -295,15 +301,9 @@ def detect(root: Path) -> tuple[str, str]:
     """(layout key, description) of a folder: one the readers read, an official download, or unknown."""
     if not root.is_dir():
         return "missing", "no folder"
-    found = [
-        (ISAID_LAYOUT, "OVRS's layout ({train,val}/imgs + {train,val}/D2masks)"),
-        (LAYOUTS["folder"], "the generic folder layout (images/, masks/, classes.txt)"),
-        (OPENEARTHMAP_LAYOUT, "OpenEarthMap's layout (<region>/images, <region>/labels, train.txt, val.txt)"),
-        (DUBAI_LAYOUT, "the Dubai layout (Tile N/images, Tile N/masks)"),
-    ]
-    for layout, text in found:
+    for layout in (ISAID_LAYOUT, LAYOUTS["folder"], OPENEARTHMAP_LAYOUT, DUBAI_LAYOUT):
         if layout.looks_like(root):
-            return layout.key, text
+            return layout.key, layout.description
     for name in ("iSAID_split", "DLRSD_split"):
         if (root / name / "train").is_dir():
             return "parent", f"a folder holding {name} (use --data-root {root / name})"

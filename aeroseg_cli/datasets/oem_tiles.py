@@ -67,8 +67,9 @@ def _write(path: Path, data: np.ndarray, profile: dict) -> None:
         dst.write(data)
 
 
-def cut(item: Item, staging: Path, win: Windowing) -> list[str]:
-    """Every tile of one image and its label, written under ``staging``; returns the tile names."""
+def cut(item: Item, staging: Path, win: Windowing) -> tuple[list[str], list[int]]:
+    """Every tile of one image and its label, written under ``staging``; returns the tile names and the image's
+    size (height, width)."""
     import rasterio
     from rasterio.windows import Window, transform
 
@@ -90,36 +91,58 @@ def cut(item: Item, staging: Path, win: Windowing) -> list[str]:
         _write(staging / "images" / name, np.ascontiguousarray(rgb), {**profile, "photometric": "RGB"})
         _write(staging / "labels" / name, np.ascontiguousarray(ids), profile)
         names.append(name)
-    return names
+    return names, list(label.shape)
 
 
 def do_item(item: Item, out: Path, state: Path, win: Windowing) -> None:
     """Cut, publish (renames: an image's tiles appear together) and mark one image."""
     staging = state / "staging" / item.split / item.name
     shutil.rmtree(staging, ignore_errors=True)
-    names = cut(item, staging, win)
+    names, size = cut(item, staging, win)
     for kind in ("images", "labels"):
         target = out / item.region / kind
         target.mkdir(parents=True, exist_ok=True)
         for n in names:
             os.replace(staging / kind / n, target / n)
     shutil.rmtree(staging, ignore_errors=True)
-    jobstate.write_json(jobstate.marker(state, item.split, item.name), {"region": item.region, "tiles": names})
+    record = {"region": item.region, "tiles": names, "size": size}
+    jobstate.write_json(jobstate.marker(state, item.split, item.name), record)
 
 
-def write_lists(out: Path, state: Path, items: list[Item]) -> dict[str, dict[str, int]]:
-    """``OUT/train.txt`` and ``OUT/val.txt`` (tile names, from the per-image records); returns the counts."""
+def write_lists(out: Path, state: Path, items: list[Item]) -> dict[str, dict]:
+    """``OUT/train.txt`` and ``OUT/val.txt`` (tile names, from the per-image records); returns the counts and the
+    images that gave no tile (name -> [height, width])."""
     counts = {}
     for split in SPLITS:
-        tiles, images = [], 0
+        tiles, images, none = [], 0, {}
         for item in (i for i in items if i.split == split):
-            record = jobstate.done(state, split, item.name) or {"tiles": []}
-            tiles += record["tiles"]
+            record = jobstate.done(state, split, item.name) or {}
+            tiles += record.get("tiles", [])
             images += 1
+            if not record.get("tiles"):
+                none[item.name] = record.get("size")
         with atomic_output(OPENEARTHMAP_LAYOUT.list_path(out, split)) as tmp:
             tmp.write_text("".join(f"{t}\n" for t in tiles))
-        counts[split] = {"images": images, "tiles": len(tiles)}
+        counts[split] = {"images": images, "tiles": len(tiles), "images_without_tiles": none}
     return counts
+
+
+def tileless(counts: dict[str, dict], win: Windowing) -> list[str]:
+    """Images that gave no tile (a side shorter than the tile, with ``edge="drop"``) are said by name, and a split
+    without any tile is said to be unusable."""
+    out = []
+    for split, c in counts.items():
+        none = c["images_without_tiles"]
+        if none:
+            sizes = ", ".join(f"{n} ({s[1]}x{s[0]})" if s else n for n, s in list(none.items())[:5])
+            more = f" and {len(none) - 5} more" if len(none) > 5 else ""
+            out.append(
+                f"{split}: {len(none)} of {c['images']} image(s) gave no tile, a side shorter than --tile {win.patch} "
+                f"(with --edge {win.edge}; --edge shift gives them one): {sizes}{more}"
+            )
+        if not c["tiles"]:
+            out.append(f"{split}: 0 tiles; `datasets check` and `train` refuse an empty split")
+    return out
 
 
 def prepare_tiles(report, out: Path, sources: dict[str, Path], win: Windowing, with_xbd: bool, quiet: bool) -> dict:
@@ -141,6 +164,7 @@ def prepare_tiles(report, out: Path, sources: dict[str, Path], win: Windowing, w
     for split, n in left_out.items():
         counts[split]["xbd_left_out"] = n
     summary = {"dataset": "openearthmap", "root": str(out), "settings": settings, "splits": counts}
+    summary["warnings"] = tileless(counts, win)
     summary.update(paper=PAPER_COUNTS["openearthmap"], resumed_images=len(items) - len(todo))
     summary["xbd_images_tiled"] = sum(1 for i in items if i.name in report.xbd)
     return summary

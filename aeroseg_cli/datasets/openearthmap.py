@@ -60,11 +60,6 @@ class Report:
         return dict(sorted(regions.items()))
 
 
-def index_files(root: Path) -> RegionFiles:
-    """Every ``<region>/images/*`` and ``<region>/labels/*`` file below ``root``, as the layout finds them."""
-    return OPENEARTHMAP_LAYOUT.index(root)
-
-
 def read_lists(root: Path) -> dict[str, list[str]]:
     """The release's split lists as the layout reads them (names without extension are ``.tif`` files);
     ``train.txt`` and ``val.txt`` are required."""
@@ -93,7 +88,7 @@ def read_xbd_csv(root: Path) -> dict[str, str]:
 def verify(root: Path) -> Report:
     """Lists against files: missing images of xBD-sourced regions are reported; anything else missing is a
     problem (a broken or partial download)."""
-    report = Report(read_lists(root), read_xbd_csv(root), index_files(root))
+    report = Report(read_lists(root), read_xbd_csv(root), OPENEARTHMAP_LAYOUT.index(root))
     f = report.files
     for split, names in report.lists.items():
         report.missing_xbd[split] = []

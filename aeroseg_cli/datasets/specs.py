@@ -16,8 +16,7 @@ class DatasetSpec:
     name: str
     classes: tuple[str, ...]
     unseen: tuple[str, ...]
-    iters: int  # the paper's training length
-    layout: str  # a line for error messages
+    iters: int  # the paper's training length (where each dataset's files lie: ``layouts``)
 
     @property
     def seen(self) -> tuple[str, ...]:
@@ -45,7 +44,6 @@ ISAID = DatasetSpec(
     ),
     ("tennis court", "bridge", "small vehicle", "helicopter", "soccer ball field", "harbor"),
     10_000,
-    "ROOT/{train,val}/imgs/*.png with ROOT/{train,val}/D2masks/*.png",
 )
 DLRSD = DatasetSpec(
     "dlrsd",
@@ -70,21 +68,18 @@ DLRSD = DatasetSpec(
     ),
     ("airplane", "bare soil", "buildings", "cars", "pavement", "sea", "trees"),
     5_000,
-    "ROOT/{train,val}/imgs/*.jpg with ROOT/{train,val}/D2masks/*.png",
 )
 OPENEARTHMAP = DatasetSpec(
     "openearthmap",
     ("bareland", "rangeland", "developed space", "road", "tree", "water", "agriculture land", "building"),
     ("developed space", "tree", "water", "agriculture land"),
     15_000,
-    "ROOT/<region>/images/*.tif, ROOT/<region>/labels/*.tif and ROOT/{train,val}.txt",
 )
 DUBAI = DatasetSpec(
     "dubai",
     ("building", "land", "road", "vegetation", "water"),
     (),
     2_000,
-    "ROOT/Tile N/images/image_part_00K.jpg with ROOT/Tile N/masks/image_part_00K.png",
 )
 SPECS = {s.name: s for s in (ISAID, DLRSD, OPENEARTHMAP, DUBAI)}
 DATASETS = (*SPECS, "folder")

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from aeroseg_cli.files.safety import refuse_non_file
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -20,8 +22,10 @@ def default_permissions(path: str | Path) -> None:
 @contextmanager
 def atomic_output(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path``: on success it gets default permissions and replaces ``path``; on any failure
-    it is removed. Never a truncated or half-written file at ``path``."""
+    it is removed. Never a truncated or half-written file at ``path``, and never a device, FIFO, socket or folder
+    replaced (checked again at the rename: one may have been put there since the command's checks)."""
     path = Path(path)
+    refuse_non_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
@@ -29,6 +33,7 @@ def atomic_output(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     try:
         yield tmp
         default_permissions(tmp)
+        refuse_non_file(path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,5 +1,7 @@
 """Output safety, checked before any work starts: no output is an input or another output of the same run, nothing
-is replaced without ``--overwrite``, and one run at a time writes an output (an exclusive lock beside it).
+is replaced without ``--overwrite``, nothing that is not a regular file (a device node, a FIFO, a socket, a folder)
+is ever replaced, and one run at a time writes an output (an exclusive lock beside it). Local inputs must be regular
+files: a FIFO or a device given as a scene would block or never end.
 
 Every command that writes goes through ``check_outputs`` and ``exclusive``: segment (labels, probabilities, vectors),
 vectorize, train (the run folder), preview, export, weights import and datasets prepare.
@@ -10,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.sidecars import owners, sidecars
 
 URL_SCHEMES = ("http://", "https://", "ftp://", "s3://", "gs://", "az://")
 
@@ -23,6 +27,38 @@ def is_remote(text: str | Path) -> bool:
     """A GDAL virtual or remote path (``/vsicurl/...``, ``/vsizip/...``, ``s3://...``): not a local file to stat."""
     s = str(text)
     return s.startswith("/vsi") or s.lower().startswith(URL_SCHEMES)
+
+
+FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def file_kind(path: str | Path) -> str | None:
+    """What an existing path that is not a regular file is ("a FIFO (named pipe)", "a character device", ...,
+    symlinks followed); None for a regular file or a path that does not exist."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in FILE_KINDS if test(mode)), "not a regular file")
+
+
+def check_input_file(path: str | Path, what: str) -> None:
+    """A local input given as a file: it exists and is a regular file (a FIFO would block, a device never end)."""
+    kind = file_kind(path)
+    if kind is not None:
+        raise UsageError(f"{what} {path} is {kind}, not a file")
+    if not Path(path).exists():
+        raise UsageError(f"{what} {path}: no such file")
+
+
+def refuse_non_file(path: Path, what: str = "output") -> None:
+    """An existing output path that is not a regular file is never replaced, with or without ``--overwrite``."""
+    kind = file_kind(path)
+    if kind is not None:
+        raise UsageError(f"{what} {path} is {kind}, not a regular file; it is never replaced: give a file path")
 
 
 @dataclass(frozen=True)
@@ -55,26 +91,68 @@ def check_outputs(
     new_folder: Path | None = None,
 ) -> None:
     """Refuse (exit 2) an output that is an input or another output, an existing file without ``overwrite``, a
-    folder where a file is expected, and a missing or read-only folder; ``new_folder`` is one the run will create."""
+    folder, device, FIFO or socket where a file is expected (with or without ``overwrite``), and a missing or
+    read-only folder; ``new_folder`` is one the run will create. An input's sidecars (its QGIS style, its GDAL
+    ``.aux.xml``) count as the input, and a style another existing file shares (``x.qml`` of ``x.tif`` for an
+    output ``x.tiff``) is never replaced, with or without ``overwrite``."""
+    if new_folder is not None and new_folder.exists() and not new_folder.is_dir():
+        raise UsageError(f"output folder {new_folder} is {file_kind(new_folder) or 'a file'}, not a folder")
     local = [Path(i) for i in inputs if not is_remote(i)]
     for out in outputs:
         for f in out.files:
             for i in local:
                 if same_file(f, i):
                     raise UsageError(f"{out.what} {f} is the input {i}; choose another output path")
+    _refuse_input_sidecars(outputs, local)
     for n, a in enumerate(outputs):
         for b in outputs[n + 1 :]:
             shared = next((x for x in a.files for y in b.files if same_file(x, y)), None)
+            if shared == a.path:
+                raise UsageError(f"the {a.what} and the {b.what} are the same file ({a.path}); give each its own path")
             if shared is not None:
-                same = f"are the same file ({a.path})" if shared == a.path else f"would both write {shared}"
-                raise UsageError(f"the {a.what} and the {b.what} {same}; give each its own path")
+                raise UsageError(f"the {a.what} and the {b.what} would both write {shared}; {OWN_NAME}")
+    _refuse_shared_sidecars(outputs)
     for out in outputs:
         _check_writable(out, overwrite, new_folder)
+
+
+OWN_NAME = "give each a name of its own (QGIS takes NAME.qml as the style of every NAME.* file)"
+
+
+def _refuse_input_sidecars(outputs: Sequence[Output], inputs: Sequence[Path]) -> None:
+    """An output file that is a sidecar of an input (``vectorize l.tif -o l.shp`` writes l.qml, the raster's
+    style): replacing it would change how the input opens."""
+    for out in outputs:
+        for f in out.files:
+            for i in inputs:
+                kind = next((k for s, k in sidecars(i).items() if same_file(f, s)), None)
+                if kind is not None:
+                    raise UsageError(
+                        f"{out.what} {out.path} would write {f}, the {kind} of the input {i}; give the output a "
+                        "name of its own (QGIS takes NAME.qml as the style of every NAME.* file)"
+                    )
+
+
+def _refuse_shared_sidecars(outputs: Sequence[Output]) -> None:
+    """A sidecar an output writes that also belongs to an existing file this run does not write (``x.qml`` of an
+    earlier ``x.tif`` when the output is ``x.tiff``): the other file would open with this output's style."""
+    ours = {f.resolve() for out in outputs for f in out.files}
+    for out in outputs:
+        for f in out.files:
+            other = next((p for p in owners(f) if p.resolve() not in ours), None)
+            if other is not None:
+                kind = sidecars(other).get(f, "sidecar")
+                raise UsageError(
+                    f"{out.what} {out.path} would write {f.name}, which is also the {kind} of {other} (not written "
+                    f"by this run); give the output a name of its own, or remove {other.name} and {f.name} first"
+                )
 
 
 def _check_writable(out: Output, overwrite: bool, new_folder: Path | None) -> None:
     if out.path.is_dir():
         raise UsageError(f"{out.what} {out.path} is a folder; give a file name")
+    for f in out.files:
+        refuse_non_file(f, out.what)
     existing = next((p for p in out.files if p.exists()), None)
     if existing is not None and not overwrite:
         which = "" if existing == out.path else f": {existing.name}, written with it, already"
@@ -109,7 +187,9 @@ def _acquire(path: Path) -> int:
     lock = lock_path(path)
     check_folder(path.parent)
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        if file_kind(lock) is not None:  # never open a device or FIFO someone put there
+            raise UsageError(f"the lock file {lock} is {file_kind(lock)}, not a file; remove it")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.files.safety import Output, check_outputs
-from aeroseg_cli.styles.documents import qml_path
+from aeroseg_cli.files.sidecars import qml_path
 
 FORMATS = {
     "gpkg": ("GPKG", ".gpkg"),

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import geopandas as gpd
 import numpy as np
 import rasterio
 from pyproj import CRS
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from shapely import affinity
 
 from aeroseg_cli.files.errors import UsageError
@@ -95,20 +93,15 @@ class _Layer:
         return gdf
 
 
-def _open_raster(path: Path) -> rasterio.io.DatasetReader:
-    """Open ``path``; a missing or unreadable file is a usage error. Georeferencing is checked (and reported) by the
-    caller, so rasterio's NotGeoreferencedWarning is expected here and not shown."""
-    if not path.exists():
-        raise UsageError(f"{path}: no such file")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            return rasterio.open(path)
-        except RasterioIOError:
-            raise UsageError(f"{path}: not a raster GDAL can read") from None
+def _open_raster(path: Path | str) -> rasterio.io.DatasetReader:
+    """Open ``path`` (a local file, or a remote or virtual GDAL path: /vsicurl/, http(s)://); a missing or unreadable
+    file is a usage error. Georeferencing is checked (and reported) by the caller."""
+    from aeroseg_cli.segment.reader import open_dataset
+
+    return open_dataset(str(path))
 
 
-def _check_labels(ds, path: Path, opts: VectorizeOptions) -> bool:
+def _check_labels(ds, path: Path | str, opts: VectorizeOptions) -> bool:
     """Refuse what cannot be polygonised as asked; returns whether the raster is georeferenced."""
     if not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
         raise UsageError(f"{path}: expected a label raster (integer class ids), got {ds.dtypes[0]}")
@@ -116,13 +109,15 @@ def _check_labels(ds, path: Path, opts: VectorizeOptions) -> bool:
     if not georef and not opts.allow_ungeoreferenced:
         raise UsageError(f"{path}: no CRS or geotransform (use --allow-ungeoreferenced for pixel units)")
     if not georef and opts.dst_crs:
-        raise UsageError(f"--dst-crs needs a georeferenced raster; {path.name} has no CRS or geotransform")
+        raise UsageError(
+            f"--dst-crs needs a georeferenced raster; {PurePosixPath(str(path)).name} has no CRS or geotransform"
+        )
     if ds.dtypes[0] not in SIEVE_DTYPES and opts.min_area > 0:
         raise UsageError(f"--min-area needs uint8/uint16/int16/int32 labels, got {ds.dtypes[0]}")
     return georef
 
 
-def _keep_classes(names: dict[int, str], classes: list[str] | None, path: Path) -> set[int] | None:
+def _keep_classes(names: dict[int, str], classes: list[str] | None, path: PurePosixPath) -> set[int] | None:
     """Class ids to keep from names or ids given by the user (None: all)."""
     if not classes:
         return None
@@ -140,7 +135,7 @@ def _keep_classes(names: dict[int, str], classes: list[str] | None, path: Path) 
 
 
 @contextlib.contextmanager
-def _probabilities(path: Path | None, ds, labels_path: Path) -> Iterator[rasterio.io.DatasetReader | None]:
+def _probabilities(path: Path | None, ds, labels_path: str) -> Iterator[rasterio.io.DatasetReader | None]:
     """The probability raster, which must lie on the label raster's grid (None when not asked for)."""
     if path is None:
         yield None
@@ -195,12 +190,25 @@ def _stream(strips, writer: VectorWriter, layer: _Layer, rows_total: int, progre
             progress(writer.count + len(batch), rows_done, rows_total)
 
 
+def _checked(strips: Iterator, source: str) -> Iterator:
+    """Each strip read under ``files.gdalread.checked``: a GDAL error while reading it fails the run before the
+    output is published, and no raw GDAL line reaches stderr."""
+    from aeroseg_cli.files.gdalread import checked
+
+    while True:
+        with checked(source):
+            item = next(strips, None)
+        if item is None:
+            return
+        yield item
+
+
 def _write(
     ds, plan: StripPlan, layer: _Layer, writer: VectorWriter, opts: VectorizeOptions, progress: ProgressFn | None
 ) -> int:
     """Polygonise into the writer's temporary file and publish it; nothing is left at the target on any failure."""
     try:
-        strips = iter_strips(ds, plan)
+        strips = _checked(iter_strips(ds, plan), ds.name)
         if opts.simplify > 0:
             strips = _simplify_all(strips, opts.simplify, layer.aff, ds.height)
         _stream(strips, writer, layer, ds.height, progress)
@@ -211,22 +219,36 @@ def _write(
     return writer.count
 
 
+def _sieve_pixels(ds, min_area: float) -> int:
+    """``--min-area`` in pixels; an area larger than the whole raster would merge every region away: refused."""
+    pixel_area = abs(ds.transform.a * ds.transform.e - ds.transform.b * ds.transform.d)
+    if min_area <= 0:
+        return 0
+    if min_area > pixel_area * ds.width * ds.height:
+        raise UsageError(
+            f"--min-area {min_area:g} is larger than the whole raster ({pixel_area * ds.width * ds.height:g} map "
+            "units²): every region would be merged away; give a smaller --min-area"
+        )
+    return math.ceil(min_area / pixel_area)
+
+
 def vectorize_raster(
-    labels_path: Path, out_path: Path, opts: VectorizeOptions, progress: ProgressFn | None = None
+    labels_path: Path | str, out_path: Path, opts: VectorizeOptions, progress: ProgressFn | None = None
 ) -> dict:
-    """Polygonise ``labels_path`` into ``out_path``; returns a summary. The file appears only when complete.
-    ``progress(features_written, rows_done, rows_total)`` is called after each strip."""
+    """Polygonise ``labels_path`` (a local file or a GDAL remote path) into ``out_path``; returns a summary. The file
+    appears only when complete. ``progress(features_written, rows_done, rows_total)`` is called after each strip."""
     fmt = check_vector_output(out_path, opts.overwrite, opts.format, inputs=[labels_path, opts.probabilities])
-    with _open_raster(labels_path) as ds:
-        georef = _check_labels(ds, labels_path, opts)
+    source = str(labels_path)  # as given: Path() would turn "http://" into "http:/"
+    name = PurePosixPath(source)
+    with _open_raster(source) as ds:
+        georef = _check_labels(ds, source, opts)
         layer = _layer(ds, georef, opts, opts.probabilities is not None, fmt)
-        plan = StripPlan(opts.block_rows, _keep_classes(layer.classes.names, opts.classes, labels_path))
-        pixel_area = abs(ds.transform.a * ds.transform.e - ds.transform.b * ds.transform.d)
-        plan.sieve_px = math.ceil(opts.min_area / pixel_area) if opts.min_area > 0 else 0
-        with _probabilities(opts.probabilities, ds, labels_path) as probs_ds:
+        plan = StripPlan(opts.block_rows, _keep_classes(layer.classes.names, opts.classes, name))
+        plan.sieve_px = _sieve_pixels(ds, opts.min_area)
+        with _probabilities(opts.probabilities, ds, source) as probs_ds:
             plan.probs_ds = probs_ds
-            style = VectorStyle(layer.classes, plan.keep, f"aeroseg classes of {labels_path.name}")
-            writer = VectorWriter(out_path, fmt, opts.layer or labels_path.stem, layer.dst_crs, layer.rfc7946, style)
+            style = VectorStyle(layer.classes, plan.keep, f"aeroseg classes of {name.name}")
+            writer = VectorWriter(out_path, fmt, opts.layer or name.stem, layer.dst_crs, layer.rfc7946, style)
             count = _write(ds, plan, layer, writer, opts, progress)
     return {
         "output": str(out_path),

@@ -18,9 +18,10 @@ import geopandas as gpd
 import pyogrio
 
 from aeroseg_cli.files.errors import CLIError, diagnose
+from aeroseg_cli.files.sidecars import qml_path
 from aeroseg_cli.polygons.formats import FORMATS
 from aeroseg_cli.styles.classes import ClassTable
-from aeroseg_cli.styles.documents import polygon_qml, qml_path
+from aeroseg_cli.styles.documents import polygon_qml
 from aeroseg_cli.styles.gpkg import STYLE_TABLE, add_default_style
 
 NO_CRS_WARNING = "'crs' was not provided"  # pyogrio's, for a layer without CRS: expected with --allow-ungeoreferenced

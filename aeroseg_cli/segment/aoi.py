@@ -85,8 +85,12 @@ def read_aoi(path: Path):
     """The polygons of a one-layer vector file with a CRS, as a GeoSeries; anything else is one usage error."""
     import pyogrio
 
+    from aeroseg_cli.files.safety import file_kind
+
     if not path.exists():
         raise UsageError(f"--aoi {path}: no such file")
+    if file_kind(path) not in (None, "a folder"):  # a FIFO would block GDAL (a folder can be a vector dataset)
+        raise UsageError(f"--aoi {path} is {file_kind(path)}, not a vector file")
     try:
         layers = [str(name) for name, kind in pyogrio.list_layers(path) if kind is not None]
     except Exception:

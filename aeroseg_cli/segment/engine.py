@@ -21,18 +21,19 @@ import torch
 from affine import Affine
 
 from aeroseg_cli.files.errors import CLIError, Interrupted
+from aeroseg_cli.files.identity import changes, scene_identity
 from aeroseg_cli.runtime.host import keep_freed_memory
 from aeroseg_cli.segment.aoi import Aoi
-from aeroseg_cli.segment.blender import FinishedRows, RowBlender, blender_bytes
+from aeroseg_cli.segment.blender import NODATA, FinishedRows, RowBlender, blender_bytes
 from aeroseg_cli.segment.feeder import Batch, Feeder
+from aeroseg_cli.segment.limits import CALL_OUTPUT_CAP, windows_per_call  # noqa: F401 (CALL_OUTPUT_CAP: re-export)
 from aeroseg_cli.segment.predictor import DeviceOutOfMemory
 from aeroseg_cli.segment.reader import SceneInfo
-from aeroseg_cli.segment.tiler import BLOCK, Grid, Superblock
+from aeroseg_cli.segment.tiler import BLOCK, Grid, Superblock, Window
 from aeroseg_cli.segment.writer import LabelWriter, RasterSpec
 
 HOST_BUDGET = 512 << 20  # default --max-memory on CPU
 GPU_BUDGET_SHARE = 0.25  # default on CUDA: this share of the device memory free when the run starts
-CALL_OUTPUT_CAP = 256 << 20  # bytes of one model call's probabilities (B, K, T, T) float32
 
 
 @dataclass
@@ -46,7 +47,7 @@ class SegmentOptions:
     cog: bool = False
     overwrite: bool = False
     resume: bool = False
-    on_error: str = "fail"  # "fail": the first failed window ends the run, nothing written; "skip": it is nodata
+    on_error: str = "fail"  # "fail": the first failed window ends the run, nothing written; "skip": 255 over it
     chunk_rows: int = 1024  # rows per write (rounded to the 512-row GeoTIFF tiles)
     io_threads: str | int = "auto"  # decode threads: "auto", "off" (inline) or a number
     max_memory: int | None = None  # bytes for the blender and write buffers; None: HOST_BUDGET / GPU share
@@ -97,14 +98,6 @@ def decode_threads(mode: str | int, device: torch.device) -> int:
     return max(1 if mode == "on" else 0, min(4, free))
 
 
-def windows_per_call(batch_size: int, num_classes: int, tile: int) -> int:
-    """The batch, lowered so that one call's probabilities stay under ``CALL_OUTPUT_CAP`` (254 classes at 384 px are
-    150 MB a window, and the model's output, its probabilities and a blend temporary are each that size). It depends
-    only on settings the resume fingerprint holds, never on free memory, so every block and rank calls the model
-    with one shape and the output stays bit-identical."""
-    return max(1, min(batch_size, CALL_OUTPUT_CAP // (4 * num_classes * tile * tile)))
-
-
 def memory_budget(opts: SegmentOptions, device: torch.device) -> int:
     if opts.max_memory is not None:
         return opts.max_memory
@@ -150,6 +143,18 @@ def gdal_cache_bytes() -> int:
         if text.endswith(unit) and text[: -len(unit)].strip().isdigit():
             return int(text[: -len(unit)]) * factor
     return int(text) << 20 if text.isdigit() else 256 << 20
+
+
+def check_unchanged(info: SceneInfo, writer: LabelWriter) -> None:
+    """The scene is still the file the run started reading (else its map would mix two images): else nothing is
+    written and the partial is dropped (its rows came from a file that is gone)."""
+    changed = changes(info.identity, scene_identity(info.path))
+    if changed:
+        writer.discard()
+        raise CLIError(
+            f"the scene {info.path} changed while it was read ({'; '.join(changed)}); its map would mix two "
+            "images, so nothing was written: segment it again once it stays unchanged"
+        )
 
 
 class RowSink:
@@ -220,6 +225,19 @@ def fail(progress: Progress, message: str, opts: SegmentOptions) -> None:
         raise WindowFailed(message)
 
 
+def blank_failed(rows: FinishedRows, failed: list[Window], tile: int) -> None:
+    """``--on-error skip``: 255 (and probability 0) over the whole footprint of every window that failed, so the map
+    is nodata exactly where a window could not be read or run, even where other windows cover the same pixels."""
+    n, w = rows.labels.shape
+    for win in failed:
+        r0, r1 = max(rows.row0, win.row), min(rows.row0 + n, win.row + tile)
+        c0, c1 = max(rows.col0, win.col), min(rows.col0 + w, win.col + tile)
+        if r1 > r0 and c1 > c0:
+            rows.labels[r0 - rows.row0 : r1 - rows.row0, c0 - rows.col0 : c1 - rows.col0] = NODATA
+            if rows.probabilities is not None:
+                rows.probabilities[:, r0 - rows.row0 : r1 - rows.row0, c0 - rows.col0 : c1 - rows.col0] = 0
+
+
 def run_block(
     block: Superblock, rows: tuple[int, int], ctx: dict, on_progress: Callable[[Progress], None] | None
 ) -> None:
@@ -229,6 +247,7 @@ def run_block(
                          opts.probabilities is not None, opts.unknown_label)  # fmt: skip
     ctx["blender_bytes"] = max(ctx.get("blender_bytes", 0), blender.nbytes)
     j0, j1 = grid.rows_touching(*rows)
+    failed: list[Window] = []
     for batch in ctx["feeder"].batches(block, j0, j1):
         probs = predict(predictor, batch, progress, opts) if batch.size else []
         for entry in batch.entries:
@@ -239,8 +258,12 @@ def run_block(
                 progress.skipped += 1
             elif p is not None:
                 progress.done += 1
+            if entry.error is not None or (entry.slot is not None and p is None):
+                failed.append(entry.window)
             blender.add(entry.window, p, batch.valid[entry.slot] if p is not None else None)
         for finished in blender.pop():
+            blank_failed(finished, failed, grid.tile)
+            failed = [w for w in failed if w.row + grid.tile > finished.row0 + len(finished.labels)]
             ctx["sink"].put(finished)
         if on_progress:
             on_progress(progress)
@@ -306,6 +329,7 @@ def segment_scene(
             f"{progress.failed} window(s) failed ({progress.first_error}); nothing was written "
             "(use --on-error skip to write them as nodata)"
         ) from None
+    check_unchanged(info, writer)
     outputs = writer.commit(opts.overwrite)
     windows = {"total": len(grid), "run": total, "done": progress.done, "skipped": progress.skipped,
                "failed": progress.failed}  # fmt: skip

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from aeroseg_cli import __version__
 from aeroseg_cli.files.errors import UsageError
-from aeroseg_cli.files.safety import Output, check_outputs, is_remote
+from aeroseg_cli.files.identity import RESUME_KEYS
+from aeroseg_cli.files.safety import Output, check_input_file, check_outputs, file_kind, is_remote
 from aeroseg_cli.segment.aoi import aoi_inputs, read_aoi, scene_aoi
 
 if TYPE_CHECKING:
@@ -91,8 +92,9 @@ def parse_size(text: str) -> int | None:
 
 
 def parse_classes(text: str | None, file: Path | None) -> tuple[list[str] | None, dict]:
-    """Class names from ``--classes "a,b|c"`` or a file with one class per line (``|`` separates synonyms), and the
-    colours given with them ("water:#1f78b4")."""
+    """Class names from ``--classes "a,b|c"`` or a file with one class per line (``|`` separates synonyms; blank
+    lines and lines starting with ``#`` are comments; a UTF-8 byte-order mark is dropped), and the colours given with
+    them ("water:#1f78b4")."""
     from aeroseg_cli.styles.palette import split_class_colors
 
     if text is not None and file is not None:
@@ -100,13 +102,12 @@ def parse_classes(text: str | None, file: Path | None) -> tuple[list[str] | None
     if text is None and file is None:
         return None, {}
     if file is not None:
-        if not file.is_file():
-            raise UsageError(f"--classes-file {file}: no such file")
+        check_input_file(file, "--classes-file")
         try:
-            lines = file.read_text(encoding="utf-8").splitlines()
+            lines = file.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError:
             raise UsageError(f"--classes-file {file}: not a text file (one class name per line)") from None
-        names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        names = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     else:
         names = [n.strip() for n in text.split(",")]
     names, colors = split_class_colors(names, "--classes-file" if file is not None else "--classes")
@@ -157,6 +158,9 @@ def output_paths(infos: list[SceneInfo], output: Path | None) -> tuple[list[Path
         return [
             Path(n) if is_remote(i.path) else Path(i.path).parent / n for i, n in zip(infos, names, strict=True)
         ], None
+    kind = file_kind(output)
+    if kind not in (None, "a folder"):
+        raise UsageError(f"-o {output} is {kind}, not a regular file; it is never replaced: give a .tif or a folder")
     tif = output.suffix.lower() in (".tif", ".tiff")
     if len(infos) == 1 and tif and not output.is_dir():
         return [output], None
@@ -189,6 +193,8 @@ def plan(req: SegmentRequest) -> Plan:
 
     t0 = time.perf_counter()
     check_options(req)
+    if req.model is not None and file_kind(req.model) not in (None, "a folder"):  # a FIFO would block the load
+        raise UsageError(f"--model {req.model} is {file_kind(req.model)}, not a checkpoint file")
     choice = choose_model(req.model)
     req = replace(req, model=choice.spec)
     check_preset(req.model)
@@ -199,6 +205,7 @@ def plan(req: SegmentRequest) -> Plan:
     names, palette = parse_classes(req.classes, req.classes_file)
     palette = (load_palette(req.colors) if req.colors is not None else {}) | palette
     infos = [inspect_scene(s, bands, scale, req.target_gsd, req.allow_ungeoreferenced) for s in req.scenes]
+    check_sizes(req, infos, len(names) if names else 1, max_memory)
     aois = scene_aois(req.aoi, infos)
     outputs, new_folder = output_paths(infos, req.output)
     given = (req.classes_file, req.colors, Path(req.model))
@@ -214,6 +221,22 @@ def scene_aois(path: Path | None, infos: list[SceneInfo]) -> dict:
         return {}
     polygons = read_aoi(path)
     return {info.path: scene_aoi(polygons, path, info) for info in infos}
+
+
+def check_sizes(req: SegmentRequest, infos: list[SceneInfo], num_classes: int, max_memory: int | None) -> None:
+    """A given ``--tile`` whose one batch cannot fit in this machine's memory (or its blender in ``--max-memory``) is
+    refused now, in microseconds; ``run.load`` checks again with the model's classes, tile and device."""
+    if req.tile is None:
+        return
+    import numpy as np
+
+    from aeroseg_cli.segment.limits import available_memory, check_batch, check_blend_budget
+
+    batch = 1 if req.batch_size == "auto" else int(req.batch_size)
+    bands = max(len(i.bands) for i in infos)
+    itemsize = max(np.dtype(i.dtype).itemsize for i in infos)
+    check_batch(req.tile, batch, num_classes, bands, itemsize, available_memory())
+    check_blend_budget(req.tile, num_classes, round(req.overlap * req.tile), max_memory)
 
 
 def model_identity(spec: str) -> str:
@@ -233,10 +256,7 @@ def model_identity(spec: str) -> str:
 def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, batch: int, runtime: dict) -> dict:
     """Everything that can change a pixel of this scene's output: the resume fingerprint, compared key by key."""
     req = plan_.request
-    identity = {"scene": info.path}
-    if not is_remote(info.path):
-        st = Path(info.path).stat()
-        identity |= {"scene_bytes": st.st_size, "scene_mtime_ns": st.st_mtime_ns}
+    identity = {"scene": info.path} | {k: v for k, v in info.identity.items() if k in RESUME_KEYS}
     return (
         identity
         | runtime

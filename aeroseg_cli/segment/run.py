@@ -1,16 +1,20 @@
-"""Running a planned ``aeroseg segment`` job: the model, then each scene (or this rank's share), then polygons."""
+"""Running a planned ``aeroseg segment`` job: the outputs' locks, the model, then each scene (or this rank's share),
+then polygons."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aeroseg_cli.files.errors import CLIError, UsageError
 from aeroseg_cli.files.safety import exclusive
 from aeroseg_cli.progress import progress_display, status
-from aeroseg_cli.segment.engine import SegmentOptions, SegmentResult, segment_scene, windows_per_call
+from aeroseg_cli.segment.engine import SegmentOptions, SegmentResult, check_unchanged, segment_scene, windows_per_call
 from aeroseg_cli.segment.job import Plan, check_class_names, model_identity, scene_settings, scene_tags
 from aeroseg_cli.segment.writer import check_resumable
 from aeroseg_cli.styles.palette import class_colors
@@ -27,6 +31,7 @@ class Loaded:
     label: str
     ddp: object
     runtime: dict
+    warnings: list[str] = field(default_factory=list)
 
 
 def load(plan: Plan) -> Loaded:
@@ -52,18 +57,40 @@ def load(plan: Plan) -> Loaded:
     tile = req.tile or net.cfg.crop_size
     if tile % net.cfg.input_multiple:
         raise UsageError(f"--tile must be a multiple of {net.cfg.input_multiple} for this model, got {tile}")
-    for info in plan.infos:
-        Grid.from_overlap(info.height, info.width, tile, req.overlap)
+    grids = [Grid.from_overlap(info.height, info.width, tile, req.overlap) for info in plan.infos]
     predictor = Predictor(net, names, device, dtype)
     batch = predictor.auto_batch_size(tile) if req.batch_size == "auto" else int(req.batch_size)
+    # before the GPU is probed: on CUDA one window must fit (settled_batch lowers the batch), on CPU the batch asked
+    warnings = check_sizes(plan, grids, len(names), batch if device.type != "cuda" else 1, device)
     batch = settled_batch(predictor, tile, batch)
     precision = str(dtype or "fp32").replace("torch.", "").replace("bfloat16", "bf16").replace("float16", "fp16")
     runtime = {"model": model_identity(req.model), "precision": precision, "device": device.type}
-    loaded = Loaded(predictor, names, tile, batch, label, ddp, runtime)
+    loaded = Loaded(predictor, names, tile, batch, label, ddp, runtime, warnings)
     if req.resume:
         for info, out in zip(plan.infos, plan.outputs, strict=True):
             check_resumable(out, scene_settings(plan, info, names, tile, batch, runtime))
     return loaded
+
+
+def check_sizes(plan: Plan, grids: list, num_classes: int, batch: int, device) -> list[str]:
+    """The model's tile, classes and batch against the device's memory and ``--max-memory`` (exit 2 before any
+    scene is read); a warning for an overlap that only repeats work."""
+    import numpy as np
+    import torch
+
+    from aeroseg_cli.segment.limits import available_memory, check_batch, check_blend_budget, overlap_warning
+
+    grid = grids[0]
+    bands = max(len(i.bands) for i in plan.infos)
+    itemsize = max(np.dtype(i.dtype).itemsize for i in plan.infos)
+    if device.type == "cuda":
+        memory, where = torch.cuda.get_device_properties(device).total_memory, f"memory on {device}"
+    else:
+        memory, where = available_memory(), "memory available"
+    check_batch(grid.tile, batch, num_classes, bands, itemsize, memory, where)
+    check_blend_budget(grid.tile, num_classes, grid.overlap, plan.max_memory)
+    warning = overlap_warning(plan.request.overlap, grid.tile, grid.stride, sum(len(g) for g in grids))
+    return [warning] if warning else []
 
 
 def settled_batch(predictor, tile: int, batch: int) -> int:
@@ -143,30 +170,58 @@ def vectorize_step(plan: Plan, result: SegmentResult, labels: Path) -> None:
     plan.timings["vectorize"] = plan.timings.get("vectorize", 0.0) + time.perf_counter() - t0
 
 
+def shares(plan: Plan, rank: int, world: int) -> tuple[list[int], bool]:
+    """This process's scenes, and whether one scene is split into row bands over the ranks."""
+    indices = list(range(len(plan.infos)))
+    banded = world > 1 and len(indices) == 1
+    if world > 1 and not banded:
+        indices = indices[rank::world]  # explicit: every scene exactly once, no padding
+    return indices, banded
+
+
+@contextlib.contextmanager
+def locks(plan: Plan) -> Iterator[None]:
+    """This process's outputs locked right after the cheap checks, before the model loads: a second run on an output
+    is refused in a second, not after the model load. The new output folder is made for the locks (every check
+    on it has passed) and removed again, if still empty, when the job fails. Under torchrun (RANK, WORLD_SIZE set
+    before any process starts) each rank locks the outputs it writes; rank 0 those of a banded scene."""
+    req = plan.request
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    indices, banded = shares(plan, rank, world)
+    mine = rank == 0 or not banded
+    locked = [plan.outputs[i] for i in indices] if mine else []
+    locked += [p for p in (req.probabilities, req.vector) if p is not None and mine]
+    made = []
+    if plan.new_folder is not None:
+        made = [p for p in (plan.new_folder, *plan.new_folder.parents) if not p.exists()]
+        plan.new_folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive(locked):
+            yield
+    except BaseException:
+        for folder in made:  # innermost first; a folder something was written into stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
 def run(plan: Plan, loaded: Loaded) -> list[SegmentResult]:
-    """This process's scenes, under the outputs' locks; under torchrun the results of every rank are gathered."""
+    """This process's scenes (its outputs locked by ``locks``); under torchrun the results of every rank are
+    gathered."""
     from aeroseg_cli.runtime.ddp import gather
 
     ddp, req = loaded.ddp, plan.request
     opts = options(plan, loaded)
-    indices = list(range(len(plan.infos)))
-    banded = ddp.world > 1 and len(indices) == 1
-    if ddp.world > 1 and not banded:
-        indices = indices[ddp.rank :: ddp.world]  # explicit: every scene exactly once, no padding
-    locked = [plan.outputs[i] for i in indices] if ddp.main or not banded else []
-    locked += [p for p in (req.probabilities, req.vector) if p is not None and (ddp.main or not banded)]
+    indices, banded = shares(plan, ddp.rank, ddp.world)
     results, error = [], None
     try:
-        if plan.new_folder is not None:  # every check has passed: the folder is made only now
-            plan.new_folder.mkdir(parents=True, exist_ok=True)
-        with exclusive(locked):
-            t0 = time.perf_counter()
-            for i in indices:
-                result = run_banded(plan, loaded, opts) if banded else segment_one(plan, loaded, i, opts)
-                if result is not None and req.vector is not None:
-                    vectorize_step(plan, result, plan.outputs[i])
-                results += [result] if result is not None else []
-            plan.timings["segment"] = time.perf_counter() - t0 - plan.timings.get("vectorize", 0.0)
+        t0 = time.perf_counter()
+        for i in indices:
+            result = run_banded(plan, loaded, opts) if banded else segment_one(plan, loaded, i, opts)
+            if result is not None and req.vector is not None:
+                vectorize_step(plan, result, plan.outputs[i])
+            results += [result] if result is not None else []
+        plan.timings["segment"] = time.perf_counter() - t0 - plan.timings.get("vectorize", 0.0)
     except CLIError as exc:
         if ddp.world == 1:
             raise
@@ -210,6 +265,7 @@ def run_banded(plan: Plan, loaded: Loaded, opts: SegmentOptions) -> SegmentResul
     files = [(band_path(out, r), band_path(opts.probabilities, r) if opts.probabilities else None)
              for r, (a, b) in enumerate(bands) if b > a]  # fmt: skip
     assemble(files, writer)
+    check_unchanged(info, writer)
     outputs = writer.commit(opts.overwrite)
     for labels_path, probs_path in files:
         probs = (probs_path, *probability_sidecars(probs_path)) if probs_path else ()

@@ -27,9 +27,10 @@ from rasterio.windows import Window
 
 from aeroseg_cli.files.atomic import atomic_output, default_permissions
 from aeroseg_cli.files.errors import CLIError, UsageError, diagnose
+from aeroseg_cli.files.sidecars import aux_xml_path, qml_path
 from aeroseg_cli.segment.blender import NODATA, PROBABILITY_NODATA, FinishedRows
 from aeroseg_cli.segment.tiler import BLOCK
-from aeroseg_cli.styles.documents import label_aux_xml, label_qml, probability_qml, qml_path
+from aeroseg_cli.styles.documents import label_aux_xml, label_qml, probability_qml
 from aeroseg_cli.styles.palette import RGB, class_colors
 
 SIDECAR_VERSION = 2
@@ -67,12 +68,14 @@ def partial_paths(output: Path) -> tuple[Path, Path]:
 
 def label_sidecars(output: Path) -> tuple[Path, Path]:
     """The files written beside a label raster: GDAL's PAM ``.aux.xml`` (names, attribute table) and the QGIS style."""
-    return output.with_name(output.name + ".aux.xml"), qml_path(output)
+    return aux_xml_path(output), qml_path(output)
 
 
-def probability_sidecars(output: Path) -> tuple[Path]:
-    """The file written beside a probability raster: its QGIS style."""
-    return (qml_path(output),)
+def probability_sidecars(output: Path) -> tuple[Path, Path]:
+    """The files beside a probability raster: its QGIS style, and GDAL's PAM ``.aux.xml``, which aeroseg does not
+    write (the GeoTIFF holds names, scale and offset) but removes when it places a new raster: QGIS and
+    ``gdalinfo -stats`` keep band statistics there, which would describe the old raster."""
+    return qml_path(output), aux_xml_path(output)
 
 
 @contextlib.contextmanager
@@ -326,6 +329,10 @@ class LabelWriter:
             return labels, {}
         return labels, {probability_sidecars(self.probabilities)[0]: probability_qml(1, self.class_names[0])}
 
+    def stale(self) -> list[Path]:
+        """Sidecars of the outputs that aeroseg does not write and removes before placing a new raster."""
+        return [probability_sidecars(self.probabilities)[1]] if self.probabilities is not None else []
+
     def commit(self, overwrite: bool) -> list[Path]:
         """Finish: flush, style, convert to COG if asked, rename into place, each raster with its style files."""
         self._flush()
@@ -334,13 +341,15 @@ class LabelWriter:
         self._apply_style()
         label_docs, prob_docs = self.documents()
         with staged(label_docs | prob_docs) as staging:
-            for target in staging:
+            for target in [*staging, *self.stale()]:
                 if target.exists() and not overwrite:
                     raise CLIError(f"{target} appeared during the run; not replaced (use --overwrite)")
             written = [self._place(self.partial, self.output, overwrite)]
             for target in label_docs:
                 os.replace(staging.pop(target), target)
             if self.prob_partial:
+                for target in self.stale():  # before the raster: never a new raster with the old statistics
+                    target.unlink(missing_ok=True)
                 written.append(self._place(self.prob_partial, self.probabilities, overwrite))
                 for target in prob_docs:
                     os.replace(staging.pop(target), target)

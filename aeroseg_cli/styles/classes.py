@@ -25,7 +25,7 @@ class ClassTable:
 
     def color_of(self, value: int) -> RGB:
         if value not in self.colors:
-            self.colors[value] = class_colors([self.name_of(value)])[0]
+            self.colors[value] = class_colors([self.name_of(value)], taken=self.colors.values())[0]
         return self.colors[value]
 
     def style_rows(self, ids: Iterable[int]) -> list[tuple[int, str, RGB]]:
@@ -55,5 +55,5 @@ def raster_classes(ds) -> ClassTable:
     ours = "AEROSEG_VERSION" in ds.tags()
     colors = {i: (c[0], c[1], c[2]) for i, c in table.items() if ours or tuple(c) != UNSET}
     missing = sorted(i for i in names if i not in colors)
-    colors |= dict(zip(missing, class_colors([names[i] for i in missing]), strict=True))
+    colors |= dict(zip(missing, class_colors([names[i] for i in missing], taken=colors.values()), strict=True))
     return ClassTable({i: n for i, n in names.items() if i != UNKNOWN}, colors)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from pathlib import Path
 
 from aeroseg_cli.styles.palette import RGB, UNKNOWN, UNKNOWN_LABEL, hex_color
 
@@ -26,12 +25,6 @@ PROBABILITY_RAMP = (
 # GDAL's raster attribute table codes: field types and usages (gdal.h GDALRATFieldType, GDALRATFieldUsage)
 GFT_INTEGER, GFT_STRING = 0, 2
 GFU_NAME, GFU_MINMAX, GFU_RED, GFU_GREEN, GFU_BLUE, GFU_ALPHA = 2, 5, 6, 7, 8, 9
-
-
-def qml_path(path: Path) -> Path:
-    """Where QGIS looks for a file-based layer's default style: the file's name with ``.qml`` for its extension
-    (``scene.labels.tif`` -> ``scene.labels.qml``)."""
-    return path.with_suffix(".qml")
 
 
 def _document(root: ET.Element) -> str:

@@ -1,10 +1,13 @@
 """Class colours: the user's, else conventional ones for well-known names, else a stable distinct one per name.
 
-A colour never depends on a class's position in the list: "water" is blue in every run, whatever else is asked for.
 Conventional colours follow the habits of land-cover maps (water blue, vegetation green, buildings red, roads grey,
-bare ground tan); other names get a colour of a fixed maximum-contrast palette picked by a hash of the name. When
-two classes of one list would share a colour, the later one in alphabetical order gets a shade of it (conventional)
-or the next free palette colour (hashed), so the result depends on the set of names only.
+bare ground tan); other names get a colour of a fixed maximum-contrast palette picked by a hash of the name. No two
+classes of one list look alike and none fades into a white or black background (``distance``: CIE L*a*b*
+differences): where a colour would come too close to one already given, the class gets the nearest shade of its
+family's colour that stands apart, else a palette colour that does. Who keeps a family's colour itself is decided by
+the names, never by their positions: the family's own name ("road") first, then its other names ("street"), then
+names found by a word ("dirt road"), so "water" is the same blue in every run whatever else is asked for, and the
+result depends on the set of names only.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import colorsys
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.styles.distance import Spacing
 
 RGB = tuple[int, int, int]
 UNKNOWN = 255  # the label value of nodata / unknown pixels (segment.blender.NODATA)
@@ -31,7 +35,7 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     "#2171b5": ("lake", "pond", "reservoir", "lagoon"),
     "#00bcd4": ("swimming pool", "pool"),
     "#66c2a5": ("wetland", "marsh", "swamp", "mangrove"),
-    "#deebf7": ("snow", "ice", "glacier"),
+    "#c6dbef": ("snow", "ice", "glacier"),
     # vegetation
     "#33a02c": ("vegetation", "green", "greenery", "plant", "greenspace", "green space", "park", "garden"),
     "#1b7837": ("tree", "forest", "woodland", "wood", "canopy", "tree canopy", "orchard", "plantation"),
@@ -67,12 +71,16 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     "#b2df8a": ("soccer ball field", "soccer field", "football field", "ground track field", "sports field",
                 "baseball diamond", "playground", "stadium"),
     # other
-    "#f0f0f0": ("cloud",),
+    "#d0d0d0": ("cloud",),
     "#252525": ("shadow",),
     "#d9d9d9": ("background", "other", "others", "clutter", "unclassified", "misc"),
 }
 # fmt: on
 CONVENTIONAL: dict[str, str] = {name: color for color, names in _FAMILIES.items() for name in names}
+# name -> (family, position in it): who gets a family's colour itself when several of its names are in one list
+FAMILY_OF: dict[str, tuple[int, int]] = {
+    name: (family, member) for family, names in enumerate(_FAMILIES.values()) for member, name in enumerate(names)
+}
 
 # Kelly's colours of maximum contrast (without white and black): the palette of names with no conventional colour
 DISTINCT = (
@@ -116,45 +124,73 @@ def _singular(word: str) -> list[str]:
     return forms
 
 
-def conventional_color(name: str) -> RGB | None:
-    """The conventional colour of a class name or of any of its ``|`` synonyms: the whole phrase first ("low
-    vegetation"), then its words from the last ("small vehicle" -> vehicle, "tree canopy" -> canopy), plurals too."""
+def _conventional(name: str) -> tuple[tuple[int, int, int], RGB] | None:
+    """The conventional colour of a class name or of any of its ``|`` synonyms, and its claim to it: the whole
+    phrase first ("low vegetation"), then its words from the last ("small vehicle" -> vehicle, "tree canopy" ->
+    canopy), plurals too. The claim orders who gets a family's colour itself: the family's own name (0: "road"),
+    another name of the family (1: "street"), a name found by one of its words (2: "dirt road"); then table order."""
     for synonym in name.split("|"):
         phrase = _normal(synonym)
         words = phrase.split(" ")
-        for candidate in [phrase, *reversed(words)]:
+        for by_word, candidate in [(False, phrase), *((True, w) for w in reversed(words))]:
             for form in _singular(candidate):
                 if form in CONVENTIONAL:
-                    return parse_color(CONVENTIONAL[form])
+                    family, member = FAMILY_OF[form]
+                    claim = 2 if by_word else int(member > 0)
+                    return (claim, family, member), parse_color(CONVENTIONAL[form])
     return None
+
+
+def conventional_color(name: str) -> RGB | None:
+    """The conventional colour of a class name (see ``_conventional``), or None."""
+    found = _conventional(name)
+    return found[1] if found else None
 
 
 def _name_hash(name: str) -> int:
     return int.from_bytes(hashlib.sha256(_normal(name).encode()).digest()[:8], "big")
 
 
-def _shade(rgb: RGB, step: int) -> RGB:
-    """A lighter or darker shade of ``rgb`` (step 1: darker, 2: lighter, 3: darker still, ...), same hue."""
-    h, lightness, s = colorsys.rgb_to_hls(*(c / 255 for c in rgb))
-    delta = 0.14 * ((step + 1) // 2) * (-1 if step % 2 else 1)
-    r, g, b = colorsys.hls_to_rgb(h, min(0.92, max(0.08, lightness + delta)), s)
+def _rgb(r: float, g: float, b: float) -> RGB:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-def _hashed_color(name: str, used: set[RGB]) -> RGB:
-    """The palette colour the name hashes to, or the next free one; beyond the palette, a hue from the hash."""
+def _shades(rgb: RGB) -> list[RGB]:
+    """Darker and lighter shades of ``rgb``, same hue and saturation, nearest first; none past the ends of the
+    lightness range (never clamped there, so two steps cannot collapse into one colour)."""
+    h, lightness, s = colorsys.rgb_to_hls(*(c / 255 for c in rgb))
+    steps = [lightness + sign * 0.05 * k for k in range(1, 19) for sign in (-1, 1)]
+    return [_rgb(*colorsys.hls_to_rgb(h, x, s)) for x in steps if 0.06 <= x <= 0.94]
+
+
+def _hues(name: str, first: int, count: int) -> list[RGB]:
+    """Hues (and saturation, value) from the hash of the name, beyond Kelly's palette."""
+    key, out = _normal(name), []
+    for k in range(first, first + count):
+        x = int.from_bytes(hashlib.sha256(f"{key}#{k}".encode()).digest()[:8], "big")
+        out.append(_rgb(*colorsys.hsv_to_rgb((x % 3600) / 3600, 0.45 + (x >> 12) % 50 / 100,
+                                             0.55 + (x >> 20) % 45 / 100)))  # fmt: skip
+    return out
+
+
+def _pick(candidates: Sequence[RGB], spacing: Spacing) -> RGB | None:
+    k = spacing.first_fit(candidates)
+    return None if k is None else candidates[k]
+
+
+def _hashed_color(name: str, spacing: Spacing) -> RGB:
+    """Kelly's palette from the entry the name's hash picks, then hues from the hash: the first that stands apart
+    from the colours in use; in a list too long for any to, the one farthest from them."""
     start = _name_hash(name)
-    for k in range(len(DISTINCT)):
-        rgb = parse_color(DISTINCT[(start + k) % len(DISTINCT)])
-        if rgb not in used:
+    tried = [parse_color(DISTINCT[(start + k) % len(DISTINCT)]) for k in range(len(DISTINCT))]
+    if rgb := _pick(tried, spacing):
+        return rgb
+    for first in range(0, 1024, 128):
+        hues = _hues(name, first, 128)
+        if rgb := _pick(hues, spacing):
             return rgb
-    for k in range(1024):
-        x = _name_hash(f"{name}#{k}")
-        r, g, b = colorsys.hsv_to_rgb((x % 3600) / 3600, 0.45 + (x >> 12) % 50 / 100, 0.55 + (x >> 20) % 45 / 100)
-        rgb = round(r * 255), round(g * 255), round(b * 255)
-        if rgb not in used:
-            return rgb
-    return rgb
+        tried += hues
+    return tried[spacing.farthest(tried)]
 
 
 def user_color(palette: Mapping[str, RGB], name: str) -> RGB | None:
@@ -165,24 +201,22 @@ def user_color(palette: Mapping[str, RGB], name: str) -> RGB | None:
     return None
 
 
-def class_colors(names: Sequence[str], palette: Mapping[str, RGB] | None = None) -> list[RGB]:
-    """One colour per class (see the module's docstring); ``palette``: the user's, keys as from ``load_palette``."""
+def class_colors(
+    names: Sequence[str], palette: Mapping[str, RGB] | None = None, taken: Iterable[RGB] = ()
+) -> list[RGB]:
+    """One colour per class (see the module's docstring); ``palette``: the user's, keys as from ``load_palette``;
+    ``taken``: colours other classes already have (a raster's own colour table)."""
     palette = {_normal(k): v for k, v in (palette or {}).items()}
     out: list[RGB | None] = [user_color(palette, n) for n in names]
-    used = {c for c in out if c is not None}
-    order = sorted(range(len(names)), key=lambda i: (_normal(names[i]), i))
-    for i in order:  # conventional colours, shaded where two classes would share one
-        if out[i] is None and (rgb := conventional_color(names[i])) is not None:
-            step, shaded = 0, rgb
-            while shaded in used and step < 8:
-                step += 1
-                shaded = _shade(rgb, step)
-            out[i] = shaded
-            used.add(shaded)
-    for i in order:
-        if out[i] is None:
-            out[i] = _hashed_color(names[i], used)
-            used.add(out[i])
+    spacing = Spacing([*taken, *(c for c in out if c is not None)])
+    claims = {i: found for i, n in enumerate(names) if out[i] is None and (found := _conventional(n)) is not None}
+    for i in sorted(claims, key=lambda i: (claims[i][0], _normal(names[i]), i)):
+        base = claims[i][1]
+        out[i] = _pick([base, *_shades(base)], spacing) or _hashed_color(names[i], spacing)
+        spacing.add(out[i])
+    for i in sorted((i for i, c in enumerate(out) if c is None), key=lambda i: (_normal(names[i]), i)):
+        out[i] = _hashed_color(names[i], spacing)
+        spacing.add(out[i])
     return [c for c in out if c is not None]
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.files.safety import check_input_file
 
 
 @dataclass
@@ -35,8 +37,7 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: Path) -> dict:
         """Settings from a TOML or YAML file; unknown keys, malformed files and wrong types are usage errors."""
-        if not path.is_file():
-            raise UsageError(f"--config {path}: no such file")
+        check_input_file(path, "--config")
         if path.suffix.lower() not in (".toml", ".yaml", ".yml"):
             raise UsageError("--config must be a .toml or .yaml file")
         data = _parse(path)
@@ -69,6 +70,17 @@ class TrainConfig:
         for name in ("iters", "batch_size", "ckpt_every", "log_every"):
             if getattr(self, name) < 0 or (name != "iters" and getattr(self, name) == 0):
                 raise UsageError(f"--{name.replace('_', '-')} must be positive")
+        for name in ("num_workers", "val_every", "val_limit", "seed"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        for name in ("lr", "backbone_lr"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(self, name)}")
+        for name in ("weight_decay", "clip_grad"):  # clip_grad 0: no clipping
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise UsageError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if not 0 < self.max_category_area <= 1:
+            raise UsageError(f"max_category_area must be in (0, 1], got {self.max_category_area}")
         if self.init and not Path(self.init).expanduser().is_file():
             raise UsageError(f"--init {self.init}: no such checkpoint file")
         if self.save_dtype not in ("float32", "float16"):

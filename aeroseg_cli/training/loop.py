@@ -19,7 +19,7 @@ from aeroseg_cli.datasets.readers import SegmentationDataset
 from aeroseg_cli.files import signals
 from aeroseg_cli.files.atomic import atomic_output
 from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
-from aeroseg_cli.files.safety import Output, check_outputs, exclusive, same_file
+from aeroseg_cli.files.safety import Output, check_outputs, exclusive, file_kind, same_file
 from aeroseg_cli.runtime.ddp import init_distributed
 from aeroseg_cli.runtime.modelio import autocast
 from aeroseg_cli.training.config import TrainConfig
@@ -72,7 +72,7 @@ def open_run_folder(cfg: TrainConfig, resume: bool, inputs: Sequence[Path]) -> P
     only with ``--resume``; created (with its parents) only then."""
     run_dir, data_root = Path(cfg.output), Path(cfg.data_root)
     if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--output {run_dir} is a file; the run needs a folder")
+        raise UsageError(f"--output {run_dir} is {file_kind(run_dir) or 'a file'}; the run needs a folder")
     if same_file(run_dir, data_root) or data_root.resolve() in run_dir.resolve().parents:
         raise UsageError(f"--output {run_dir} is inside the dataset folder {data_root}; write runs elsewhere")
     outputs = [Output(run_dir / name, "run file") for name in RUN_FILES]
