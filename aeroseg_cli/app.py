@@ -15,6 +15,7 @@ import typer.core
 from aeroseg_cli import __version__, progress
 from aeroseg_cli.files import signals
 from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
+from aeroseg_cli.runtime.host import configure_process, silence_libtiff
 
 app = typer.Typer(
     name="aeroseg",
@@ -34,37 +35,39 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks on errors (also AEROSEG_DEBUG=1). Goes before the command."
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Open-vocabulary segmentation of large remote-sensing scenes (AerOSeg)."""
 
 
 def _register() -> None:
-    """Add every subcommand to the app (commands never import the app, so there is no import cycle)."""
-    from aeroseg_cli.commands import (
-        check,
-        datasets,
-        evaluate,
-        export,
-        preview,
-        qgis_plugin,
-        segment,
-        train,
-        vectorize,
-        weights,
-    )
+    """Add every command of the command table to the app (commands never import the app: no import cycle)."""
+    import importlib
 
-    if app.registered_commands:
+    from aeroseg_cli.commands import COMMANDS
+
+    if app.registered_commands or app.registered_groups:
         return
-    commands = (segment.segment, vectorize.vectorize, train.train, evaluate.evaluate, preview.preview, check.check)
-    for fn in (*commands, export.export):
-        app.command()(fn)
-    app.add_typer(weights.weights_app, name="weights")
-    app.add_typer(datasets.datasets_app, name="datasets")
-    app.add_typer(qgis_plugin.qgis_app, name="qgis-plugin")
+    for c in COMMANDS:
+        target = getattr(importlib.import_module(f"aeroseg_cli.commands.{c.module}"), c.attr)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=c.name)
+        else:
+            app.command(c.name)(target)
 
 
+def cli() -> typer.core.TyperGroup:
+    """The whole ``aeroseg`` command tree (click objects), as ``main`` runs it and the tests walk it."""
+    _register()
+    command = typer.main.get_command(app)
+    _plain_arguments(command)
+    return command
+
+
+GLOBAL_FLAGS = ("--debug", "--version")
 NO_GEOREFERENCING = ("Dataset has no geotransform, gcps, or rpcs", "The given matrix is equal to Affine.identity")
 
 
@@ -118,7 +121,10 @@ def _click_error(exc: Exception, debug: bool) -> None:
     if "Abort" in kinds:
         _fail("aborted", 1, debug)
     if "ClickException" in kinds:
-        _fail(exc.format_message(), 2 if "UsageError" in kinds else getattr(exc, "exit_code", 1), debug)
+        message = exc.format_message()
+        if "NoSuchOption" in kinds and getattr(exc, "option_name", None) in GLOBAL_FLAGS:
+            message += f" (a global option: it goes before the command, e.g. aeroseg {exc.option_name} segment ...)"
+        _fail(message, 2 if "UsageError" in kinds else getattr(exc, "exit_code", 1), debug)
     first = str(exc).strip().split("\n")[0]
     _fail(f"{type(exc).__name__}: {first} (rerun with --debug for details)", 1, debug)
 
@@ -161,21 +167,25 @@ def _stdout_failed(exc: OSError, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every failure becomes one line and an exit code (2 usage, 1 runtime, 130/143 on SIGINT/SIGTERM)."""
+    """Entry point: every failure becomes one line and an exit code (2 usage, 1 runtime, 130/143 on SIGINT/SIGTERM).
+    Process-wide settings (signals, GDAL's cache, the allocator, libtiff's raw messages) are made here, never when
+    the package is imported: a Python program using the library keeps its own."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args or bool(os.environ.get("AEROSEG_DEBUG"))
-    if debug:
-        os.environ["AEROSEG_DEBUG"] = "1"  # libraries' own diagnostics stay on
+    debug = bool(os.environ.get("AEROSEG_DEBUG"))
     signals.install()
-    _gdal_logging(debug)
+    configure_process()
     progress.set_mode()  # each run starts in the default mode; a command's --progress changes it
     for message in NO_GEOREFERENCING:  # the CLI checks georeferencing itself (--allow-ungeoreferenced)
         warnings.filterwarnings("ignore", message=message)
     try:
-        _register()
-        command = typer.main.get_command(app)
-        _plain_arguments(command)
+        command = cli()
         with command.make_context("aeroseg", list(args)) as ctx:
+            debug = debug or bool(ctx.params.get("debug"))
+            if debug:
+                os.environ["AEROSEG_DEBUG"] = "1"  # libraries' own diagnostics stay on
+            else:
+                silence_libtiff()
+            _gdal_logging(debug)
             _check_environment()  # after --help and --version, which need none of it
             command.invoke(ctx)
         try:

@@ -35,6 +35,8 @@ def one(args: argparse.Namespace) -> dict:
     import torch
 
     import models
+    from aeroseg_cli.commands.options import parse_size
+    from aeroseg_cli.runtime.host import configure_process
     from aeroseg_cli.segment.engine import (
         SegmentOptions,
         decode_threads,
@@ -44,11 +46,11 @@ def one(args: argparse.Namespace) -> dict:
         superblock_width,
         windows_per_call,
     )
-    from aeroseg_cli.segment.job import parse_size
     from aeroseg_cli.segment.predictor import Predictor
     from aeroseg_cli.segment.reader import inspect_scene
     from aeroseg_cli.segment.tiler import Grid
 
+    configure_process()  # as the command line does (GDAL cache, allocator)
     device = torch.device(args.device)
     names = [f"class {i}" for i in range(args.k)]
     predictor = Predictor(models.build(args.model), names, device)

@@ -24,8 +24,11 @@ from benchmarks._synthetic import rgb_scene
 
 
 def efficiency(model_spec: str, tile: int, batch: int, size: int, workdir: Path, repeats: int = 3) -> dict:
+    from aeroseg_cli.runtime.host import configure_process
     from aeroseg_cli.runtime.modelio import load_model
     from aeroseg_cli.segment.engine import SegmentOptions, segment_scene
+
+    configure_process()  # as the command line does (GDAL cache, allocator)
     from aeroseg_cli.segment.feeder import Feeder
     from aeroseg_cli.segment.predictor import Predictor
     from aeroseg_cli.segment.reader import inspect_scene

@@ -93,7 +93,7 @@ def load_sam_weights(encoder: nn.Module, state: dict[str, torch.Tensor]) -> None
     encoder.load_state_dict({k: state[k] for k in encoder.state_dict()}, strict=True)
 
 
-def _registry_backbone(name: str) -> tuple[str, Any] | None:
+def registry_backbone(name: str) -> tuple[str, Any] | None:
     """("clip", CLIPConfig) or ("sam", SAMConfig) of a backbone registry name (the 336 px CLIP has ViT-L/14's
     tensors but for its position embedding); None for other entries."""
     clips = {hub.clip_weights_name(n): c for n, c in CLIP_VARIANTS.items()}
@@ -107,7 +107,7 @@ def _registry_backbone(name: str) -> tuple[str, Any] | None:
 def check_layout(name: str, state: dict[str, torch.Tensor]) -> None:
     """Refuse a file imported as backbone ``name`` whose tensors do not fit that backbone (names, shapes; the
     position embedding's grid may differ: it is resized on loading), naming the layouts that are not accepted."""
-    backbone = _registry_backbone(name)
+    backbone = registry_backbone(name)
     if backbone is None:
         return
     role, variant = backbone
@@ -132,26 +132,21 @@ def check_layout(name: str, state: dict[str, torch.Tensor]) -> None:
 
 def read_cached(cached: hub.Cached) -> dict[str, torch.Tensor]:
     """The tensors of a verified registry file: its safetensors copy for a TorchScript archive (the archive itself
-    only where the cache could not be written)."""
-    return read_state_dict(cached.path, torchscript=True)
-
-
-def _sources(cfg: AerOSegConfig) -> dict[str, tuple[str, str]]:
-    """role -> (config value: registry alias or file path, registry name) for every weights file ``cfg`` reads."""
-    out = {}
-    if cfg.arch in ("aeroseg", "zeroshot", "segearth") and cfg.clip_weights:
-        out["clip"] = (cfg.clip_weights, hub.clip_weights_name(cfg.clip.name))
-    if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights:
-        out["sam"] = (cfg.sam_weights, hub.sam_weights_name(cfg.sam.name))
-    if cfg.arch == "segearth" and cfg.segearth.upsampler_weights:
-        out["upsampler"] = (cfg.segearth.upsampler_weights, hub.simfeatup_weights_name(cfg.clip.name))
-    return out
+    only where the cache could not be written). A file whose hash matches but that cannot be read (a file an older
+    aeroseg recorded without reading it) names the command that replaces it."""
+    try:
+        return read_state_dict(cached.path, torchscript=True)
+    except WeightsError as exc:
+        raise WeightsError(
+            f"{cached.name}: the cached file cannot be read ({exc}); replace it with `aeroseg weights download "
+            f"{cached.name} --force` (or `aeroseg weights import {cached.name} FILE`)"
+        ) from None
 
 
 def read_pretrained(cfg: AerOSegConfig) -> list[Pretrained]:
     """Check every weights file ``cfg`` names (one error for all problems), then read them: the verified registry
     files from the cache, a user's own file path as it is."""
-    sources = _sources(cfg)
+    sources = hub.weight_sources(cfg)
     user_missing = [
         f"weights file {Path(v).expanduser()} not found"
         for v, _ in sources.values()

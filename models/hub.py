@@ -3,24 +3,30 @@
 The cache is ``$AEROSEG_HOME`` (default ``~/.cache/aeroseg``). ``weights/`` holds each registry file as downloaded
 or imported, under its registry file name whatever source it came from, and beside it a record
 (``<file>.record.json``): its SHA-256 and what that hash is, "published" (a published SHA-256 of one of its
-sources), "recorded" (none is published: the hash of the file as first downloaded) or "accepted" (the user's own
-copy, imported with ``--accept-checksum``). A TorchScript archive's tensors are copied once into
-``<stem>.tensors.safetensors``, which is what runs read. ``models/`` holds models converted from released
-checkpoints (``WeightSpec.convert``). Every file is checked against its hash before it is read, so a truncated or
-replaced file is never used. No torch import here (``aeroseg weights list`` starts fast).
+sources), "recorded" (none is published for the source used: the hash of the file as first downloaded, whole and
+its tensors read and checked) or "accepted" (the user's own copy, imported with ``--accept-checksum``). A TorchScript
+archive's tensors are copied once into ``<stem>.tensors.safetensors``, which is what runs read. ``models/`` holds
+models converted from released checkpoints (``WeightSpec.convert``; such a file is placed only with its model).
+Every file is checked against its hash before it is read, so a truncated or replaced file is never used. No torch
+import here (``aeroseg weights list`` starts fast), except through ``models.convert`` where this aeroseg has it.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import http.client
+import importlib
+import importlib.util
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import WeightsError
 from .weightfiles import load_tensors  # noqa: F401  (re-exported: checkpoint and training read through it)
@@ -29,25 +35,30 @@ if TYPE_CHECKING:
     from .config import AerOSegConfig
 
 REGISTRY_NAMES = ("openai", "official")  # config values that mean "the registry file of this backbone"
-TRUST_WORDS = {
+# a cached file's state (``status``) and what its hash is (``Record.trust``), in the words every command uses
+STATUS_WORDS = {
+    "missing": "missing",
+    "unverified": "present, not yet verified",
     "published": "official (published SHA-256)",
-    "recorded": "SHA-256 recorded at download (none is published)",
-    "git-blob": "SHA-256 recorded at a download that matched the published git blob id",
-    "accepted": "accepted: your own copy's SHA-256, not the published file's",
+    "recorded": "SHA-256 recorded at download (none published)",
+    "git-blob": "official (git blob id checked at download)",
+    "accepted": "accepted (your own copy's SHA-256)",
 }
 
 
 @dataclass(frozen=True)
 class Source:
-    """One place a registry file is published: URL, SHA-256 (None: not published) and the name a mirror holds;
-    ``git_blob``: for a file in a git repository that publishes no SHA-256, its blob id there (SHA-1 of
-    "blob <size>\\0" + its bytes, as the repository's tree names it), which the download must match."""
+    """One place a registry file is published: URL, SHA-256 (None: not published), the name a mirror holds, its
+    size and whose file it is, for messages ("OpenAI's file", "open_clip's safetensors copy"); ``git_blob``: for a
+    file in a git repository that publishes no SHA-256, its blob id there (SHA-1 of "blob <size>\\0" + its bytes, as
+    the repository's tree names it), which the download must match."""
 
     url: str
     sha256: str | None
     filename: str
     size_mb: int | None = None
     git_blob: str | None = None
+    what: str = "the file"
 
 
 @dataclass(frozen=True)
@@ -65,10 +76,12 @@ class WeightSpec:
     convert: str | None = None
     alternates: tuple[Source, ...] = ()
     git_blob: str | None = None  # the first source's git blob id (``Source.git_blob``)
+    what: str = "the file"  # whose file the first source is, for messages
 
     @property
     def sources(self) -> tuple[Source, ...]:
-        return (Source(self.url, self.sha256, self.filename, self.size_mb, self.git_blob), *self.alternates)
+        first = Source(self.url, self.sha256, self.filename, self.size_mb, git_blob=self.git_blob, what=self.what)
+        return (first, *self.alternates)
 
     @property
     def published(self) -> frozenset[str]:
@@ -76,16 +89,29 @@ class WeightSpec:
         return frozenset(s.sha256 for s in self.sources if s.sha256)
 
     def size_text(self) -> str:
-        return f"{self.size_mb} MB" if self.size_mb else "size not published"
+        """The download's size from each source that would be used, in the order they are tried: "335 MB from
+        OpenAI's file, 571 MB from open_clip's safetensors copy" (open_clip's copies are fp32, OpenAI's fp16)."""
+        if not self.size_mb:
+            return "size not published"
+        sizes: dict[int, str] = {}
+        for s in self.sources:
+            if s.size_mb and s.size_mb not in sizes:
+                sizes[s.size_mb] = s.what
+        if len(sizes) == 1:
+            return f"{self.size_mb} MB"
+        return ", ".join(f"{mb} MB from {what}" for mb, what in sizes.items())
 
 
 def _open_clip_hf(repo: str, size_mb: int) -> tuple[Source, ...]:
     """open_clip's Hugging Face copies of an OpenAI CLIP (open_clip ``pretrained.py``: ``hf_hub="timm/<repo>/"``,
     safetensors preferred, ``open_clip_pytorch_model.bin`` beside it): the same weights in fp32 under open_clip's
     names (sizes: the tensors' bytes). open_clip publishes no SHA-256 for them, so the first download records it."""
-    files = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    files = {"open_clip_model.safetensors": "safetensors", "open_clip_pytorch_model.bin": ".bin"}
     base = f"https://huggingface.co/timm/{repo}/resolve/main"
-    return tuple(Source(f"{base}/{f}", None, f"{repo}/{f}", size_mb) for f in files)
+    return tuple(
+        Source(f"{base}/{f}", None, f"{repo}/{f}", size_mb, what=f"open_clip's {kind} copy")
+        for f, kind in files.items()
+    )
 
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"  # openai/CLIP clip.py; answers 404 since late 2025
@@ -103,6 +129,7 @@ REGISTRY: dict[str, WeightSpec] = {
             335,
             "OpenAI CLIP ViT-B/16 (TorchScript; open_clip's fp32 copy as fallback)",
             alternates=_open_clip_hf("vit_base_patch16_clip_224.openai", 571),
+            what="OpenAI's file",
         ),
         WeightSpec(
             "clip-vit-l-14",
@@ -112,6 +139,7 @@ REGISTRY: dict[str, WeightSpec] = {
             890,
             "OpenAI CLIP ViT-L/14 (TorchScript; open_clip's fp32 copy as fallback)",
             alternates=_open_clip_hf("vit_large_patch14_clip_224.openai", 1632),
+            what="OpenAI's file",
         ),
         WeightSpec(
             "clip-vit-l-14-336",
@@ -121,6 +149,7 @@ REGISTRY: dict[str, WeightSpec] = {
             891,
             "OpenAI CLIP ViT-L/14 at 336 px, CAT-Seg (L)'s CLIP (TorchScript; open_clip's fp32 copy as fallback)",
             alternates=_open_clip_hf("vit_large_patch14_clip_336.openai", 1633),
+            what="OpenAI's file",
         ),
         WeightSpec(
             "sam-vit-b",
@@ -129,6 +158,7 @@ REGISTRY: dict[str, WeightSpec] = {
             "sam_vit_b_01ec64.pth",
             358,
             "Segment Anything ViT-B",
+            what="Meta's file",
         ),
         WeightSpec(
             "sam-vit-l",
@@ -137,6 +167,7 @@ REGISTRY: dict[str, WeightSpec] = {
             "sam_vit_l_0b3195.pth",
             1192,
             "Segment Anything ViT-L",
+            what="Meta's file",
         ),
         WeightSpec(
             "sam-vit-h",
@@ -145,6 +176,7 @@ REGISTRY: dict[str, WeightSpec] = {
             "sam_vit_h_4b8939.pth",
             2446,
             "Segment Anything ViT-H",
+            what="Meta's file",
         ),
         WeightSpec(
             "catseg-vitb16",
@@ -154,6 +186,7 @@ REGISTRY: dict[str, WeightSpec] = {
             None,
             "CAT-Seg (B): CLIP ViT-B/16 at 384, trained on COCO-Stuff, open vocabulary",
             convert="catseg",
+            what="CAT-Seg's release",
         ),
         WeightSpec(
             "catseg-vitl14",
@@ -163,6 +196,7 @@ REGISTRY: dict[str, WeightSpec] = {
             None,
             "CAT-Seg (L): CLIP ViT-L/14 at 336, trained on COCO-Stuff, open vocabulary",
             convert="catseg",
+            what="CAT-Seg's release",
         ),
         # SegEarth-OV's SimFeatUp (its configs/base_config.py); its repository publishes neither a SHA-256 nor the
         # size, but its tree names the file by its git blob id, which a download must match
@@ -174,6 +208,7 @@ REGISTRY: dict[str, WeightSpec] = {
             None,
             "SimFeatUp upsampler for CLIP ViT-B/16, trained on Million-AID (SegEarth-OV, training-free)",
             git_blob="d40f00838331331faa04a926ea5991f5203f91a8",
+            what="SegEarth-OV's file",
         ),
     )
 }
@@ -217,6 +252,51 @@ def converted_model(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def converters() -> dict[str, Any]:
+    """``models.convert.CONVERTERS`` (name -> converter), or {} where this aeroseg has no such module. torch is
+    imported only when the module exists (it builds models)."""
+    if "models.convert" not in sys.modules and importlib.util.find_spec("models.convert") is None:
+        return {}
+    return importlib.import_module("models.convert").CONVERTERS  # at run time: it imports this module
+
+
+def offered(spec: WeightSpec) -> bool:
+    """Whether this aeroseg can make use of ``spec``: a backbone file always, a released model only when its
+    converter exists (otherwise it is neither listed, nor suggested, nor downloaded). Decided without importing
+    ``models.convert`` where its ``CONVERTERS`` is a literal dict (importing it means torch and the whole network:
+    seconds, for ``weights list``)."""
+    if spec.convert is None:
+        return True
+    names = None if "models.convert" in sys.modules else _converter_names()
+    return spec.convert in (names if names is not None else converters())
+
+
+def _converter_names() -> frozenset[str] | None:
+    """The keys of ``models.convert.CONVERTERS`` read from the module's source, {} without the module; None where
+    the source does not say them plainly (then the module is imported)."""
+    found = importlib.util.find_spec("models.convert")
+    if found is None or not found.origin:
+        return frozenset() if found is None else None
+    try:
+        tree = ast.parse(Path(found.origin).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        targets = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        if "CONVERTERS" in targets and isinstance(node.value, ast.Dict):
+            keys = [k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+            return frozenset(keys) if len(keys) == len(node.value.keys) else None
+    return None
+
+
+def not_offered(spec: WeightSpec, given: str = "") -> str:
+    """Why a released model cannot be had with this aeroseg (``given``: how the user named it, e.g. "--model X")."""
+    return (
+        f"{given or spec.name} ({spec.description}) cannot be used by this aeroseg yet: it has no {spec.convert!r} "
+        f"converter to turn {spec.what} into a model; `aeroseg weights list` shows what can be used"
+    )
+
+
 def git_blob_id(data: bytes) -> str:
     """git's blob id of ``data`` (what ``git hash-object`` prints)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
@@ -249,23 +329,29 @@ def simfeatup_weights_name(clip_name: str) -> str:
     return f"simfeatup-{clip_name.lower()}"
 
 
+def weight_sources(cfg: AerOSegConfig) -> dict[str, tuple[str, str]]:
+    """role -> (the config's value: a registry alias such as "openai" or a file path, the registry name) for every
+    pretrained file ``models.build(cfg)`` reads. The one place that says which files a config needs."""
+    out = {}
+    if cfg.arch in ("aeroseg", "zeroshot", "segearth") and cfg.clip_weights:
+        out["clip"] = (cfg.clip_weights, clip_weights_name(cfg.clip.name))
+    if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights:
+        out["sam"] = (cfg.sam_weights, sam_weights_name(cfg.sam.name))
+    if cfg.arch == "segearth" and cfg.segearth.upsampler_weights:
+        out["upsampler"] = (cfg.segearth.upsampler_weights, simfeatup_weights_name(cfg.clip.name))
+    return out
+
+
 def required_weights(cfg: AerOSegConfig) -> list[str]:
     """Registry names of the official files ``models.build(cfg)`` reads (user file paths are not listed)."""
-    names = []
-    if cfg.arch in ("aeroseg", "zeroshot", "segearth") and cfg.clip_weights in REGISTRY_NAMES:
-        names.append(clip_weights_name(cfg.clip.name))
-    if cfg.arch == "aeroseg" and cfg.guidance == "sam" and cfg.sam_weights in REGISTRY_NAMES:
-        names.append(sam_weights_name(cfg.sam.name))
-    if cfg.arch == "segearth" and cfg.segearth.upsampler_weights in REGISTRY_NAMES:
-        names.append(simfeatup_weights_name(cfg.clip.name))
-    return names
+    return [name for value, name in weight_sources(cfg).values() if value in REGISTRY_NAMES]
 
 
 # -- records ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Record:
-    """What the cache knows of a registry file: its SHA-256, what that hash is (``TRUST_WORDS``), where the file came
-    from, its size and mtime when verified, and the SHA-256 of its safetensors copy (TorchScript archives)."""
+    """What the cache knows of a registry file: its SHA-256, what that hash is (``STATUS_WORDS``), where the file
+    came from, its size and mtime when verified, and the SHA-256 of its safetensors copy (TorchScript archives)."""
 
     sha256: str
     trust: str
@@ -309,6 +395,15 @@ def status(spec: WeightSpec) -> str:
     return trust if expected and record is not None else "unverified"
 
 
+def identity(name: str) -> dict[str, str]:
+    """{"name", "sha256", "trust"} of the cached registry file ``name`` as its record has it: what a run made from
+    it is identified by (``--resume``, output tags). Nothing is hashed: loading the model verified the file against
+    this very hash (``verify``)."""
+    spec = spec_for(name)
+    sha256, trust = expected_hash(spec, read_record(spec))
+    return {"name": name, "sha256": sha256 or "", "trust": trust}
+
+
 # -- verification ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Cached:
@@ -319,6 +414,15 @@ class Cached:
     path: Path
     sha256: str
     trust: str
+
+
+class Unusable(WeightsError):
+    """A cached registry file that cannot be used: ``problem`` says what is wrong, the message adds what to do (which
+    ``resolve_all`` says once for all files)."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}: {fix}")
+        self.problem = problem
 
 
 def _fast_path(spec: WeightSpec, record: Record | None, expected: str) -> Path | None:
@@ -335,56 +439,64 @@ def _fast_path(spec: WeightSpec, record: Record | None, expected: str) -> Path |
 
 def verify(spec: WeightSpec, full: bool = False) -> Cached:
     """The verified cached file of ``spec`` (``full``: hash the registry file even when its safetensors copy is
-    current); ``WeightsError`` saying why it cannot be used."""
-    problem = _problem(spec)
-    if problem:
-        raise WeightsError(problem)
+    current); ``Unusable`` saying why it cannot be used and what to do."""
+    path = cached_path(spec)
+    if not path.is_file():
+        fix = f"run `aeroseg weights download {spec.name}` (offline: `aeroseg weights import {spec.name} FILE`)"
+        raise Unusable(f"{spec.name} ({spec.size_text()}) not found at {path}", fix)
     record = read_record(spec)
     expected, trust = expected_hash(spec, record)
-    assert expected is not None
+    if expected is None:
+        raise Unusable(
+            f"{spec.name} at {path} has no recorded SHA-256 (an interrupted download?)",
+            f"download it again with `aeroseg weights download {spec.name} --force`, or import your copy with "
+            "--accept-checksum",
+        )
     fast = None if full else _fast_path(spec, record, expected)
     if fast is not None:
         return Cached(spec.name, fast, expected, trust)
-    got = sha256_file(cached_path(spec))
-    if got != expected:
+    if sha256_file(path) != expected:
         words = {"published": "published SHA-256", "git-blob": "SHA-256 recorded when it matched its git blob id"}
         what = words.get(trust, f"SHA-256 {trust} for it")
-        raise WeightsError(
-            f"{spec.name} ({spec.size_text()}) at {cached_path(spec)} does not match the {what} ({expected[:16]}...); "
-            f"refused, and left as it is: get a good copy with `aeroseg weights download {spec.name}` (or `aeroseg "
-            f"weights import {spec.name} FILE`)"
+        raise Unusable(
+            f"{spec.name} ({spec.size_text()}) at {path} does not match the {what} ({expected[:16]}...); refused, "
+            "and left as it is",
+            f"get a good copy with `aeroseg weights download {spec.name}` (or `aeroseg weights import {spec.name} "
+            "FILE`)",
         )
-    return prepare(spec, cached_path(spec), Record(got, trust, record.source if record else spec.url))
+    return admit(spec, path, Record(expected, trust, record.source if record else spec.url))
 
 
-def _problem(spec: WeightSpec) -> str | None:
-    path = cached_path(spec)
-    if not path.is_file():
-        return f"{spec.name} ({spec.size_text()}) not found at {path}"
-    if expected_hash(spec, read_record(spec))[0] is None:
-        return (
-            f"{spec.name} at {path} has no recorded SHA-256 (an interrupted download?): download it again with "
-            "--force, or import your copy with --accept-checksum"
-        )
-    return None
-
-
-def prepare(spec: WeightSpec, path: Path, record: Record) -> Cached:
-    """Record the verified file at ``path`` (the cache file, or the download about to become it) and, for a
-    TorchScript archive, write its tensors as safetensors once (the only time the archive is read). A cache that
-    cannot be written (read-only, shared) is still used: the archive is then read on every run."""
+def tensors_copy(spec: WeightSpec, path: Path, sha256: str, state: dict | None = None) -> str | None:
+    """For a TorchScript archive at ``path`` (SHA-256 ``sha256``, verified): its tensors as the safetensors copy runs
+    read -> the copy's SHA-256; None for any other format. The archive is read (``state``, when given, is what was
+    already read of it) and the copy written only when the copy the record names is not there intact."""
     from .weightfiles import file_format, torchscript_state, write_safetensors
 
+    if file_format(path) != "torchscript":
+        return None
+    copy, old = tensors_path(spec), read_record(spec)
+    current = old is not None and old.sha256 == sha256 and old.tensors_sha256 and copy.is_file()
+    if current and sha256_file(copy) == old.tensors_sha256:
+        return old.tensors_sha256
+    write_safetensors(state if state is not None else torchscript_state(path), copy, {"source_sha256": sha256})
+    return sha256_file(copy)
+
+
+def admit(spec: WeightSpec, path: Path, record: Record, state: dict | None = None) -> Cached:
+    """The verified file at ``path`` (the cache file, or the download about to become it) as the cache holds it:
+    its safetensors copy current (``tensors_copy``) and its record written where it changed. A cache that cannot be
+    written (read-only, shared) is still used: a TorchScript archive is then read on every run."""
     st = path.stat()
+    old = read_record(spec)
     record = replace(record, size=st.st_size, mtime_ns=st.st_mtime_ns, tensors_sha256=None)
+    if record.converted_from is None and old is not None:
+        record = replace(record, converted_from=old.converted_from)
     readable = cached_path(spec)
     try:
-        if file_format(path) == "torchscript":
-            copy = tensors_path(spec)
-            write_safetensors(torchscript_state(path), copy, {"source_sha256": record.sha256})
-            record, readable = replace(record, tensors_sha256=sha256_file(copy)), copy
-        old = read_record(spec)
-        record = replace(record, converted_from=old.converted_from if old else None)
+        copy_sha256 = tensors_copy(spec, path, record.sha256, state)
+        if copy_sha256 is not None:
+            record, readable = replace(record, tensors_sha256=copy_sha256), tensors_path(spec)
         if record != old:
             write_record(spec, record)
     except OSError:  # a read-only cache
@@ -395,22 +507,24 @@ def prepare(spec: WeightSpec, path: Path, record: Record) -> Cached:
 def resolve_all(names: list[str], extra_problems: list[str] | tuple[str, ...] = ()) -> dict[str, Cached]:
     """The verified cached files of registry weights ``names``, each checked once.
 
-    Every missing or unverified file (plus ``extra_problems``, e.g. a user's weight path that does not exist) is
-    reported together in one ``WeightsError`` line with the one command that fetches all the registry files.
+    Every missing or unusable file (plus ``extra_problems``, e.g. a user's weight path that does not exist) is
+    reported together in one ``WeightsError`` line, with the one command that fetches all the registry files.
     """
-    found, problems = {}, []
+    found, problems, bad = {}, [], []
     for name in names:
         try:
             found[name] = verify(spec_for(name))
-        except WeightsError as exc:
-            problems.append((name, str(exc)))
+        except Unusable as exc:
+            problems.append(exc.problem)
+            bad.append(name)
     if problems or extra_problems:
-        bad = [n for n, _ in problems]
-        fix = f"; run `aeroseg weights download {' '.join(bad)}`" if bad else ""
-        offline = " (offline: fetch them elsewhere and run `aeroseg weights import NAME FILE`)" if bad else ""
-        raise WeightsError(
-            "weights not available: " + "; ".join([*(p for _, p in problems), *extra_problems]) + fix + offline
-        )
+        fix = ""
+        if bad:
+            fix = (
+                f"; run `aeroseg weights download {' '.join(bad)}` (offline: fetch them elsewhere and run `aeroseg "
+                "weights import NAME FILE`)"
+            )
+        raise WeightsError("weights not available: " + "; ".join([*problems, *extra_problems]) + fix)
     return found
 
 
@@ -420,6 +534,21 @@ def resolve(name: str) -> Path:
 
 
 # -- downloads -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fetched:
+    """A download: the source that served it, its URL, the bytes' SHA-256, and every source tried before it with why
+    it was passed over (a refused primary source may mean a damaged or altered file: the caller says so)."""
+
+    source: Source
+    url: str
+    sha256: str
+    passed_over: tuple[tuple[Source, str], ...] = ()
+
+
+class Incomplete(OSError):
+    """The server closed the connection before sending the bytes it announced (Content-Length)."""
+
+
 def _urls(spec: WeightSpec, mirror: str | None) -> list[tuple[str, Source]]:
     """(url, source) in the order tried: a mirror replaces every source's host with its own (same file names)."""
     if mirror:
@@ -431,8 +560,9 @@ def _stream(
     url: str, out: BinaryIO, progress: Callable[[int, int], None] | None, blob: bool = False
 ) -> tuple[str, str | None]:
     """Copy ``url`` into ``out`` -> (the SHA-256 of the bytes, their git blob id when ``blob``: a git blob id needs
-    the size first, so those bytes, files of a git repository, are also held until the end); ``OSError``/``URLError``
-    when it cannot be read."""
+    the size first, so those bytes, files of a git repository, are also held until the end). ``Incomplete`` when
+    fewer bytes arrive than the server announced (http.client returns a short body without complaint),
+    ``OSError``/``URLError`` when it cannot be read."""
     digest, held = hashlib.sha256(), []
     with urllib.request.urlopen(url, timeout=60) as response:
         total = int(response.headers.get("Content-Length") or 0)
@@ -445,6 +575,9 @@ def _stream(
             done += len(block)
             if progress:
                 progress(done, total)
+    if total and done != total:
+        raise Incomplete(f"incomplete: the connection ended after {done:,} of the {total:,} bytes announced")
+    out.flush()
     return digest.hexdigest(), git_blob_id(b"".join(held)) if blob else None
 
 
@@ -453,35 +586,40 @@ def fetch(
     out: BinaryIO,
     mirror: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[Source, str, str]:
-    """Stream ``spec`` into ``out`` from its sources in order (or a mirror's copies of them) -> (the source that
-    served it, its URL, the bytes' SHA-256); a source whose bytes do not match its published SHA-256 is refused and
-    the next one tried. Raises ``WeightsError`` naming every attempt when none works. ``out`` must be seekable (it
-    is rewound between attempts); where the bytes go, and making them appear whole, is the caller's business.
+    check: Callable[[Source], None] | None = None,
+) -> Fetched:
+    """Stream ``spec`` into ``out`` from its sources in order (or a mirror's copies of them) -> what served it and
+    what was passed over. A source whose bytes do not match its published SHA-256, arrive incomplete, or (where no
+    SHA-256 is published) fail ``check`` (called with the bytes flushed to ``out``; it raises ``WeightsError``) is
+    refused and the next one tried. Raises ``WeightsError`` naming every attempt when none works. ``out`` must be
+    seekable (it is rewound between attempts); where the bytes go, and making them appear whole, is the caller's.
     """
-    failures = []
+    failures: list[tuple[Source, str, str]] = []
     for url, source in _urls(spec, mirror):
         out.seek(0)
         out.truncate()
         try:
             got, blob = _stream(url, out, progress, blob=source.git_blob is not None)
+            if source.sha256 is not None and got != source.sha256:
+                raise WeightsError(
+                    f"checksum mismatch: got {got[:16]}..., the published SHA-256 is {source.sha256[:16]}...: a "
+                    "damaged or altered file, refused"
+                )
+            if source.sha256 is None and source.git_blob is not None and blob != source.git_blob:
+                raise WeightsError(
+                    f"checksum mismatch: git blob id {blob[:16]}..., the published one is {source.git_blob[:16]}...: "
+                    "a damaged or altered file, refused"
+                )
+            if got not in spec.published and source.git_blob is None and check is not None:
+                check(source)  # nothing published identifies these bytes: what they hold decides
+            return Fetched(source, url, got, tuple((s, why) for s, _, why in failures))
         except urllib.error.HTTPError as exc:
-            failures.append(f"{url} (HTTP {exc.code} {exc.reason})")
-            continue
-        except (urllib.error.URLError, OSError) as exc:
-            failures.append(f"{url} ({getattr(exc, 'reason', exc)})")
-            continue
-        if source.sha256 is None and source.git_blob is not None and blob != source.git_blob:
-            failures.append(
-                f"{url} (checksum mismatch: git blob id {blob[:16]}..., expected {source.git_blob[:16]}...; refused)"
-            )
-            continue
-        if source.sha256 is None or got == source.sha256:
-            return source, url, got
-        failures.append(f"{url} (checksum mismatch: got {got[:16]}..., expected {source.sha256[:16]}...; refused)")
+            failures.append((source, url, f"HTTP {exc.code} {exc.reason}"))
+        except (urllib.error.URLError, OSError, http.client.HTTPException, WeightsError) as exc:
+            failures.append((source, url, str(getattr(exc, "reason", None) or exc)))
     raise WeightsError(
-        f"cannot download {spec.name}: " + "; ".join(failures) + f"; when offline, fetch the file elsewhere and run "
-        f"`aeroseg weights import {spec.name} FILE`"
+        f"cannot download {spec.name}: " + "; ".join(f"{s.what} {u} ({why})" for s, u, why in failures) + "; when "
+        f"offline, fetch the file elsewhere and run `aeroseg weights import {spec.name} FILE`"
     )
 
 

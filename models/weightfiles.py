@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import struct
-import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,8 +22,6 @@ from .errors import WeightsError
 if TYPE_CHECKING:
     import torch
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 # integer buffers OpenAI's TorchScript archives hold beside the weights (clip.py reads model.input_resolution)
 OPENAI_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
@@ -112,30 +112,36 @@ def torchscript_state(path: Path) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
 
 
+@contextmanager
+def _beside(path: Path) -> Iterator[Path]:
+    """A new empty file beside ``path`` that replaces it when the block succeeds and is removed when it fails. Made
+    with mode 0o666 so the process's umask applies as to any file it creates: nothing changes the umask (which would
+    race with other threads) and nothing caches it (the umask may change after import)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        name = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        try:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield name
+        os.replace(name, path)
+    finally:
+        name.unlink(missing_ok=True)
+
+
 def write_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """``state`` as a safetensors file at ``path``, whole or not at all (written beside it, then renamed)."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in state.items()}, name, metadata=metadata)
-        os.chmod(name, 0o666 & ~_UMASK)
-        os.replace(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    with _beside(path) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
 
 
 def write_json(data: dict, path: Path) -> None:
     """A small JSON file at ``path``, whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(name, 0o666 & ~_UMASK)
-        os.replace(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    with _beside(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")

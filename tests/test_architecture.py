@@ -123,14 +123,16 @@ def test_commands_never_import_the_app() -> None:
     assert offenders == []
 
 
-def long_functions(limit: int, only: str = "") -> list[str]:
+def long_functions(limit: int, only: str = "", body_only: bool = False) -> list[str]:
+    """Functions longer than ``limit`` lines (``body_only``: counted from the first statement after the signature)."""
     out = []
     for name, path in modules().items():
         if not name.startswith(only):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                length = node.end_lineno - node.lineno + 1
+                start = node.body[0].lineno if body_only else node.lineno
+                length = node.end_lineno - start + 1
                 if length > limit:
                     out.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
     return out
@@ -141,7 +143,9 @@ def test_no_function_over_80_lines() -> None:
 
 
 def test_command_functions_under_60_lines() -> None:
-    assert long_functions(MAX_COMMAND_LINES, "aeroseg_cli.commands") == []
+    """Commands stay thin: their bodies (options to a typed request, one call, the result printed) under 60 lines.
+    The signature is the command's option table, one line per option, and counts toward the 80 of every function."""
+    assert long_functions(MAX_COMMAND_LINES, "aeroseg_cli.commands", body_only=True) == []
 
 
 def test_no_nested_functions_doing_io_in_the_segment_pipeline() -> None:

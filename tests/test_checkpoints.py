@@ -162,7 +162,8 @@ def test_every_missing_weights_file_is_reported_at_once(tmp_path: Path, monkeypa
     with pytest.raises(hub.WeightsError) as err:
         models.build("aeroseg-vitb16-samvitl")
     message = str(err.value)
-    assert "clip-vit-b-16 (335 MB)" in message and "sam-vit-l (1192 MB)" in message
+    assert "clip-vit-b-16 (335 MB from OpenAI's file, 571 MB from open_clip's safetensors copy)" in message
+    assert "sam-vit-l (1192 MB)" in message
     assert "`aeroseg weights download clip-vit-b-16 sam-vit-l`" in message and "\n" not in message
     with pytest.raises(hub.WeightsError, match=r"nowhere\.pt not found.*download clip-vit-b-16`"):
         models.build("aeroseg-vitb16-samvitl", sam_weights=str(tmp_path / "nowhere.pt"))

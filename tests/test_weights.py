@@ -144,8 +144,9 @@ def test_missing_official_weights_name_the_command(tmp_path: Path, monkeypatch: 
         models.build("aeroseg-vitb16-samvitl")
     hub.cached_path(hub.REGISTRY["sam-vit-l"]).parent.mkdir(parents=True)
     hub.cached_path(hub.REGISTRY["sam-vit-l"]).write_bytes(b"not sam")
-    with pytest.raises(hub.WeightsError, match="does not match the published SHA-256"):
+    with pytest.raises(hub.WeightsError, match="does not match the published SHA-256") as err:
         hub.resolve("sam-vit-l")
+    assert str(err.value).count("aeroseg weights download sam-vit-l") == 1  # the fix said once (review 1, 11)
 
 
 def run_cli(*args: str, env_home: Path) -> subprocess.CompletedProcess:
@@ -355,3 +356,62 @@ def test_accept_checksum_still_checks_the_tensors(tmp_path: Path, monkeypatch: p
     r = run_cli_in_process("weights", "import", "sam-vit-l", str(sam), "--accept-checksum")
     assert r.code == 1 and "cannot be sam-vit-l" in r.stderr and r.stderr.count("\n") == 1
     assert not hub.cached_path(hub.REGISTRY["sam-vit-l"]).exists()
+
+
+def test_verify_keeps_an_intact_copy_and_import_reads_the_archive_once(
+    clip_formats: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`weights verify` hashes the archive and its copy and rewrites the copy only when it is damaged (it re-read
+    the archive and rewrote an intact copy on every call); `import --accept-checksum` reads an archive once for the
+    layout check and the copy together (it read it twice) (review 1, finding 7)."""
+    monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(CLIP_VARIANTS, "custom", models.preset_config("tiny").clip)  # its layout checked on import
+    spec = hub.REGISTRY["clip-custom"]
+    loads = []
+    real_load = torch.jit.load
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **kw: loads.append(a[0]) or real_load(*a, **kw))
+    assert run_cli_in_process("weights", "import", "clip-custom", str(clip_formats["torchscript"])).code == 0
+    assert len(loads) == 1
+    copy = hub.tensors_path(spec)
+    before = (copy.stat().st_ino, copy.stat().st_mtime_ns)
+    r = run_cli_in_process("weights", "verify", "clip-custom")
+    assert r.code == 0 and "official (published SHA-256)" in r.stdout
+    assert (copy.stat().st_ino, copy.stat().st_mtime_ns) == before and len(loads) == 1
+    copy.write_bytes(copy.read_bytes()[:-10])
+    assert run_cli_in_process("weights", "verify", "clip-custom").code == 0  # a damaged copy is rewritten
+    assert hub.sha256_file(copy) == hub.read_record(spec).tensors_sha256 and len(loads) == 2
+    other = save_torchscript(openai_clip_state(models.preset_config("tiny").clip, 224, seed=6), tmp_path / "o.pt")
+    r = run_cli_in_process("weights", "import", "clip-custom", str(other), "--accept-checksum")
+    assert r.code == 0 and "accepted" in r.stdout and len(loads) == 3
+
+
+def test_list_and_verify_say_a_state_in_the_same_words(
+    clip_formats: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")  # the table's cells on one line each
+    file = str(clip_formats["safetensors"])
+    assert run_cli_in_process("weights", "import", "clip-custom", file, "--accept-checksum").code == 0
+    words = hub.STATUS_WORDS["accepted"]
+    assert f"clip-custom: OK ({words})" in run_cli_in_process("weights", "verify", "clip-custom").stdout
+    table = run_cli_in_process("weights", "list").stdout
+    row = next(line for line in table.splitlines() if "clip-custom" in line)
+    assert words in row
+
+
+def test_weight_files_get_the_umask_of_the_moment(tmp_path: Path) -> None:
+    """Records and safetensors copies are created with the process's umask as it is when they are written (the
+    module used to read it once at import, by setting it to 0 for a moment)."""
+    import os
+
+    from models.weightfiles import write_json, write_safetensors
+
+    old = os.umask(0o077)
+    try:
+        write_json({"a": 1}, tmp_path / "r.json")
+        write_safetensors({"t": torch.zeros(2)}, tmp_path / "t.safetensors", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "t.safetensors").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

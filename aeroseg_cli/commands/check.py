@@ -7,16 +7,15 @@ import os
 
 import typer
 
-from aeroseg_cli.commands.options import PROGRESS
+from aeroseg_cli.commands.options import JSON_SUMMARY, PROGRESS, QUIET
 
 
 def check(
     scenes: list[str] = typer.Argument(..., metavar="SCENE...", help="GeoTIFFs or any GDAL raster paths."),
     threads: int = typer.Option(0, "--threads", help="Decode threads [the number of CPU cores]."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the error, if any."),
+    quiet: bool = QUIET,
     progress: str = PROGRESS,
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    as_json: bool = JSON_SUMMARY,
 ) -> None:
     """Read every block of every band once and list the damaged ones; exit 1 if any."""
     from aeroseg_cli.files.errors import CLIError, UsageError

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from aeroseg_cli.commands.options import PROGRESS
+from aeroseg_cli.commands.options import JSON_SUMMARY, PROGRESS, QUIET, parse_names
 from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
 
 datasets_app = typer.Typer(
@@ -22,9 +22,6 @@ prepare_app = typer.Typer(
     no_args_is_help=True,
 )
 datasets_app.add_typer(prepare_app, name="prepare")
-
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress.")
-JSON = typer.Option(False, "--json", help="Print the summary as JSON on stdout.")
 
 
 @contextmanager
@@ -39,12 +36,13 @@ def interruptible() -> Iterator[None]:
 
 
 def _names(text: str | None) -> tuple[str, ...]:
-    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+    """``--skip``: image names; empty (``--skip ''``) is none, so the default skips can be turned off."""
+    return tuple(parse_names(text, "image name", "--skip")) if text else ()
 
 
 def _split_names(text: str) -> tuple[str, ...]:
-    names = _names(text)
-    if not names or set(names) - {"train", "val"}:
+    names = tuple(parse_names(text, "split", "--splits"))
+    if set(names) - {"train", "val"}:
         raise UsageError(f"--splits takes train and/or val, got {text!r}")
     return names
 
@@ -103,7 +101,7 @@ def prepare_isaid(
     workers: int = typer.Option(1, "--workers", "-j", help="Images converted at once, one process each [1]."),
     quiet: bool = QUIET,
     progress: str = PROGRESS,
-    as_json: bool = JSON,
+    as_json: bool = JSON_SUMMARY,
 ) -> None:
     """DOTA images + iSAID colour masks -> patches with class ids (0..14 in the paper's order, 255 background)."""
     from aeroseg_cli.datasets.isaid import ID_CONVENTION
@@ -139,7 +137,7 @@ def prepare_dlrsd(
     skip: str = typer.Option(None, "--skip", help="Images to leave out, comma-separated."),
     quiet: bool = QUIET,
     progress: str = PROGRESS,
-    as_json: bool = JSON,
+    as_json: bool = JSON_SUMMARY,
 ) -> None:
     """UC Merced + DLRSD labels -> a seeded train/val split stratified by the 21 scene categories."""
     from aeroseg_cli.datasets.dlrsd import prepare_dlrsd as run
@@ -174,7 +172,7 @@ def prepare_openearthmap(
     copy: bool = typer.Option(False, "--copy", help="With --tile 0: copy files instead of linking them."),
     quiet: bool = QUIET,
     progress: str = PROGRESS,
-    as_json: bool = JSON,
+    as_json: bool = JSON_SUMMARY,
 ) -> None:
     """Verify the release's lists against its files; cut train and val into tiles (-o), xBD-sourced images left out."""
     from aeroseg_cli.datasets.openearthmap import prepare_openearthmap as run
@@ -205,15 +203,12 @@ def check(
     data_root: Path = typer.Option(..., "--data-root", help="The folder `train --data-root` would get."),
     splits: str = typer.Option("train,val", "--splits", help="Splits to check [train,val]."),
     full: bool = typer.Option(False, "--full", help="Decode every mask and count every pixel (slow)."),
-    as_json: bool = JSON,
+    as_json: bool = JSON_SUMMARY,
 ) -> None:
     """Pairs, sizes, modes, mask values, class shares, seen/unseen shares; exit 1 on problems that block training."""
     from aeroseg_cli.datasets.check import run_check, to_json
 
-    chosen = _names(splits)
-    if not chosen:
-        raise UsageError("--splits names no split")
-    data = to_json(run_check(name, data_root, chosen, full=full))
+    data = to_json(run_check(name, data_root, _split_names(splits), full=full))
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     else:

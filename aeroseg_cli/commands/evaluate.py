@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from aeroseg_cli.commands.options import PROGRESS
+from aeroseg_cli.commands.options import DEVICE, OVERWRITE, PRECISION, PROGRESS, QUIET, parse_names
 from aeroseg_cli.datasets.specs import DATASETS
 from aeroseg_cli.files.errors import UsageError
 
@@ -54,13 +54,12 @@ def evaluate(
     label: Path = typer.Option(None, "--label", help="The reference label raster on the same grid as --pred."),
     classes: str = typer.Option(None, "--classes", help="Class names of the label ids (with --pred/--label)."),
     unseen: str = typer.Option(None, "--unseen", help="Which of --classes count as unseen (with --pred/--label)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16, fp16."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
     json_out: Path = typer.Option(None, "--json", help="Also write the metrics as JSON to this file ('-': stdout)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table or progress."),
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
     progress: str = PROGRESS,
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """All classes (seen + unseen) given to the model; IoU per class, mIoU, s-/u-/h-mIoU, pixel accuracy."""
     if json_out is not None and str(json_out) != "-":  # before any work: the report never replaces an input
@@ -129,12 +128,12 @@ def _raster_pair(pred: Path | None, label: Path | None, classes: str | None, uns
     if pred is None or label is None:
         raise UsageError("--pred and --label go together")
     with open_dataset(str(pred)) as p, open_dataset(str(label)) as g:
-        names = [c.strip() for c in classes.split(",")] if classes else None
+        names = parse_names(classes, "class", "--classes") if classes else None
         if names is None and "CLASS_NAMES" in p.tags():
             names = json.loads(p.tags()["CLASS_NAMES"])
         if names is None:
             raise UsageError("--classes is needed: the rasters do not record their class names")
         matrix = raster_confusion(p, g, names)
-    unseen_list = [c.strip() for c in unseen.split(",")] if unseen else []
+    unseen_list = parse_names(unseen, "class", "--unseen") if unseen else []
     summary = {**Metrics(names, unseen_list, matrix).summary(), "pred": str(pred), "label": str(label)}
     return summary, unseen_list, f"{pred.name} vs {label.name}"

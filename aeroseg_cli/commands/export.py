@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import OVERWRITE, QUIET
 from aeroseg_cli.files.errors import CLIError, UsageError
 
 
@@ -26,8 +27,8 @@ def export(
     resolution: float = typer.Option(
         None, "--resolution", help="With --onnx: cm per pixel of the imagery the model is for (Deepness resamples)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages."),
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
 ) -> None:
     """Rewrite a checkpoint, lean or self-contained; it loads to the same weights either way (checked). With --onnx:
     an ONNX model of it for Deepness, checked against torch with onnxruntime."""
@@ -70,16 +71,17 @@ def _onnx(model: str, output: Path, classes, tile, overlap: float, resolution, o
         raise UsageError(f"--overlap is a fraction of the tile in [0, 1), got {overlap}")
     check_output(output, overwrite, also=[output.with_name(output.name + ".data")])
     require_onnx()
+    from aeroseg_cli.commands.options import parse_classes
     from aeroseg_cli.onnx_export import FixedClasses, deepness_metadata, export_onnx
     from aeroseg_cli.runtime.modelcheck import check_vocabulary
     from aeroseg_cli.runtime.modelio import load_model
-    from aeroseg_cli.segment.job import check_class_names, parse_classes
+    from aeroseg_cli.segment.job import check_class_names
 
     given, _colours = parse_classes(classes, None)  # colours do not travel: Deepness picks its own
     loaded = load_model(model)
     if not given and not loaded.classes:
         raise UsageError(f'{model} knows no classes of its own: name them with --classes "a,b"')
-    names = given or check_class_names(list(loaded.classes))
+    names = check_class_names(given or list(loaded.classes))
     check_vocabulary(loaded, names)
     net = loaded.model
     tile = tile or net.cfg.crop_size

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import OVERWRITE
+
 MAX_SIDE = 640
 GAP = 8
 ROW = 22
@@ -15,7 +17,7 @@ def preview(
     scene: Path = typer.Argument(..., help="The input scene."),
     labels: Path = typer.Argument(..., help="Its label raster from `aeroseg segment`."),
     output: Path = typer.Option(..., "--output", "-o", help="PNG to write."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Render the scene beside its label map (class colours, and a legend under the labels) as a PNG."""
     from aeroseg_cli.files.atomic import atomic_output

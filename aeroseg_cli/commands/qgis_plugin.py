@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import QUIET
+
 qgis_app = typer.Typer(
     help="The QGIS plugin: a Processing provider (aeroseg:segment, aeroseg:vectorize) that runs this aeroseg.",
     no_args_is_help=True,
@@ -20,7 +22,7 @@ def install(
         help="QGIS settings folder holding profiles/ [QGIS_CUSTOM_CONFIG_PATH, else QGIS 3's per-user folder].",
     ),
     profile: str = typer.Option("default", "--profile", help="QGIS user profile."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages."),
+    quiet: bool = QUIET,
 ) -> None:
     """Install (or update) the plugin into a QGIS profile; it runs the aeroseg of this environment, so QGIS's own
     Python never needs torch or aeroseg."""

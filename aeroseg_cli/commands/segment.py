@@ -9,7 +9,24 @@ from pathlib import Path
 
 import typer
 
-from aeroseg_cli.commands.options import PROGRESS
+from aeroseg_cli.commands.options import (
+    ALLOW_UNGEOREFERENCED,
+    CLASSES_FILE,
+    DEVICE,
+    JSON_SUMMARY,
+    OVERWRITE,
+    PRECISION,
+    PROGRESS,
+    QUIET,
+    default,
+    parse_bands,
+    parse_classes,
+    parse_count,
+    parse_io_threads,
+    parse_scale,
+    parse_size,
+)
+from aeroseg_cli.segment.request import SegmentRequest as R
 
 HELP_MODEL = (
     "Checkpoint file, released model (catseg-vitb16, after `aeroseg weights download`) or preset "
@@ -23,49 +40,108 @@ HELP_COLORS = "Class colours: lines NAME: COLOUR, a JSON object, or a QGIS colou
 HELP_AOI = "Polygons (any vector file, any CRS): only windows touching them run; outside is 255."
 
 
+# The options of this command, one constant each (shared ones come from options.py); defaults read from the request.
+SCENES = typer.Argument(..., metavar="SCENE...", help="GeoTIFFs or any GDAL raster paths.")
+CLASSES = typer.Option(None, "--classes", "-c", help=HELP_CLASSES)
+COLORS = typer.Option(None, "--colors", help=HELP_COLORS)
+OUTPUT = typer.Option(None, "--output", "-o", help="Output .tif (one scene) or folder [SCENE.labels.tif].")
+MODEL = typer.Option(None, "--model", "-m", help=HELP_MODEL, show_default=False)
+TILE = typer.Option(None, "--tile", help="Window size in pixels fed to the model [default: the model's].")
+OVERLAP = typer.Option(default(R, "overlap"), "--overlap", help="Overlap between windows (of --tile).")
+BATCH = typer.Option(
+    str(default(R, "batch_size")), "--batch-size", "-b", help="Windows per model call, or auto (GPU memory)."
+)
+BANDS = typer.Option(None, "--bands", "--bidx", help="1-based R,G,B bands (or one grey band) [1,2,3].")
+SCALE = typer.Option(None, "--scale", help="MIN,MAX raw values mapped to 0..1 (overrides the stretch).")
+TARGET_GSD = typer.Option(None, "--target-gsd", help="Resample to this pixel size (map units) first.")
+AOI = typer.Option(None, "--aoi", help=HELP_AOI)
+UNKNOWN = typer.Option(
+    default(R, "unknown_threshold"),
+    "--unknown-threshold",
+    help="Below this best probability: 255 (segearth-ov-vitb16: the background class, if named).",
+)
+PROBABILITIES = typer.Option(None, "--probabilities", help="Also write per-class probabilities (p x 255).")
+VECTOR = typer.Option(None, "--vector", help="Also polygonise the labels (gpkg, geojson, shp, parquet).")
+COG = typer.Option(default(R, "cog"), "--cog", help="Write Cloud-Optimized GeoTIFFs with overviews.")
+RESUME = typer.Option(default(R, "resume"), "--resume", help="Continue an interrupted run.")
+ON_ERROR = typer.Option(default(R, "on_error"), "--on-error", help="fail: a failed window fails the run; skip: nodata.")
+IO_THREADS = typer.Option("auto", "--io-threads", help="Decode threads: auto, off, or a number.")
+MAX_MEMORY = typer.Option("auto", "--max-memory", help="Memory for blending, e.g. 512M, 4G [auto].")
+
+
 def segment(
-    scenes: list[str] = typer.Argument(..., metavar="SCENE...", help="GeoTIFFs or any GDAL raster paths."),
-    classes: str = typer.Option(None, "--classes", "-c", help=HELP_CLASSES),
-    classes_file: Path = typer.Option(None, "--classes-file", help="One class per line (| synonyms, # comments)."),
-    colors: Path = typer.Option(None, "--colors", help=HELP_COLORS),
-    output: Path = typer.Option(None, "--output", "-o", help="Output .tif (one scene) or folder [SCENE.labels.tif]."),
-    model: str = typer.Option(None, "--model", "-m", help=HELP_MODEL, show_default=False),
-    tile: int = typer.Option(None, "--tile", help="Window size in pixels fed to the model [default: the model's]."),
-    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between windows, as a fraction of --tile."),
-    batch_size: str = typer.Option("4", "--batch-size", "-b", help="Windows per model call, or auto (GPU memory)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
-    bands: str = typer.Option(None, "--bands", "--bidx", help="1-based R,G,B bands (or one grey band) [1,2,3]."),
-    scale: str = typer.Option(None, "--scale", help="MIN,MAX raw values mapped to 0..1 (overrides the stretch)."),
-    target_gsd: float = typer.Option(None, "--target-gsd", help="Resample to this pixel size (map units) first."),
-    aoi: Path = typer.Option(None, "--aoi", help=HELP_AOI),
-    unknown_threshold: float = typer.Option(
-        0.0,
-        "--unknown-threshold",
-        help="Below this best probability: 255 (segearth-ov-vitb16: the background class, if named).",
-    ),
-    probabilities: Path = typer.Option(None, "--probabilities", help="Also write per-class probabilities (p x 255)."),
-    vector: Path = typer.Option(None, "--vector", help="Also polygonise the labels (gpkg, geojson, shp, parquet)."),
-    cog: bool = typer.Option(False, "--cog", help="Write Cloud-Optimized GeoTIFFs with overviews."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its finished rows."),
-    on_error: str = typer.Option("fail", "--on-error", help="fail: a failed window fails the run; skip: nodata."),
-    io_threads: str = typer.Option("auto", "--io-threads", help="Decode threads: auto, off, or a number."),
-    max_memory: str = typer.Option("auto", "--max-memory", help="Memory for blending, e.g. 512M, 4G [auto]."),
-    allow_ungeoreferenced: bool = typer.Option(False, "--allow-ungeoreferenced", help="Accept scenes without CRS."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings or summary."),
+    scenes: list[str] = SCENES,
+    classes: str = CLASSES,
+    classes_file: Path = CLASSES_FILE,
+    colors: Path = COLORS,
+    output: Path = OUTPUT,
+    model: str = MODEL,
+    tile: int = TILE,
+    overlap: float = OVERLAP,
+    batch_size: str = BATCH,
+    device: str = DEVICE,
+    precision: str = PRECISION,
+    bands: str = BANDS,
+    scale: str = SCALE,
+    target_gsd: float = TARGET_GSD,
+    aoi: Path = AOI,
+    unknown_threshold: float = UNKNOWN,
+    probabilities: Path = PROBABILITIES,
+    vector: Path = VECTOR,
+    cog: bool = COG,
+    overwrite: bool = OVERWRITE,
+    resume: bool = RESUME,
+    on_error: str = ON_ERROR,
+    io_threads: str = IO_THREADS,
+    max_memory: str = MAX_MEMORY,
+    allow_ungeoreferenced: bool = ALLOW_UNGEOREFERENCED,
+    quiet: bool = QUIET,
     progress: str = PROGRESS,
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    as_json: bool = JSON_SUMMARY,
 ) -> None:
     """Segment scenes into labelled GeoTIFFs (uint8 class ids, 255 = nodata/unknown) in the scenes' CRS."""
-    given = dict(locals())  # the options by name
-    from aeroseg_cli.segment.job import SegmentRequest, plan
+    names, class_colors = parse_classes(classes, classes_file)
+    request = R(
+        scenes=scenes,
+        classes=names,
+        class_colors=class_colors,
+        classes_file=classes_file,
+        colors=colors,
+        output=output,
+        model=model,
+        tile=tile,
+        overlap=overlap,
+        batch_size=parse_count(batch_size, "--batch-size"),
+        device=device,
+        precision=precision,
+        bands=parse_bands(bands),
+        scale=parse_scale(scale),
+        target_gsd=target_gsd,
+        aoi=aoi,
+        unknown_threshold=unknown_threshold,
+        probabilities=probabilities,
+        vector=vector,
+        cog=cog,
+        overwrite=overwrite,
+        resume=resume,
+        on_error=on_error,
+        io_threads=parse_io_threads(io_threads),
+        max_memory=parse_size(max_memory),
+        allow_ungeoreferenced=allow_ungeoreferenced,
+        quiet=quiet,
+    )
+    run_segment(request, as_json)
+
+
+def run_segment(request: R, as_json: bool) -> None:
+    """Plan (every check that needs no model, before torch loads), lock the outputs, load the model, run, report."""
+    from aeroseg_cli.segment.job import plan
 
     start = time.perf_counter()
-    job = plan(SegmentRequest.from_options(given))  # every check that needs no model, before torch loads
+    job = plan(request)
     from aeroseg_cli.segment.run import load, locks, run
 
+    quiet = request.quiet
     if not quiet:
         for warning in (w for info in job.infos for w in info.warnings):
             sys.stderr.write(f"aeroseg: warning: {warning}\n")

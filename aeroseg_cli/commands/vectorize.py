@@ -8,9 +8,17 @@ from pathlib import Path
 
 import typer
 
-from aeroseg_cli.commands.options import PROGRESS
-from aeroseg_cli.files.errors import UsageError
+from aeroseg_cli.commands.options import (
+    ALLOW_UNGEOREFERENCED,
+    JSON_SUMMARY,
+    OVERWRITE,
+    PROGRESS,
+    QUIET,
+    default,
+    parse_names,
+)
 from aeroseg_cli.files.safety import exclusive
+from aeroseg_cli.polygons.request import VectorizeOptions as V
 
 
 def vectorize(
@@ -21,82 +29,58 @@ def vectorize(
     ),
     classes: str = typer.Option(None, "--classes", help="Comma-separated class names (or ids) to keep."),
     min_area: float = typer.Option(
-        0.0, "--min-area", help="Merge regions smaller than this (map units²) into their neighbours (sieve)."
+        default(V, "min_area"), "--min-area", help="Merge regions smaller than this (map units²) into their neighbours."
     ),
     simplify: float = typer.Option(
-        0.0, "--simplify", help="Simplify with this tolerance (map units), keeping shared edges shared."
+        default(V, "simplify"), "--simplify", help="Simplify with this tolerance (map units), keeping shared edges."
     ),
     probabilities: Path = typer.Option(
         None, "--probabilities", help="Per-class probability raster: adds mean confidence per polygon."
     ),
-    dst_crs: str = typer.Option(None, "--dst-crs", help="Reproject polygons (e.g. EPSG:4326)."),
+    dst_crs: str = typer.Option(None, "--dst-crs", help="Reproject polygons [GeoJSON: EPSG:4326, RFC 7946]."),
     layer: str = typer.Option(None, "--layer", help="Layer name [the raster's name]."),
-    block_rows: int = typer.Option(1024, "--block-rows", help="Rows per strip (memory vs. speed)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    allow_ungeoreferenced: bool = typer.Option(
-        False, "--allow-ungeoreferenced", help="Accept rasters without CRS (polygons in pixel coordinates)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages."),
+    block_rows: int = typer.Option(default(V, "block_rows"), "--block-rows", help="Rows per strip (memory vs. speed)."),
+    overwrite: bool = OVERWRITE,
+    allow_ungeoreferenced: bool = ALLOW_UNGEOREFERENCED,
+    quiet: bool = QUIET,
     progress: str = PROGRESS,
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    as_json: bool = JSON_SUMMARY,
 ) -> None:
     """Polygonise a label raster: one polygon per connected region, with class, area, perimeter (and confidence)."""
-    from aeroseg_cli.files.safety import check_input_file, is_remote
-    from aeroseg_cli.polygons.formats import check_vector_output
-
-    if not is_remote(labels):  # the cheap checks before geopandas and rasterio load
-        check_input_file(labels, "the labels")
-    check_vector_output(output, overwrite, fmt, inputs=[labels, probabilities])
-    from aeroseg_cli.polygons.vectorize import vectorize_raster
-    from aeroseg_cli.progress import progress_display
-
-    opts = _options(fmt, classes, min_area, simplify, probabilities, dst_crs, layer, block_rows)
-    opts.overwrite, opts.allow_ungeoreferenced = overwrite, allow_ungeoreferenced  # flags: nothing to check
-    name = labels.rstrip("/").rsplit("/", 1)[-1]
-    with exclusive([output]), progress_display(name, unit="rows", quiet=quiet) as update:
-        summary = vectorize_raster(labels, output, opts, _StripProgress(update))
+    opts = V(
+        format=fmt,
+        classes=parse_names(classes, "class", "--classes") if classes else None,
+        min_area=min_area,
+        simplify=simplify,
+        probabilities=probabilities,
+        dst_crs=dst_crs,
+        overwrite=overwrite,
+        allow_ungeoreferenced=allow_ungeoreferenced,
+        block_rows=block_rows,
+        layer=layer,
+    )
+    summary = run_vectorize(labels, output, opts, quiet)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     elif not quiet:
         typer.echo(_summary_line(summary), err=True)
 
 
-def _options(
-    fmt: str | None,
-    classes: str | None,
-    min_area: float,
-    simplify: float,
-    probabilities: Path | None,
-    dst_crs: str | None,
-    layer: str | None,
-    block_rows: int,
-) -> VectorizeOptions:  # noqa: F821 - imported where used, to start fast
-    """Check the valued options that need no file (one-line usage errors before any work) and gather them."""
-    from aeroseg_cli.polygons.vectorize import VectorizeOptions
+def run_vectorize(labels: str, output: Path, opts: V, quiet: bool) -> dict:
+    """The cheap checks before geopandas and rasterio load, then the polygons under the output's lock."""
+    from aeroseg_cli.files.safety import check_input_file, is_remote
+    from aeroseg_cli.polygons.formats import check_vector_output
 
-    if min_area < 0 or simplify < 0:
-        raise UsageError("--min-area and --simplify must not be negative")
-    if block_rows < 1:
-        raise UsageError("--block-rows must be at least 1")
-    if dst_crs is not None:
-        from pyproj import CRS
-        from pyproj.exceptions import CRSError
+    opts.validate()
+    if not is_remote(labels):
+        check_input_file(labels, "the labels")
+    check_vector_output(output, opts.overwrite, opts.format, inputs=[labels, opts.probabilities])
+    from aeroseg_cli.polygons.vectorize import vectorize_raster
+    from aeroseg_cli.progress import progress_display
 
-        try:
-            CRS.from_user_input(dst_crs)
-        except CRSError:
-            raise UsageError(f"--dst-crs {dst_crs!r} is not a CRS pyproj knows") from None
-    return VectorizeOptions(
-        format=fmt,
-        classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
-        min_area=min_area,
-        simplify=simplify,
-        probabilities=probabilities,
-        dst_crs=dst_crs,
-        block_rows=block_rows,
-        layer=layer,
-    )
+    name = labels.rstrip("/").rsplit("/", 1)[-1]
+    with exclusive([output]), progress_display(name, unit="rows", quiet=quiet) as update:
+        return vectorize_raster(labels, output, opts, _StripProgress(update))
 
 
 class _StripProgress:

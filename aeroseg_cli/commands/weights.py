@@ -19,13 +19,21 @@ weights_app = typer.Typer(
 )
 
 
-def _spec(name: str):
+BUSY = "wait for it to finish, then run this command again"  # the cache file is locked by another aeroseg
+
+
+def _spec(name: str, to_place: bool = False):
+    """The registry entry ``name``; with ``to_place`` (download, import) it must be one this aeroseg can use: a
+    released model whose converter is missing is refused before anything is fetched."""
     from models import hub
 
     try:
-        return hub.spec_for(name)
+        spec = hub.spec_for(name)
     except hub.WeightsError as exc:
         raise UsageError(str(exc)) from None
+    if to_place and not hub.offered(spec):
+        raise UsageError(f"{hub.not_offered(spec)}; nothing was downloaded or placed")
+    return spec
 
 
 def _row(spec) -> dict:
@@ -38,6 +46,7 @@ def _row(spec) -> dict:
         "name": spec.name,
         "description": spec.description,
         "size_mb": spec.size_mb,
+        "size": spec.size_text(),
         "present": status != "missing",
         "status": status,
         "path": str(hub.cached_path(spec)),
@@ -51,20 +60,10 @@ def _row(spec) -> dict:
     }
 
 
-STATUS_TEXT = {
-    "missing": "missing",
-    "unverified": "present, not yet verified",
-    "published": "official",
-    "recorded": "SHA-256 recorded at download",
-    "git-blob": "official (git blob id checked at download)",
-    "accepted": "accepted (your copy, not the published file)",
-}
-
-
 def _status_text(row: dict) -> str:
     from models import hub
 
-    text = STATUS_TEXT[row["status"]]
+    text = hub.STATUS_WORDS[row["status"]]
     if row["converted"]:
         text += "; converted"
     elif row["present"] and hub.REGISTRY[row["name"]].convert:
@@ -74,32 +73,32 @@ def _status_text(row: dict) -> str:
 
 @weights_app.command("list")
 def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """Show every known file and released model, its size, and its state in the cache ($AEROSEG_HOME): official,
-    SHA-256 recorded at download (none published), accepted (your copy), missing; and the default model."""
+    """Show every known file and released model, its size (from each source: OpenAI's file, open_clip's fp32 copy),
+    and its state in the cache ($AEROSEG_HOME): official, SHA-256 recorded at download (none published), accepted
+    (your copy), missing; and the default model. Released models appear once this aeroseg can convert them."""
     from rich.console import Console
     from rich.table import Table
 
     from aeroseg_cli.runtime.modelchoice import read_default
     from models import hub
 
-    rows = [_row(spec) for spec in hub.REGISTRY.values()]
+    rows = [_row(spec) for spec in hub.REGISTRY.values() if hub.offered(spec)]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))  # a list, as before (`weights default` prints the default)
         return
     table = Table(title=f"weights cache: {hub.home() / 'weights'}")
-    for col in ("name", "description", "MB", "status"):
+    for col in ("name", "description", "size", "status"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["description"], str(r["size_mb"] or "?"), _status_text(r))
+        table.add_row(r["name"], r["description"], r["size"], _status_text(r))
     Console().print(table)
-    unpublished = [r["name"] for r in rows if not r["sha256_published"] and not r["git_blob"]]
+    unpublished = "".join(f"{r['name']}, " for r in rows if not r["sha256_published"] and not r["git_blob"])
     blobs = [r["name"] for r in rows if not r["sha256_published"] and r["git_blob"]]
-    if unpublished:  # plain lines: never wrapped
-        typer.echo(
-            f"No published SHA-256 for {', '.join(unpublished)} (nor for open_clip's copies CLIP falls back to): "
-            "the download records the file's own and checks it from then on ('SHA-256 recorded at download'). "
-            "'?': size not published."
-        )
+    typer.echo(  # plain lines: never wrapped
+        f"No published SHA-256 for {unpublished + 'nor for ' if unpublished else ''}open_clip's copies CLIP falls "
+        "back to: such a download is read and checked (its tensors; a released model by converting it), then its "
+        "SHA-256 is recorded and checked from then on ('SHA-256 recorded at download')."
+    )
     if blobs:
         typer.echo(
             f"{', '.join(blobs)}: no published SHA-256, but the git repository it comes from names it by its git blob "
@@ -109,32 +108,33 @@ def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON 
 
 
 def _fetch_one(spec, mirror: str | None, force: bool, console, quiet: bool) -> None:
-    """Download one entry (unless a verified copy is there), then convert a released model."""
+    """Download one entry (unless a verified copy is there, or ``force``); a released model is converted before its
+    file is placed."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from aeroseg_cli.runtime import weights as placement
     from models import hub
 
     path = hub.cached_path(spec)
-    present = path.is_file() and not force and _verified(spec)
-    if present:
-        console.print(f"{spec.name}: already present and verified at {path}")
-    else:
-        bar = ("[bold]" + spec.name, BarColumn(), DownloadColumn(), TransferSpeedColumn())
-        with Progress(*bar, console=console, disable=quiet or not console.is_terminal) as progress:
-            task = progress.add_task(spec.name, total=None)
+    if path.is_file() and not force and _verified(spec):
+        console.print(f"{spec.name}: already present and verified at {path} (--force downloads it again)")
+        if placement.needs_conversion(spec):
+            with exclusive([path], BUSY):
+                out = placement.convert(spec)
+            console.print(f"{spec.name}: converted into {out}; use it with --model {spec.name}")
+        return
+    bar = ("[bold]" + spec.name, BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*bar, console=console, disable=quiet or not console.is_terminal) as progress:
+        task = progress.add_task(spec.name, total=None)
 
-            def report(done: int, total: int, task=task, progress=progress) -> None:
-                progress.update(task, completed=done, total=total or None)
+        def report(done: int, total: int, task=task, progress=progress) -> None:
+            progress.update(task, completed=done, total=total or None)
 
-            refuse_non_file(path, "the cached weights file")  # before a long download, not after it
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with exclusive([path]):
-                placed = placement.download(spec, mirror=mirror, progress=report)
-        _say_placed(console, spec, placed)
-    if placement.needs_conversion(spec):
-        placement.convert(spec)
-        console.print(f"{spec.name}: converted into {hub.converted_path(spec)}; use it with --model {spec.name}")
+        refuse_non_file(path, "the cached weights file")  # before a long download, not after it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive([path], BUSY):
+            placed = placement.download(spec, mirror=mirror, progress=report)
+    _say_placed(console, spec, placed)
 
 
 def _verified(spec) -> bool:
@@ -148,27 +148,41 @@ def _verified(spec) -> bool:
 
 
 def _say_placed(console, spec, placed) -> None:
-    if placed.trust == "recorded":  # said even with -q: the hash everything is checked against from now on
+    """Where the file came from and what its hash is; sources passed over (a refused published file may have been
+    damaged or altered) and a recorded hash are said even with -q, on stderr."""
+    from models import hub
+
+    passed = "".join(f"{s.what} not used ({why}); " for s, why in placed.passed_over)
+    used = f"used {placed.what} ({placed.source})" if passed else f"from {placed.source}"
+    if placed.trust == "recorded":
+        none = "whose SHA-256 is not published" if spec.published else "no SHA-256 is published for it"
+        checked = "converted into a model" if spec.convert else "its tensors checked"
         typer.echo(
-            f"{spec.name}: no SHA-256 is published for it; recorded {placed.sha256} (the file is checked against "
-            f"it from now on) and saved to {placed.path} (from {placed.source})",
+            f"{spec.name}: {passed}{used}, {none}: {checked}, its SHA-256 {placed.sha256} recorded (the file is "
+            f"checked against it from now on) and saved to {placed.path}",
             err=True,
         )
+    elif passed:
+        typer.echo(f"{spec.name}: {passed}{used}, {hub.STATUS_WORDS[placed.trust]}, saved to {placed.path}", err=True)
     else:
-        console.print(f"{spec.name}: verified and saved to {placed.path} (from {placed.source})")
+        console.print(f"{spec.name}: {hub.STATUS_WORDS[placed.trust]}, saved to {placed.path} ({used})")
+    if placed.converted:
+        console.print(f"{spec.name}: converted into {placed.converted}; use it with --model {spec.name}")
 
 
 @weights_app.command("download")
 def download(
     names: list[str] = typer.Argument(None, help="Weights or released models to fetch (see `aeroseg weights list`)."),
-    all_: bool = typer.Option(False, "--all", help="Fetch every file in the list."),
+    all_: bool = typer.Option(False, "--all", help="Fetch every file and model `weights list` shows."),
     mirror: str = typer.Option(
         None,
         "--mirror",
         envvar="AEROSEG_WEIGHTS_MIRROR",
         help="Base URL of a mirror holding the same file names (tried instead of the published sources).",
     ),
-    force: bool = typer.Option(False, "--force", help="Download again even when a verified file is present."),
+    force: bool = typer.Option(
+        False, "--force", help="Download again even when a verified file is present (e.g. one that cannot be read)."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Download weights into the cache from their published sources, tried in order, checking each file's published
@@ -181,7 +195,7 @@ def download(
         raise UsageError(
             "name the weights to download (e.g. `aeroseg weights download clip-vit-b-16 sam-vit-l`) or --all"
         )
-    specs = list(hub.REGISTRY.values()) if all_ else [_spec(n) for n in names]
+    specs = [s for s in hub.REGISTRY.values() if hub.offered(s)] if all_ else [_spec(n, True) for n in names]
     console = Console(stderr=True, quiet=quiet)
     for spec in specs:
         try:
@@ -209,7 +223,7 @@ def verify(names: list[str] = typer.Argument(None, help="Weights to check (defau
                 from models.checkpoint import read_checkpoint
 
                 read_checkpoint(converted)  # its content digest
-            typer.echo(f"{spec.name}: OK ({hub.TRUST_WORDS[cached.trust]}{'; converted' if converted else ''})")
+            typer.echo(f"{spec.name}: OK ({hub.STATUS_WORDS[cached.trust]}{'; converted' if converted else ''})")
         except hub.WeightsError as exc:
             typer.echo(f"{spec.name}: FAILED ({exc})")
             bad.append(spec.name)
@@ -233,7 +247,7 @@ def import_(
     from aeroseg_cli.runtime import weights as placement
     from models import hub
 
-    spec = _spec(name)
+    spec = _spec(name, True)
     if file.is_dir():
         raise UsageError(f"{file} is a folder; give the weights file itself ({spec.filename})")
     if not file.is_file():
@@ -246,24 +260,26 @@ def import_(
             typer.echo(f"{spec.name}: {dest} is already the verified cached file")
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with exclusive([dest]):
+        with exclusive([dest], BUSY):
             placed = placement.import_file(spec, file, accept_checksum)
-        if placement.needs_conversion(spec):
-            placement.convert(spec)
     except hub.WeightsError as exc:
         raise CLIError(str(exc)) from None
     _say_imported(spec, placed)
 
 
 def _say_imported(spec, placed) -> None:
+    from models import hub
+
     if placed.trust == "accepted":
         typer.echo(
-            f"{spec.name}: accepted {placed.source} as it is (SHA-256 {placed.sha256}, not the published file's) and "
-            f"saved to {placed.path}; runs use it, `weights list` marks it accepted, and lean checkpoints made with "
-            "it reference this SHA-256"
+            f"{spec.name}: imported {placed.source} as it is (accepted: SHA-256 {placed.sha256}, not a published "
+            f"file's) into {placed.path}; runs use it, `weights list` marks it accepted, and lean checkpoints made "
+            "with it reference this SHA-256"
         )
     else:
-        typer.echo(f"{spec.name}: verified and saved to {placed.path}")
+        typer.echo(f"{spec.name}: imported {placed.source} ({hub.STATUS_WORDS[placed.trust]}) into {placed.path}")
+    if placed.converted:
+        typer.echo(f"{spec.name}: converted into {placed.converted}; use it with --model {spec.name}")
 
 
 @weights_app.command("default")

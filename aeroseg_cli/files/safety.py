@@ -182,7 +182,7 @@ def lock_path(path: Path) -> Path:
     return path.parent / f".{path.name}.lock"
 
 
-def _acquire(path: Path) -> int:
+def _acquire(path: Path, advice: str) -> int:
     """An exclusive, non-blocking lock on ``.NAME.lock`` beside ``path``; its file holds our process id."""
     lock = lock_path(path)
     check_folder(path.parent)
@@ -195,10 +195,7 @@ def _acquire(path: Path) -> int:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise CLIError(
-                f"{path} is being written by another aeroseg run (process {holder}); wait for it to finish or "
-                "choose another output"
-            ) from None
+            raise CLIError(f"{path} is being written by another aeroseg run (process {holder}); {advice}") from None
         try:
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:  # not unlinked by a finishing run meanwhile
                 break
@@ -211,12 +208,13 @@ def _acquire(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def exclusive(paths: Sequence[Path]) -> Iterator[None]:
-    """Hold one lock per output for the whole run: a second run on any of them fails at once, naming this one."""
+def exclusive(paths: Sequence[Path], advice: str = "wait for it to finish or choose another output") -> Iterator[None]:
+    """Hold one lock per output for the whole run: a second run on any of them fails at once, naming this one and
+    what to do (``advice``)."""
     held: list[tuple[int, Path]] = []
     try:
         for path in sorted({p.resolve() for p in paths}):
-            held.append((_acquire(path), lock_path(path)))
+            held.append((_acquire(path, advice), lock_path(path)))
         yield
     finally:
         for fd, lock in reversed(held):

@@ -22,6 +22,7 @@ from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.polygons.formats import FORMATS, check_vector_output, output_format
 from aeroseg_cli.polygons.measure import Measure, measure_for
 from aeroseg_cli.polygons.polygonize import SIEVE_DTYPES, Piece, StripPlan, iter_strips, simplified
+from aeroseg_cli.polygons.request import VectorizeOptions
 from aeroseg_cli.polygons.writer import VectorStyle, VectorWriter
 from aeroseg_cli.styles.classes import ClassTable, raster_classes
 from aeroseg_cli.styles.palette import hex_color
@@ -43,22 +44,6 @@ GEOTRANSFORM_COORDS = "the geotransform's coordinates (no CRS)"
 ProgressFn = Callable[[int, int, int], None]
 """``(features_written, rows_done, rows_total)``, called once per strip. A feature counts once finished (written, or
 queued for the next append of up to BATCH); the last call, at rows_total, has the final count."""
-
-
-@dataclass
-class VectorizeOptions:
-    """What ``aeroseg vectorize`` can be asked for; the defaults are the command's."""
-
-    format: str | None = None
-    classes: list[str] | None = None
-    min_area: float = 0.0
-    simplify: float = 0.0
-    probabilities: Path | None = None
-    dst_crs: str | None = None
-    overwrite: bool = False
-    allow_ungeoreferenced: bool = False
-    block_rows: int = 1024
-    layer: str | None = None
 
 
 @dataclass

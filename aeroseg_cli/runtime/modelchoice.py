@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.runtime.modelcheck import released_models, training_free
 from models import hub
-
-CONVERTED = ("catseg-vitb16", "catseg-vitl14")  # released models, best first (see choose_model)
-TRAINING_FREE = ("segearth-ov-vitb16", "zeroshot-vitb16")  # presets that need only published backbone files
 
 
 @dataclass(frozen=True)
@@ -74,8 +72,8 @@ def choose_model(given: str | None) -> Choice:
        costs about 3.5 times as much per window (24 layers of width 1024 against 12 of 768, 577 tokens each), which
        on the CPUs most GIS users have turns minutes into hours; B's 384 crop is also the paper's and this tool's
        default tile. A machine that has both gets B; ``aeroseg weights default catseg-vitl14`` picks L;
-    3. a training-free preset whose files are cached: ``segearth-ov-vitb16`` (SegEarth-OV, made for remote sensing)
-       before ``zeroshot-vitb16`` (the plain CLIP correlation baseline);
+    3. a training-free preset whose files are cached (``PRESET_STATUS``), ``zeroshot-vitb16`` (the plain CLIP
+       correlation baseline) last, e.g. SegEarth-OV (made for remote sensing) before it;
     4. none of these: a ``CLIError`` listing each choice with its download size and the one command that gets it.
 
     Availability is judged from the cache's contents without hashing; loading the model verifies every file.
@@ -90,10 +88,10 @@ def choose_model(given: str | None) -> Choice:
                 "more: set another with `aeroseg weights default NAME|CKPT`, clear it with `--clear`, or pass --model"
             )
         return Choice(default, "your default, set with `aeroseg weights default`")
-    for name in CONVERTED:
+    for name in released_models():
         if hub.converted_model(name):
             return Choice(name, f"the best model on this machine: {hub.REGISTRY[name].description.split(':')[0]}")
-    for name in TRAINING_FREE:
+    for name in training_free():
         if _preset_missing(name) == []:
             return Choice(name, f"the best model on this machine: the training-free {name}")
     raise CLIError(no_model_message())
@@ -110,18 +108,19 @@ def _default_present(value: str) -> bool:
 
 
 def no_model_message() -> str:
-    """No model given and none on this machine: each choice, its size, and the one command that gets it."""
+    """No model given and none on this machine: each choice this aeroseg can use, its download size (from each
+    source: OpenAI's CLIP file, else open_clip's larger copy) and the one command that gets it."""
     choices = []
-    for name in CONVERTED:
-        spec = hub.REGISTRY.get(name)
-        if spec is not None:
+    for name in released_models():
+        spec = hub.REGISTRY[name]
+        if hub.offered(spec):
             choices.append(f"`aeroseg weights download {name}` ({spec.description}; {spec.size_text()})")
-    for name in TRAINING_FREE:
+    for name in training_free():
         missing = _preset_missing(name)
         if missing:
-            sizes = [hub.REGISTRY[n].size_mb for n in missing]
-            size = f"{sum(sizes)} MB" if all(sizes) else "size not published"
-            choices.append(f"`aeroseg weights download {' '.join(missing)}` (for the training-free {name}; {size})")
+            choices.append(
+                f"`aeroseg weights download {' '.join(missing)}` (for the training-free {name}; {_sizes(missing)})"
+            )
     return (
         "no --model given and no model is on this machine; get one: " + "; ".join(choices) + "; or pass --model "
         "CHECKPOINT (a trained aeroseg checkpoint), and make any of them the default with "
@@ -129,10 +128,20 @@ def no_model_message() -> str:
     )
 
 
+def _sizes(names: list[str]) -> str:
+    """The download size of registry files ``names``, each as ``size_text`` says it (from each source it may come
+    from: OpenAI's CLIP file is 335 MB, open_clip's fp32 copy 571 MB)."""
+    specs = [hub.REGISTRY[n] for n in names]
+    if len(specs) == 1:
+        return specs[0].size_text()
+    return " + ".join(f"{s.name}: {s.size_text()}" for s in specs)
+
+
 def check_default(value: str) -> str:
     """What ``aeroseg weights default VALUE`` stores: a checkpoint's absolute path (the file must be an intact
-    aeroseg checkpoint) or a model name that is usable now; ``UsageError`` otherwise."""
+    aeroseg checkpoint) or a model name that is usable now; ``UsageError`` otherwise (a random test preset too)."""
     from aeroseg_cli.runtime.modelcheck import check_preset
+    from models.config import PRESET_STATUS
 
     path = Path(value).expanduser()
     if path.is_file():
@@ -143,7 +152,12 @@ def check_default(value: str) -> str:
         except hub.WeightsError as exc:
             raise UsageError(str(exc)) from None
         return str(path.resolve())
-    check_preset(value, "segment")  # an unknown name, an untrained preset, a released model not downloaded
+    check_preset(value, "segment", option="")  # an unknown name, an untrained preset, a released model not here
+    if PRESET_STATUS.get(value) == "test" and value not in hub.REGISTRY:
+        raise UsageError(
+            f"{value} is a test preset (random weights, for tests and measurements): its maps mean nothing, so it "
+            "cannot be the default; pass it with --model where you need it"
+        )
     missing = _preset_missing(value) or []
     if missing:
         raise UsageError(f"{value} needs {', '.join(missing)}: run `aeroseg weights download {' '.join(missing)}`")

@@ -22,7 +22,6 @@ from affine import Affine
 
 from aeroseg_cli.files.errors import CLIError, Interrupted
 from aeroseg_cli.files.identity import changes, scene_identity
-from aeroseg_cli.runtime.host import keep_freed_memory
 from aeroseg_cli.segment.aoi import Aoi
 from aeroseg_cli.segment.blender import NODATA, FinishedRows, RowBlender, blender_bytes
 from aeroseg_cli.segment.feeder import Batch, Feeder
@@ -293,7 +292,6 @@ def segment_scene(
     run, pixels outside it are nodata.
     """
     start = time.perf_counter()
-    keep_freed_memory()
     opts = replace(opts, batch_size=windows_per_call(opts.batch_size, predictor.num_classes, opts.tile))
     grid = Grid.from_overlap(info.height, info.width, opts.tile, opts.overlap)
     r0, r1 = row_range or (0, info.height)

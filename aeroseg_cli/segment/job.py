@@ -8,60 +8,22 @@ locks and segments each scene (or this rank's share under torchrun), polygonisin
 from __future__ import annotations
 
 import json
-import re
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aeroseg_cli import __version__
 from aeroseg_cli.files.errors import UsageError
 from aeroseg_cli.files.identity import RESUME_KEYS
-from aeroseg_cli.files.safety import Output, check_input_file, check_outputs, file_kind, is_remote
+from aeroseg_cli.files.safety import Output, check_outputs, file_kind, is_remote
 from aeroseg_cli.segment.aoi import aoi_inputs, read_aoi, scene_aoi
+from aeroseg_cli.segment.request import SegmentRequest
 
 if TYPE_CHECKING:
     from aeroseg_cli.segment.reader import SceneInfo
 
 MAX_CLASSES = 254  # ids 0..253; 255 is nodata/unknown
-SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-@dataclass
-class SegmentRequest:
-    """The options of ``aeroseg segment`` as given."""
-
-    scenes: list[str]
-    classes: str | None = None
-    classes_file: Path | None = None
-    output: Path | None = None
-    model: str | None = None  # None: modelchoice.choose_model picks the best model on this machine
-    tile: int | None = None
-    overlap: float = 0.25
-    batch_size: str = "4"
-    device: str = "auto"
-    precision: str = "auto"
-    bands: str | None = None
-    scale: str | None = None
-    target_gsd: float | None = None
-    unknown_threshold: float = 0.0
-    probabilities: Path | None = None
-    vector: Path | None = None
-    cog: bool = False
-    overwrite: bool = False
-    resume: bool = False
-    on_error: str = "fail"
-    io_threads: str = "auto"
-    max_memory: str = "auto"
-    allow_ungeoreferenced: bool = False
-    quiet: bool = False
-    colors: Path | None = None
-    aoi: Path | None = None
-
-    @classmethod
-    def from_options(cls, options: dict) -> SegmentRequest:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in names})
 
 
 @dataclass
@@ -76,42 +38,6 @@ class Plan:
     model_choice: str = "--model"  # why request.model is the model used (modelchoice.Choice.why)
     palette: dict = field(default_factory=dict)  # class name -> (r, g, b): --colors and colours in --classes
     aois: dict = field(default_factory=dict)  # scene path -> its segment.aoi.Aoi (--aoi)
-
-
-def parse_size(text: str) -> int | None:
-    """``--max-memory``: "auto" (None), or a size such as 512M, 2G, 1.5GiB, 800000000."""
-    if text == "auto":
-        return None
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?B)?\s*", text, re.I)
-    if not m:
-        raise UsageError(f"--max-memory takes a size such as 512M or 2G (or auto), got {text!r}")
-    size = int(float(m.group(1)) * SIZE_UNITS[m.group(2).upper()])
-    if size < 64 << 20:
-        raise UsageError(f"--max-memory must be at least 64M, got {text!r}")
-    return size
-
-
-def parse_classes(text: str | None, file: Path | None) -> tuple[list[str] | None, dict]:
-    """Class names from ``--classes "a,b|c"`` or a file with one class per line (``|`` separates synonyms; blank
-    lines and lines starting with ``#`` are comments; a UTF-8 byte-order mark is dropped), and the colours given with
-    them ("water:#1f78b4")."""
-    from aeroseg_cli.styles.palette import split_class_colors
-
-    if text is not None and file is not None:
-        raise UsageError("give --classes or --classes-file, not both")
-    if text is None and file is None:
-        return None, {}
-    if file is not None:
-        check_input_file(file, "--classes-file")
-        try:
-            lines = file.read_text(encoding="utf-8-sig").splitlines()
-        except UnicodeDecodeError:
-            raise UsageError(f"--classes-file {file}: not a text file (one class name per line)") from None
-        names = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    else:
-        names = [n.strip() for n in text.split(",")]
-    names, colors = split_class_colors(names, "--classes-file" if file is not None else "--classes")
-    return check_class_names(names), colors
 
 
 def check_class_names(names: list[str]) -> list[str]:
@@ -130,7 +56,8 @@ def check_class_names(names: list[str]) -> list[str]:
 
 
 def check_options(req: SegmentRequest) -> None:
-    if req.io_threads not in ("auto", "off") and not req.io_threads.isdigit():
+    """The request's values, each on its own: ranges and choices (the command has parsed their text)."""
+    if req.io_threads is not None and req.io_threads < 0:
         raise UsageError(f"--io-threads must be auto, off or a number of decode threads, got {req.io_threads!r}")
     if req.on_error not in ("fail", "skip"):
         raise UsageError(f"--on-error must be fail or skip, got {req.on_error!r}")
@@ -138,8 +65,10 @@ def check_options(req: SegmentRequest) -> None:
         raise UsageError(f"--overlap is a fraction of the tile in [0, 1), got {req.overlap}")
     if not 0 <= req.unknown_threshold < 1:
         raise UsageError("--unknown-threshold must be in [0, 1)")
-    if req.batch_size != "auto" and (not req.batch_size.isdigit() or int(req.batch_size) < 1):
+    if req.batch_size is not None and req.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive number or auto, got {req.batch_size!r}")
+    if req.max_memory is not None and req.max_memory < 64 << 20:
+        raise UsageError(f"--max-memory must be at least 64M, got {req.max_memory} bytes")
     if req.tile is not None:
         from aeroseg_cli.segment.tiler import Grid
 
@@ -198,21 +127,19 @@ def plan(req: SegmentRequest) -> Plan:
     choice = choose_model(req.model)
     req = replace(req, model=choice.spec)
     check_preset(req.model)
-    max_memory = parse_size(req.max_memory)
-    from aeroseg_cli.segment.reader import inspect_scene, parse_bands, parse_scale
+    from aeroseg_cli.segment.reader import inspect_scene
 
-    bands, scale = parse_bands(req.bands), parse_scale(req.scale)
-    names, palette = parse_classes(req.classes, req.classes_file)
-    palette = (load_palette(req.colors) if req.colors is not None else {}) | palette
-    infos = [inspect_scene(s, bands, scale, req.target_gsd, req.allow_ungeoreferenced) for s in req.scenes]
-    check_sizes(req, infos, len(names) if names else 1, max_memory)
+    names = check_class_names(req.classes) if req.classes is not None else None
+    palette = (load_palette(req.colors) if req.colors is not None else {}) | req.class_colors
+    infos = [inspect_scene(s, req.bands, req.scale, req.target_gsd, req.allow_ungeoreferenced) for s in req.scenes]
+    check_sizes(req, infos, len(names) if names else 1, req.max_memory)
     aois = scene_aois(req.aoi, infos)
     outputs, new_folder = output_paths(infos, req.output)
     given = (req.classes_file, req.colors, Path(req.model))
     inputs = [*req.scenes, *(p for p in given if p is not None and p.is_file()), *aoi_inputs(req.aoi)]
     check_outputs(planned_outputs(outputs, req), inputs, req.overwrite, new_folder)
     timings = {"checks": time.perf_counter() - t0}
-    return Plan(req, infos, outputs, names, max_memory, new_folder, timings, choice.why, palette, aois)
+    return Plan(req, infos, outputs, names, req.max_memory, new_folder, timings, choice.why, palette, aois)
 
 
 def scene_aois(path: Path | None, infos: list[SceneInfo]) -> dict:
@@ -232,7 +159,7 @@ def check_sizes(req: SegmentRequest, infos: list[SceneInfo], num_classes: int, m
 
     from aeroseg_cli.segment.limits import available_memory, check_batch, check_blend_budget
 
-    batch = 1 if req.batch_size == "auto" else int(req.batch_size)
+    batch = req.batch_size or 1
     bands = max(len(i.bands) for i in infos)
     itemsize = max(np.dtype(i.dtype).itemsize for i in infos)
     check_batch(req.tile, batch, num_classes, bands, itemsize, available_memory())
@@ -241,7 +168,7 @@ def check_sizes(req: SegmentRequest, infos: list[SceneInfo], num_classes: int, m
 
 def model_identity(spec: str) -> str:
     """What makes a model the same model for ``--resume``: a checkpoint's SHA-256 (a converted released model's
-    too), a preset's name and version."""
+    too), a preset's name and version with each registry file it is built from (``weights_used``)."""
     from models.hub import converted_model, sha256_file
 
     path = Path(spec).expanduser()
@@ -249,8 +176,21 @@ def model_identity(spec: str) -> str:
     if converted:
         return f"{spec} checkpoint sha256 {sha256_file(converted)}"
     if not path.is_file():
-        return f"preset {spec} (aeroseg {__version__})"
+        files = "".join(f"; {w['name']} sha256 {w['sha256']} ({w['trust']})" for w in weights_used(spec))
+        return f"preset {spec} (aeroseg {__version__}){files}"
     return f"checkpoint sha256 {sha256_file(path)}"
+
+
+def weights_used(spec: str) -> list[dict[str, str]]:
+    """The registry files preset ``spec`` is built from, each with the SHA-256 its cache record holds and what that
+    hash is (published, recorded, accepted): nothing is hashed, loading verified each file against exactly this
+    hash. [] for a checkpoint: its own SHA-256 identifies it (a lean one's rebuilt weights match its digest)."""
+    from models.config import PRESETS, preset_config
+    from models.hub import converted_model, identity, required_weights
+
+    if Path(spec).expanduser().is_file() or converted_model(spec) or spec not in PRESETS:
+        return []
+    return [identity(name) for name in required_weights(preset_config(spec))]
 
 
 def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, batch: int, runtime: dict) -> dict:
@@ -277,6 +217,7 @@ def scene_settings(plan_: Plan, info: SceneInfo, names: list[str], tile: int, ba
 
 
 def scene_tags(info: SceneInfo, names: list[str], tile: int, model_label: str, req: SegmentRequest) -> dict[str, str]:
+    weights = weights_used(req.model)  # AEROSEG_WEIGHTS: which CLIP/SAM files (official or not) made the map
     return {
         "AEROSEG_VERSION": __version__,
         "AEROSEG_MODEL": model_label,
@@ -288,4 +229,5 @@ def scene_tags(info: SceneInfo, names: list[str], tile: int, model_label: str, r
         "AEROSEG_UNKNOWN_THRESHOLD": str(req.unknown_threshold),
         "AEROSEG_SOURCE": info.name,
         **({"AEROSEG_AOI": req.aoi.name} if req.aoi is not None else {}),
+        **({"AEROSEG_WEIGHTS": json.dumps(weights)} if weights else {}),
     }

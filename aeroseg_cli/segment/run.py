@@ -59,7 +59,7 @@ def load(plan: Plan) -> Loaded:
         raise UsageError(f"--tile must be a multiple of {net.cfg.input_multiple} for this model, got {tile}")
     grids = [Grid.from_overlap(info.height, info.width, tile, req.overlap) for info in plan.infos]
     predictor = Predictor(net, names, device, dtype)
-    batch = predictor.auto_batch_size(tile) if req.batch_size == "auto" else int(req.batch_size)
+    batch = predictor.auto_batch_size(tile) if req.batch_size is None else req.batch_size
     # before the GPU is probed: on CUDA one window must fit (settled_batch lowers the batch), on CPU the batch asked
     warnings = check_sizes(plan, grids, len(names), batch if device.type != "cuda" else 1, device)
     batch = settled_batch(predictor, tile, batch)
@@ -119,7 +119,7 @@ def options(plan: Plan, loaded: Loaded) -> SegmentOptions:
         overwrite=req.overwrite,
         resume=req.resume,
         on_error=req.on_error,
-        io_threads=req.io_threads,
+        io_threads={None: "auto", 0: "off"}.get(req.io_threads, req.io_threads),
         max_memory=plan.max_memory,
         colors=class_colors(loaded.names, plan.palette),
     )
@@ -153,7 +153,8 @@ class WindowCounts:
 
 def vectorize_step(plan: Plan, result: SegmentResult, labels: Path) -> None:
     """``--vector``: polygons of the labels just written; the labels stay valid if this step fails."""
-    from aeroseg_cli.polygons.vectorize import VectorizeOptions, vectorize_raster
+    from aeroseg_cli.polygons.request import VectorizeOptions
+    from aeroseg_cli.polygons.vectorize import vectorize_raster
 
     req = plan.request
     t0 = time.perf_counter()

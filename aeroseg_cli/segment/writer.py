@@ -10,7 +10,6 @@ continues exactly there and refuses a partial made with other settings.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import tempfile
@@ -96,24 +95,6 @@ def staged(documents: dict[Path, str]) -> Iterator[dict[Path, Path]]:
             tmp.unlink(missing_ok=True)
 
 
-@functools.cache
-def silence_libtiff() -> None:
-    """libtiff's default error handler prints raw lines ("_tiffWriteProc: File too large.") to stderr on a path that
-    GDAL's own handlers do not catch; the writer verifies every chunk and names the error itself, so that handler is
-    switched off (not with --debug). Only the copy of libtiff that rasterio loads is touched."""
-    if os.environ.get("AEROSEG_DEBUG"):
-        return
-    import ctypes
-    import ctypes.util
-    import glob
-
-    bundled = glob.glob(os.path.join(os.path.dirname(rasterio.__file__), os.pardir, "rasterio.libs", "libtiff*.so*"))
-    name = bundled[0] if bundled else ctypes.util.find_library("tiff")
-    if name:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(name).TIFFSetErrorHandler(None)
-
-
 def settings_differences(saved: dict, now: dict) -> list[str]:
     """Human-readable differences between the settings a partial was made with and this run's."""
     keys = sorted(set(saved) | set(now))
@@ -166,7 +147,6 @@ class LabelWriter:
         self.prob_partial = partial_paths(probabilities)[0] if probabilities else None
         self.done = {x0: [x0, x1, spec.row_offset] for x0, x1 in blocks}  # x0 -> [x0, x1, next row to write]
         self._pending: list[FinishedRows] = []
-        silence_libtiff()
         if not (resume and self._load_progress()):
             self._create(tags)
 
