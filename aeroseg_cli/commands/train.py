@@ -36,7 +36,6 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     progress: str = PROGRESS,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Train on the seen classes of a dataset (runs under torchrun for several GPUs or nodes)."""
     given = dict(locals())  # the options as given (None = not given); those named like settings override --config
