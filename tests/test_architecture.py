@@ -28,12 +28,25 @@ def modules() -> dict[str, Path]:
     return out
 
 
+def type_checking_only(tree: ast.Module) -> set[ast.AST]:
+    """The import nodes under ``if TYPE_CHECKING:``: read by type checkers, never run, so in no runtime cycle."""
+    nodes = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            nodes |= {n for stmt in node.body for n in ast.walk(stmt)}
+    return nodes
+
+
 def imported(name: str, path: Path, known: set[str]) -> set[str]:
-    """Project modules that ``name`` imports anywhere in its source (function-level imports included)."""
+    """Project modules that ``name`` imports anywhere in its source (function-level imports included; imports for
+    type checkers only are left out)."""
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
+    skip = type_checking_only(tree)
     for node in ast.walk(tree):
+        if node in skip:
+            continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]

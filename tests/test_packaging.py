@@ -5,6 +5,7 @@ constraints file rather than a pin that would fight a user's own CUDA build of t
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import sys
@@ -61,12 +62,31 @@ def imported_top_levels() -> set[str]:
                     names |= {a.name.split(".")[0] for a in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names.add(node.module.split(".")[0])
-    return names - set(PACKAGES) - set(sys.stdlib_module_names) - {"tomli"}
+    return names - set(PACKAGES) - set(sys.stdlib_module_names) - {"tomli", "tomllib"}
+
+
+@functools.cache
+def module_owners() -> dict[str, set[str]]:
+    """Top-level module -> the installed distributions that provide it, from each distribution's files (what
+    ``importlib.metadata.packages_distributions`` does on Python 3.11+; on 3.10 it reads ``top_level.txt`` only,
+    which many wheels lack)."""
+    owners: dict[str, set[str]] = {}
+    for dist in importlib.metadata.distributions():
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+        tops = set((dist.read_text("top_level.txt") or "").split())
+        for f in dist.files or []:
+            top = f.parts[0]
+            if top.endswith(".py"):
+                tops.add(top[:-3])
+            elif "." not in top and top != "__pycache__":
+                tops.add(top)
+        for top in tops:
+            owners.setdefault(top, set()).add(name)
+    return owners
 
 
 def distributions_of(module: str) -> set[str]:
-    dists = importlib.metadata.packages_distributions().get(module, [])
-    return {re.sub(r"[-_.]+", "-", d).lower() for d in dists}
+    return module_owners().get(module, set())
 
 
 def test_every_third_party_import_is_a_declared_dependency() -> None:

@@ -958,6 +958,21 @@ def datasets_check_all_ignore(ws):
 # -- the test -----------------------------------------------------------------------------------------------------
 
 
+# qgis-plugin ------------------------------------------------------------------------------------------------------
+
+
+@case("qgis-plugin", "`install --profile-root` a file", "exit 2, the file untouched", code=2, match=["not a folder"])
+def qgis_plugin_profile_root_is_a_file(ws):
+    return ["qgis-plugin", "install", "--profile-root", ws.write("qgis3", b"not a folder"), "-q"]
+
+
+@case("qgis-plugin", "`install` over a plugin folder aeroseg did not install", "exit 2, that folder untouched",
+      code=2, match=["was not installed by aeroseg"])  # fmt: skip
+def qgis_plugin_foreign_folder(ws):
+    ws.write("qgis3/profiles/default/python/plugins/aeroseg_qgis/__init__.py", b"# someone else's plugin\n")
+    return ["qgis-plugin", "install", "--profile-root", ws / "qgis3", "-q"]
+
+
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_bad_input_changes_nothing(c: Case, tmp_path: Path) -> None:
     ws = Workspace(tmp_path)
@@ -976,8 +991,10 @@ def test_bad_input_changes_nothing(c: Case, tmp_path: Path) -> None:
 
 
 def test_the_table_covers_every_command() -> None:
-    assert {c.command for c in CASES} == {"segment", "vectorize", "train", "evaluate", "weights", "preview", "check",
-                                          "export", "datasets"}  # fmt: skip
+    """Every command of the command table (``aeroseg_cli.commands.COMMANDS``) has bad-input cases here."""
+    from aeroseg_cli.commands import COMMANDS
+
+    assert {c.command for c in CASES} == {c.name for c in COMMANDS}
     assert len({c.id for c in CASES}) == len(CASES)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -17,7 +16,6 @@ from aeroseg_cli.commands.options import (
     default,
     parse_names,
 )
-from aeroseg_cli.files.safety import exclusive
 from aeroseg_cli.polygons.request import VectorizeOptions as V
 
 
@@ -59,38 +57,13 @@ def vectorize(
         block_rows=block_rows,
         layer=layer,
     )
-    summary = run_vectorize(labels, output, opts, quiet)
+    from aeroseg_cli.polygons.job import vectorize_file
+
+    summary = vectorize_file(labels, output, opts, quiet)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     elif not quiet:
         typer.echo(_summary_line(summary), err=True)
-
-
-def run_vectorize(labels: str, output: Path, opts: V, quiet: bool) -> dict:
-    """The cheap checks before geopandas and rasterio load, then the polygons under the output's lock."""
-    from aeroseg_cli.files.safety import check_input_file, is_remote
-    from aeroseg_cli.polygons.formats import check_vector_output
-
-    opts.validate()
-    if not is_remote(labels):
-        check_input_file(labels, "the labels")
-    check_vector_output(output, opts.overwrite, opts.format, inputs=[labels, opts.probabilities])
-    from aeroseg_cli.polygons.vectorize import vectorize_raster
-    from aeroseg_cli.progress import progress_display
-
-    name = labels.rstrip("/").rsplit("/", 1)[-1]
-    with exclusive([output]), progress_display(name, unit="rows", quiet=quiet) as update:
-        return vectorize_raster(labels, output, opts, _StripProgress(update))
-
-
-class _StripProgress:
-    """``vectorize_raster``'s per-strip callback shown as rows done, with the polygons so far."""
-
-    def __init__(self, update: Callable[..., None]) -> None:
-        self.update = update
-
-    def __call__(self, features: int, rows_done: int, rows_total: int) -> None:
-        self.update(rows_done, rows_total, polygons=features)
 
 
 def _summary_line(summary: dict) -> str:

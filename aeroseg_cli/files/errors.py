@@ -11,15 +11,23 @@ from pathlib import Path
 
 
 class CLIError(Exception):
-    """A runtime failure the user can act on (exit code 1)."""
+    """A runtime failure the user can act on (exit code 1 on the command line; ``AerosegError`` in the Python API)."""
 
     exit_code = 1
+
+
+AerosegError = CLIError  # the name the Python API exports (aeroseg_cli.AerosegError)
 
 
 class UsageError(CLIError):
     """Bad arguments or input the user must change (exit code 2)."""
 
     exit_code = 2
+
+
+class AerosegWarning(UserWarning):
+    """Something about an input worth knowing that does not stop the run (the command line prints it as one
+    ``aeroseg: warning: ...`` line)."""
 
 
 class Interrupted(KeyboardInterrupt):
