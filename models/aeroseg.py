@@ -81,7 +81,7 @@ class AerOSeg(nn.Module):
             if cfg.backproj_target == "sam" and self.sam is None:
                 raise ValueError("backproj_target='sam' needs guidance='sam'")
             self.backproj = SemanticBackProjection(cfg.backproj_classes, c, cfg.backproj_hidden, target_dim)
-        self.decoder = Decoder(c, cfg.decoder_dims, (gd1, gd2))
+        self.decoder = Decoder(c, cfg.decoder_dims, (gd1, gd2), cfg.decoder_fusion)
 
     def _build_guidance(self, cfg: AerOSegConfig) -> None:
         """Guidance encoder (SAM) and the projections of its maps (names kept from format-1 checkpoints).
@@ -151,7 +151,9 @@ class AerOSeg(nn.Module):
             mean = F.normalize(mean.float(), dim=-1)
         return self.text_guidance(mean.to(dtype)).unsqueeze(0)
 
-    def forward(self, images: torch.Tensor, class_names: list[str]):
+    def _encode(self, images: torch.Tensor, class_names: list[str]):
+        """Inputs checked, then (prompt embeddings (K, P, D), dense image embeddings (B, R, D, h, w), guidance
+        sources)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
         if not class_names:
@@ -162,23 +164,44 @@ class AerOSeg(nn.Module):
                 "back-projection is on (backproj=True) but the model was built without backproj_classes: build it "
                 "with backproj_classes=<number of training classes>, or with backproj=False"
             )
-        b, _, height, width = images.shape
         text = self.clip.text_features(list(class_names))  # (K, P, D)
         dense, clip_maps = self.clip.image_features(
             normalize(images, CLIP_MEAN, CLIP_STD), with_guidance=cfg.guidance == "clip"
         )  # (B, R, D, h, w)
-        sources = self.guidance_sources(images, clip_maps, dense)
+        return text, dense, self.guidance_sources(images, clip_maps, dense)
+
+    @staticmethod
+    def _all_classes(logits: torch.Tensor, selected: torch.Tensor | None, k: int) -> torch.Tensor:
+        """(B, K', H, W) logits of the kept classes -> (B, K, H, W), the others at ``UNSELECTED_LOGIT``."""
+        if selected is None:
+            return logits
+        full = logits.new_full((logits.shape[0], k, *logits.shape[2:]), UNSELECTED_LOGIT)
+        full[:, selected] = logits
+        return full
+
+    def forward(self, images: torch.Tensor, class_names: list[str]):
+        cfg = self.cfg
+        height, width = images.shape[-2:]
+        text, dense, sources = self._encode(images, class_names)
         logits, x, selected = self.aggregate(dense, text, sources)
         with fp32_region(cfg.fp32_correlation, images.device.type):
             logits = logits.float() if cfg.fp32_correlation else logits
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        if selected is not None:
-            full = logits.new_full((b, len(class_names), height, width), UNSELECTED_LOGIT)
-            full[:, selected] = logits
-            logits = full
+        logits = self._all_classes(logits, selected, len(class_names))
         if not self.training:
             return logits
         return AerOSegOutput(logits, *self._backprojection(x, images, dense, sources), cfg.ignore_pixels)
+
+    def predict_proba(
+        self, images: torch.Tensor, class_names: list[str], size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Probabilities as CAT-Seg's whole-image inference makes them: the sigmoid on the decoder's grid (4h x 4w),
+        then bilinear to ``size`` (default: the input's). ``sigmoid(model(x))`` resizes the logits first instead, as
+        CAT-Seg's sliding-window inference does per window. -> (B, K, *size) float32."""
+        text, dense, sources = self._encode(images, class_names)
+        logits, _, selected = self.aggregate(dense, text, sources)
+        probs = self.probabilities(self._all_classes(logits, selected, len(class_names)))
+        return F.interpolate(probs, size=size or tuple(images.shape[-2:]), mode="bilinear", align_corners=False)
 
     def aggregate(self, dense: torch.Tensor, text: torch.Tensor, sources: GuidanceMaps):
         """The cost aggregation (OVRS's and CAT-Seg's ``Aggregator``): dense image embeddings (B, R, D, h, w) and

@@ -115,7 +115,7 @@ class CLIPBackbone(nn.Module):
     def __init__(self, cfg: AerOSegConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.model = build_open_clip(cfg.clip, cfg.crop_size)
+        self.model = build_open_clip(cfg.clip, cfg.clip_resolution or cfg.crop_size)
         self.tokenizer = open_clip.tokenize
         self.templates = cfg.templates
         self.rotations = cfg.rotations
@@ -202,12 +202,21 @@ class CLIPBackbone(nn.Module):
         """L2-normalise over channels (dim 1), in fp32 when the correlation is computed in fp32."""
         return F.normalize(dense.float() if self.cfg.fp32_correlation else dense, dim=1)
 
+    def _resized(self, x: torch.Tensor) -> torch.Tensor:
+        """x resized to ``clip_resolution`` (bilinear, no antialiasing, as CAT-Seg's ``clip_images_resized``)."""
+        size = self.cfg.clip_resolution
+        if not size or tuple(x.shape[-2:]) == (size, size):
+            return x
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
     def image_features(self, x: torch.Tensor, with_guidance: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x (B, 3, H, W) CLIP-normalised, square when rotating -> ((B, R, D, h, w) normalised, guidance maps).
 
+        With ``clip_resolution`` the input is first resized to it (then h = w = clip_resolution / patch).
         Guidance maps (unrotated pass, ``with_guidance`` only): [final features before normalisation (B, D, h, w),
         tokens after block L/3 (B, C, h, w), after block 2L/3 (B, C, h, w)]; else [].
         """
+        x = self._resized(x)
         b = x.shape[0]
         taps = self.guidance_taps if with_guidance else ()
         if not self.rotations:

@@ -71,6 +71,7 @@ SAM_VARIANTS: dict[str, SAMConfig] = {
 CLIP_VARIANTS: dict[str, CLIPConfig] = {
     "ViT-B-16": CLIPConfig(),
     "ViT-L-14": CLIPConfig("ViT-L-14", 768, 1024, 24, 16, 14, 768, 12, 12),
+    "ViT-L-14-336": CLIPConfig("ViT-L-14-336", 768, 1024, 24, 16, 14, 768, 12, 12),  # OpenAI's ViT-L/14@336px
 }
 
 
@@ -116,7 +117,8 @@ class AerOSegConfig:
     """Everything needed to rebuild a model; stored verbatim in checkpoints (plain JSON-able values only)."""
 
     arch: str = "aeroseg"  # "aeroseg" (the network), "zeroshot" (plain CLIP correlation), "segearth" or "probe"
-    crop_size: int = 384  # the model's input size; CLIP's position embedding is sized for it
+    crop_size: int = 384  # the model's input size; CLIP's position embedding is sized for it (or clip_resolution)
+    clip_resolution: int = 0  # CLIP sees the input resized to this (bilinear, as CAT-Seg/OVRS); 0: as given
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     clip_weights: str | None = "openai"  # "openai" (official, from the weights cache), a file path, or None (random)
     rotations: bool = True  # 0/90/180/270 rotated copies through CLIP (OVRS)
@@ -152,6 +154,7 @@ class AerOSegConfig:
     # decoder
     decoder_dims: tuple[int, int] = (64, 32)
     decoder_guidance_dims: tuple[int, int] = (32, 16)
+    decoder_fusion: str = "attention"  # guidance into each decoder stage: "attention" (OVRS) or "concat" (CAT-Seg)
     clip_guidance_upsample_dims: tuple[int, int] = (256, 128)  # CLIP guidance: ConvTranspose widths (CAT-Seg)
     # fidelity switches: the defaults are the reference code's (CAT-Seg / OVRS); LEGACY holds this project's old values
     ignore_pixels: str = "negative"  # loss on 255 pixels: "negative" for every seen class (CAT-Seg), or "exclude"
@@ -202,6 +205,7 @@ class AerOSegConfig:
             "decoder_guidance_order": ("early_coarse", "late_coarse"),
             "clip_guidance": ("catseg", "v1"),
             "refinement": ("catseg", "v1"),
+            "decoder_fusion": ("attention", "concat"),
             "pos_embed_interp": ("bicubic", "antialias"),
             "shifted_window_mask": ("swin", "rolled"),
             "guidance_upsample": ("nearest", "bilinear"),
@@ -209,7 +213,12 @@ class AerOSegConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.crop_size % self.clip.patch_size:
+        if self.clip_resolution < 0 or self.clip_resolution % self.clip.patch_size:
+            patch = self.clip.patch_size
+            raise ValueError(
+                f"clip_resolution {self.clip_resolution} must be 0 or a multiple of the CLIP patch {patch}"
+            )
+        if self.crop_size % self.input_multiple:
             raise ValueError(f"crop_size {self.crop_size} must be a multiple of the CLIP patch {self.clip.patch_size}")
         if self.sam_input_size % self.sam.patch_size:
             raise ValueError(f"sam_input_size {self.sam_input_size} must be a multiple of {self.sam.patch_size}")
@@ -217,6 +226,11 @@ class AerOSegConfig:
             raise ValueError("hidden_dim must be divisible by num_heads and 16")
         if self.segearth.slide_stride <= 0 or self.segearth.logit_scale <= 0 or self.segearth.eval_resize < 0:
             raise ValueError("segearth: slide_stride and logit_scale must be positive, eval_resize 0 or more")
+
+    @property
+    def input_multiple(self) -> int:
+        """Input sizes must be multiples of this: the CLIP patch, or 1 when CLIP sees a resized copy."""
+        return 1 if self.clip_resolution else self.clip.patch_size
 
     @property
     def templates(self) -> tuple[str, ...]:
@@ -270,6 +284,46 @@ def _demo() -> AerOSegConfig:
     )  # frozen SAM features still guide; fine-tuning SAM at the head's learning rate stalled learning in our runs
 
 
+def _catseg_vitb16() -> AerOSegConfig:
+    """CAT-Seg with CLIP ViT-B/16 (``cvlab-kaist/CAT-Seg`` ``configs/vitb_384.yaml``): the network of its released
+    ``model_base.pth``. CLIP guidance (blocks 4 and 8 through learned transposed convolutions), CAT-Seg's single
+    generic prompt, no rotations, plain concatenation in the decoder, no back-projection; CLIP always sees 384 x 384.
+
+    Untrained as a preset name; ``aeroseg weights convert catseg model_base.pth`` makes the trained one (COCO-Stuff,
+    open vocabulary)."""
+    return AerOSegConfig(
+        crop_size=384,
+        clip_resolution=384,
+        rotations=False,
+        prompts="generic",
+        guidance="clip",
+        clip_guidance="catseg",
+        sam_weights=None,
+        backproj=False,
+        decoder_fusion="concat",
+    )
+
+
+def _catseg_vitl14() -> AerOSegConfig:
+    """CAT-Seg with CLIP ViT-L/14@336px (``configs/vitl_336.yaml``): the network of its released ``model_large.pth``.
+
+    As ``catseg-vitb16``, with 384 x 384 windows resized to CLIP's 336 x 336 (24 x 24 tokens) and the guidance taps
+    after blocks 8 and 16. Untrained as a preset name; ``aeroseg weights convert catseg model_large.pth`` makes the
+    trained one."""
+    return AerOSegConfig(
+        crop_size=384,
+        clip_resolution=336,
+        clip=CLIPConfig(**dataclasses.asdict(CLIP_VARIANTS["ViT-L-14-336"])),
+        rotations=False,
+        prompts="generic",
+        guidance="clip",
+        clip_guidance="catseg",
+        sam_weights=None,
+        backproj=False,
+        decoder_fusion="concat",
+    )
+
+
 def _probe() -> AerOSegConfig:
     """The AerOSeg interface at almost no compute (``models.probe.ProbeModel``): for measuring the host pipeline."""
     return AerOSegConfig(arch="probe", clip_weights=None, guidance="none", sam_weights=None, backproj=False)
@@ -305,6 +359,10 @@ def _preset(name: str) -> AerOSegConfig:
         return AerOSegConfig(guidance="clip", prompts="generic", backproj=False, sam_weights=None)
     if name == "zeroshot-vitb16":
         return AerOSegConfig(arch="zeroshot", guidance="none", backproj=False, sam_weights=None)
+    if name == "catseg-vitb16":
+        return _catseg_vitb16()
+    if name == "catseg-vitl14":
+        return _catseg_vitl14()
     if name == "segearth-ov-vitb16":
         return _segearth_ov()
     if name == "tiny":
@@ -322,6 +380,8 @@ PRESETS: tuple[str, ...] = (
     "aeroseg-vitb16-samvitb",
     "baseline-vitb16",
     "zeroshot-vitb16",
+    "catseg-vitb16",
+    "catseg-vitl14",
     "segearth-ov-vitb16",
     "tiny",
     "demo",
@@ -329,7 +389,7 @@ PRESETS: tuple[str, ...] = (
 )
 
 # What a model built from the preset name alone (not from a checkpoint) is good for:
-#   "untrained"     the network's new layers are random until trained (aeroseg-*, baseline-vitb16; "demo" as a
+#   "untrained"     the network's new layers are random until trained (aeroseg-*, baseline-vitb16, catseg-*; "demo" as a
 #                   preset name is the random demo architecture, the trained one is sample_data/demo_model.pt);
 #                   a CLI should refuse to segment or evaluate with it.
 #   "training-free" useful as built, open vocabulary: zeroshot-vitb16 (the plain baseline: pretrained CLIP
@@ -341,6 +401,8 @@ PRESET_STATUS: dict[str, str] = {
     "aeroseg-vitb16-samvitb": "untrained",
     "baseline-vitb16": "untrained",
     "zeroshot-vitb16": "training-free",
+    "catseg-vitb16": "untrained",  # the architecture; the trained model is the converted released checkpoint
+    "catseg-vitl14": "untrained",
     "segearth-ov-vitb16": "training-free",
     "tiny": "test",
     "demo": "untrained",

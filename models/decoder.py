@@ -1,4 +1,9 @@
-"""Attention-aware upsampling decoder (CAT-Seg upsampling with OVRS attention-aware guidance fusion)."""
+"""Upsampling decoder: CAT-Seg's, with OVRS's attention-aware guidance fusion or CAT-Seg's plain concatenation.
+
+Plain concatenation is the attention-aware fusion with its two 1x1 convolutions at zero (g' = 0*g + 0*g + g), so a
+CAT-Seg decoder's weights fit an attention-aware decoder exactly; ``fusion="concat"`` runs CAT-Seg's decoder as it is
+(no fusion tensors, no extra work).
+"""
 
 from __future__ import annotations
 
@@ -47,13 +52,30 @@ class AttentionAwareFusion(nn.Module):
         return fused.repeat_interleave(k, dim=0)
 
 
+class PlainFusion(nn.Module):
+    """CAT-Seg's decoder guidance: g repeated over classes, unchanged. x (B*K, C', H, W), g (B, Cg, H, W) ->
+    (B*K, Cg, H, W)."""
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return g.repeat_interleave(x.shape[0] // g.shape[0], dim=0)
+
+
+FUSIONS = ("attention", "concat")
+
+
 class Up(nn.Module):
     """ConvTranspose2d(k2, s2) -> guidance fusion -> concat -> DoubleConv: (B*K, C_in, H, W) -> (B*K, C_out, 2H, 2W)."""
 
-    def __init__(self, in_ch: int, out_ch: int, guidance_dim: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, guidance_dim: int, fusion: str = "attention") -> None:
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"decoder fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self.up = nn.ConvTranspose2d(in_ch, in_ch - guidance_dim, kernel_size=2, stride=2)
-        self.fusion = AttentionAwareFusion(in_ch - guidance_dim, guidance_dim) if guidance_dim else None
+        self.fusion: nn.Module | None = None
+        if guidance_dim:
+            self.fusion = (
+                AttentionAwareFusion(in_ch - guidance_dim, guidance_dim) if fusion == "attention" else PlainFusion()
+            )
         self.conv = DoubleConv(in_ch, out_ch)
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
@@ -66,10 +88,12 @@ class Up(nn.Module):
 class Decoder(nn.Module):
     """(B, K, C, h, w) + guidance at 2h and 4h -> logits (B, K, 4h, 4w)."""
 
-    def __init__(self, dim: int, dims: tuple[int, int], guidance_dims: tuple[int, int]) -> None:
+    def __init__(
+        self, dim: int, dims: tuple[int, int], guidance_dims: tuple[int, int], fusion: str = "attention"
+    ) -> None:
         super().__init__()
-        self.up1 = Up(dim, dims[0], guidance_dims[0])
-        self.up2 = Up(dims[0], dims[1], guidance_dims[1])
+        self.up1 = Up(dim, dims[0], guidance_dims[0], fusion)
+        self.up2 = Up(dims[0], dims[1], guidance_dims[1], fusion)
         self.head = nn.Conv2d(dims[1], 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor, g1: torch.Tensor | None, g2: torch.Tensor | None) -> torch.Tensor:

@@ -415,6 +415,8 @@ def test_preset_status_for_every_preset() -> None:
         "aeroseg-vitb16-samvitb": "untrained",
         "baseline-vitb16": "untrained",
         "zeroshot-vitb16": "training-free",
+        "catseg-vitb16": "untrained",
+        "catseg-vitl14": "untrained",
         "segearth-ov-vitb16": "training-free",
         "tiny": "test",
         "demo": "untrained",

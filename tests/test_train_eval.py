@@ -339,3 +339,69 @@ def test_train_with_missing_official_weights_names_every_file_at_once(tmp_path: 
     assert line.count("\n") == 0 and "clip-vit-b-16" in line and "sam-vit-l" in line and "MB" in line
     assert "aeroseg weights download clip-vit-b-16 sam-vit-l" in line
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+# -- train --init ---------------------------------------------------------------------------------------------------
+TINY_128 = {"crop_size": 128, "sam_input_size": 128}
+
+
+def _saved(path: Path, seed: int, **overrides) -> Path:
+    torch.manual_seed(seed)
+    model = models.build("tiny", **{**TINY_128, **overrides})
+    models.save_checkpoint(path, model, ["a", "b"], self_contained=True)
+    return path
+
+
+def test_init_with_the_same_architecture_takes_every_tensor_and_logs_it(tmp_path: Path, capsys) -> None:
+    from aeroseg_cli.training.init import init_from
+
+    src = _saved(tmp_path / "src.pt", 5, backproj_classes=2)
+    torch.manual_seed(6)
+    target = models.build("tiny", backproj_classes=2, **TINY_128)
+    report = init_from(target, src)
+    assert report.fresh == [] and report.unused == [] and len(report.taken) == len(target.state_dict())
+    source = models.load_checkpoint(src)[0].state_dict()
+    assert all(torch.equal(v, source[k]) for k, v in target.state_dict().items())
+    root = _folder(tmp_path / "ds")
+    train(_cfg(root, tmp_path / "run", iters=1, init=str(src)), load_dataset("folder", root, "train"), "cpu")
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["init"]
+    assert first["source"] == str(src) and first["fresh"] == {} and sum(first["taken"].values()) == len(report.taken)
+    assert f"--init {src}: {len(report.taken)} tensors taken, 0 start fresh" in capsys.readouterr().err
+
+
+def test_init_across_architectures_takes_the_shared_parts(tmp_path: Path) -> None:
+    """A CAT-Seg-like network (CLIP guidance, no rotations, one prompt, plain decoder fusion) into the paper-like
+    one (SAM guidance, rotations, four prompts, attention-aware fusion, back-projection)."""
+    from aeroseg_cli.training.init import init_from, module_of
+
+    catseg = {"guidance": "clip", "rotations": False, "prompts": "generic", "decoder_fusion": "concat"}
+    src = _saved(tmp_path / "catseg.pt", 5, backproj=False, **catseg)
+    target = models.build("tiny", backproj_classes=2, **TINY_128)
+    report = init_from(target, src)
+    taken, fresh, unused = ({module_of(k) for k in keys} for keys in (report.taken, report.fresh, report.unused))
+    assert {
+        "clip.model.visual",
+        "clip.model.transformer",
+        "text_guidance.0",
+        "spatial_blocks.0",
+        "class_blocks.1",
+    } <= taken
+    assert {"decoder.up1", "decoder.head"} <= taken
+    assert {"sam.encoder.blocks", "correlation.conv", "backproj.mlp"} <= fresh  # 16 cost-volume channels, not 1
+    assert any(".fusion." in k for k in report.fresh) and not any(".fusion." in k for k in report.taken)
+    assert {"guidance_upsample.up1", "guidance_upsample.up2"} <= unused
+    source = models.load_checkpoint(src)[0].state_dict()
+    assert all(torch.equal(target.state_dict()[k], source[k]) for k in report.taken)
+
+
+def test_init_errors(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "ds")
+    r = run_cli("train", "--dataset", "folder", "--data-root", root, "--init", tmp_path / "nope.pt")
+    assert r.code == 2 and "--init" in r.stderr and "no such checkpoint file" in r.stderr
+    with pytest.raises(UsageError, match="give only one"):
+        train(_cfg(root, tmp_path / "run", init=str(_saved(tmp_path / "s.pt", 1))), None, "cpu", resume=True)
+    torch.save({"model": {"upsample1.weight": torch.zeros(1)}}, tmp_path / "raw.pth")
+    with pytest.raises(CLIError, match=r"--init: .*not an AerOSeg checkpoint.*aeroseg weights convert catseg\|ovrs"):
+        train(
+            _cfg(root, tmp_path / "run2", init=str(tmp_path / "raw.pth")), load_dataset("folder", root, "train"), "cpu"
+        )

@@ -85,8 +85,8 @@ def _onnx(model: str, output: Path, classes, tile, overlap: float, resolution, o
     check_vocabulary(loaded, names)
     net = loaded.model
     tile = tile or net.cfg.crop_size
-    if tile <= 0 or tile % net.cfg.clip.patch_size:
-        raise UsageError(f"--tile must be a positive multiple of {net.cfg.clip.patch_size} for this model, got {tile}")
+    if tile <= 0 or tile % net.cfg.input_multiple:
+        raise UsageError(f"--tile must be a positive multiple of {net.cfg.input_multiple} for this model, got {tile}")
     metadata = deepness_metadata(names, tile, overlap, resolution, loaded.label)
     done = export_onnx(FixedClasses(net, names), tile, output, metadata)
     if not quiet:

@@ -18,6 +18,9 @@ def train(
     data_root: Path = typer.Option(None, "--data-root", help="Folder of the dataset (layout in the README)."),
     config: Path = typer.Option(None, "--config", help="TOML or YAML file with any of these settings."),
     preset: str = typer.Option(None, "--preset", help="Model preset [aeroseg-vitb16-samvitl]."),
+    init: Path = typer.Option(
+        None, "--init", help="Start from the tensors of this AerOSeg checkpoint that fit the preset (see the run log)."
+    ),
     iters: int = typer.Option(None, "--iters", help="Iterations [the paper's: iSAID 10k, DLRSD 5k, OEM 15k]."),
     batch_size: int = typer.Option(None, "--batch-size", "-b", help="Global batch size [4]."),
     lr: float = typer.Option(None, "--lr", help="Learning rate of the new layers [2e-4]."),
@@ -43,6 +46,7 @@ def train(
     from aeroseg_cli.training.config import TrainConfig
 
     given.update(data_root=str(data_root) if data_root else None, output=str(output) if output else None)
+    given.update(init=str(init) if init else None)  # paths as the strings TrainConfig holds
     cfg = TrainConfig.resolve(TrainConfig.from_file(config) if config else {}, given)
     check_model_settings(cfg)
     from aeroseg_cli.datasets.check import quick_check
@@ -54,7 +58,7 @@ def train(
     val = load_dataset(cfg.dataset, Path(cfg.data_root), "val") if cfg.val_every else None
     if not data.spec.seen:
         raise UsageError(f"{cfg.dataset}: no seen classes to train on")
-    inputs = [config] if config else []
+    inputs = [p for p in (config, Path(cfg.init) if cfg.init else None) if p]
     with shown_warnings(quiet):
         result = run_training(cfg, data, device, resume=resume, val_data=val, quiet=quiet, inputs=inputs)
     if as_json:

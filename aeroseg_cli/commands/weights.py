@@ -1,5 +1,6 @@
-"""``aeroseg weights list | download | verify | import | default``: the published backbone files (CLIP, SAM), the
-released models (CAT-Seg), and which model runs when ``--model`` is not given."""
+"""``aeroseg weights list | download | verify | import | default | convert``: the published backbone files (CLIP,
+SAM), the released models (CAT-Seg), which model runs when ``--model`` is not given, and conversion of CAT-Seg /
+OVRS checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from aeroseg_cli.files.errors import CLIError, UsageError
 from aeroseg_cli.files.safety import exclusive, refuse_non_file, same_file
 
 weights_app = typer.Typer(
-    help="List, download, verify or import published weights and released models; set the default model.",
+    help="List, download, verify or import published weights and released models; set the default model; convert "
+    "CAT-Seg / OVRS checkpoints.",
     no_args_is_help=True,
 )
 
@@ -306,3 +308,59 @@ def default(
     value = check_default(model)
     write_default(value)
     typer.echo(f"default model: {value}")
+
+
+CONVERT_KINDS = ("catseg", "ovrs")  # models.convert.CONVERTERS, named here so that --help and usage errors stay fast
+
+
+@weights_app.command("convert")
+def convert(
+    kind: str = typer.Argument(
+        ..., help="catseg: CAT-Seg's released model_base.pth / model_large.pth; ovrs: a checkpoint of OVRS's code."
+    ),
+    src: Path = typer.Argument(..., help="The checkpoint as that codebase saved it (read, never changed)."),
+    output: Path = typer.Option(..., "-o", "--output", help="AerOSeg checkpoint to write (.pt)."),
+    self_contained: bool = typer.Option(
+        False,
+        "--self-contained",
+        help="Store every tensor. Default: lean (only what differs from the official CLIP file) when that file is "
+        "in the weights cache, else self-contained.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the conversion report as JSON on stdout."),
+) -> None:
+    """Convert a CAT-Seg or OVRS checkpoint into an AerOSeg checkpoint, usable as --model OUT.pt."""
+    from aeroseg_cli.files.safety import Output, check_outputs
+
+    if kind not in CONVERT_KINDS:
+        raise UsageError(f"convert what? {kind!r}; choose one of: {', '.join(CONVERT_KINDS)}")
+    if src.is_dir() or not src.is_file():
+        raise UsageError(f"{src}: no such checkpoint file")
+    check_outputs([Output(output, "--output")], [src], overwrite)
+    from models.convert import CONVERTERS
+    from models.hub import WeightsError
+
+    try:
+        with exclusive([output]):
+            report = CONVERTERS[kind](src, output, self_contained=self_contained)
+    except WeightsError as exc:
+        raise CLIError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(_convert_summary(report), err=True)
+
+
+def _convert_summary(report: dict) -> str:
+    """The report in a few lines: variant, tensors used and ignored (with why), what the output holds."""
+    lines = [f"{report['source']}: {report['variant']}, {report['tensors_used']} of {report['tensors']} tensors used"]
+    for key, why in {**report["tensors_ignored"], **report["top_level_ignored"]}.items():
+        lines.append(f"  ignored {key}: {why}")
+    if not report["self_contained"]:
+        form = "lean (references the official CLIP file)"
+    elif report["self_contained_because"]:
+        form = "self-contained (the official CLIP file is not in the weights cache)"
+    else:
+        form = "self-contained"
+    lines.append(f"wrote {report['output']}: {form}")
+    return "\n".join(lines)

@@ -56,8 +56,8 @@ def load(plan: Plan) -> Loaded:
     names = plan.names or check_class_names(list(loaded_model.classes))
     check_vocabulary(loaded_model, names)
     tile = req.tile or net.cfg.crop_size
-    if tile % net.cfg.clip.patch_size:
-        raise UsageError(f"--tile must be a multiple of {net.cfg.clip.patch_size} for this model, got {tile}")
+    if tile % net.cfg.input_multiple:
+        raise UsageError(f"--tile must be a multiple of {net.cfg.input_multiple} for this model, got {tile}")
     grids = [Grid.from_overlap(info.height, info.width, tile, req.overlap) for info in plan.infos]
     predictor = Predictor(net, names, device, dtype)
     batch = predictor.auto_batch_size(tile) if req.batch_size is None else req.batch_size

@@ -15,6 +15,7 @@ class TrainConfig:
     dataset: str = "dubai"
     data_root: str = ""
     preset: str = "aeroseg-vitb16-samvitl"
+    init: str = ""  # a checkpoint whose tensors that fit the preset's network start the run ("": as built)
     iters: int = 0  # 0: the paper's length for the dataset
     batch_size: int = 4  # global, split across ranks
     lr: float = 2e-4
@@ -80,6 +81,8 @@ class TrainConfig:
                 raise UsageError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         if not 0 < self.max_category_area <= 1:
             raise UsageError(f"max_category_area must be in (0, 1], got {self.max_category_area}")
+        if self.init and not Path(self.init).expanduser().is_file():
+            raise UsageError(f"--init {self.init}: no such checkpoint file")
         if self.save_dtype not in ("float32", "float16"):
             raise UsageError(f"save_dtype must be float32 or float16, got {self.save_dtype!r}")
 

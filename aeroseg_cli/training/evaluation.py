@@ -139,7 +139,7 @@ def sliding_window_probs(
     image (H, W, 3) uint8 -> probabilities (K, H, W)."""
     crop = model.cfg.crop_size
     big, stride = crop * 5 // 3, crop * 2 // 3
-    big -= big % model.cfg.clip.patch_size
+    big -= big % model.cfg.input_multiple
     h, w = image.shape[:2]
     resized = eval_resize(image, big, 4 * big)
     x = torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None].float().div(255).to(device)

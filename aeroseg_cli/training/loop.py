@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from aeroseg_cli.files.safety import Output, check_outputs, exclusive, file_kind
 from aeroseg_cli.runtime.ddp import init_distributed
 from aeroseg_cli.runtime.modelio import autocast
 from aeroseg_cli.training.config import TrainConfig
+from aeroseg_cli.training.init import InitReport, init_from
 from aeroseg_cli.training.recipe import cosine, param_groups, save_run, set_rng_state
 from aeroseg_cli.training.sampling import SeededStream, TrainSamples
 from models.hub import load_tensors
@@ -56,6 +58,7 @@ class Run:
     iters: int
     start: int = 0
     saved: int = 0  # iteration of the last checkpoint on disk
+    init: InitReport | None = None  # what --init took from its checkpoint
 
     @property
     def checkpoint(self) -> Path:
@@ -92,6 +95,7 @@ def prepare_run(cfg: TrainConfig, data: SegmentationDataset, ddp, device: torch.
     seed_everything(cfg.seed)
     seen = list(data.spec.seen)
     model = models.build(cfg.preset, backproj_classes=len(seen), **cfg.model_overrides).to(device)
+    init = init_from(model, Path(cfg.init).expanduser()) if cfg.init and not resume else None
     model.train()
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(iters))
@@ -104,7 +108,7 @@ def prepare_run(cfg: TrainConfig, data: SegmentationDataset, ddp, device: torch.
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    run = Run(cfg, ddp, device, dtype, model, net, optimizer, scheduler, scaler, seen, run_dir, iters)
+    run = Run(cfg, ddp, device, dtype, model, net, optimizer, scheduler, scaler, seen, run_dir, iters, init=init)
     if resume:
         run.start = run.saved = restore(run)
     return run
@@ -254,6 +258,8 @@ def train(
 ) -> TrainResult:
     """Train on the seen classes of ``data``; the run folder holds the checkpoint, training state and metrics.
     ``inputs``: files the run reads (e.g. its --config), which no run file may replace."""
+    if resume and cfg.init:
+        raise UsageError("--init starts a new run from a checkpoint and --resume continues one: give only one")
     ddp, device = init_distributed(device_text)
     if cfg.batch_size % ddp.world:
         raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {ddp.world} processes")
@@ -267,6 +273,10 @@ def run_locked(run: Run, data: SegmentationDataset, val_data: SegmentationDatase
         write_config(run)
     batches = iter(make_loader(run, data))
     log = MetricsLog(run, quiet)
+    if run.init is not None and run.ddp.main:
+        log.write(run.init.record())
+        if not quiet:
+            print("\n".join(run.init.lines()), file=sys.stderr)
     t0, first_loss, last_loss = time.perf_counter(), float("nan"), float("nan")
     it = run.start
     try:
