@@ -1,4 +1,5 @@
-"""Fixtures shared by the tests; the helpers themselves are in ``tests/support/``."""
+"""Fixtures and hooks shared by the tests, nothing else: the helpers are in ``tests/support/`` and test files import
+them from there (never from here or from each other: tests/test_architecture.py checks)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,7 @@ from pathlib import Path
 
 import pytest
 
-# Re-exported while branches that still import helpers from here are merged; import from tests.support instead.
-from tests.support.cli import CLIResult, run_cli, single_process, torchrun  # noqa: F401
-from tests.support.paths import DUBAI, GEOTIFF, ROOT, SHARED_DATA  # noqa: F401
-from tests.support.scenes import smooth_scene, write_scene  # noqa: F401
-from tests.support.toys import ConvModel, PixelModel  # noqa: F401
+from tests.support.paths import DUBAI, GEOTIFF
 
 
 def pytest_configure(config) -> None:

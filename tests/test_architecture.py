@@ -7,6 +7,7 @@ ones no test imports.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.support.paths import ROOT
@@ -187,3 +188,16 @@ def test_tests_reach_the_shared_data_only_through_the_skipping_fixtures() -> Non
         if names & {"SHARED_DATA", "GEOTIFF", "DUBAI"} or any("../shared" in s for s in literals):
             direct.append(path.name)
     assert direct == []
+
+
+def test_tests_import_helpers_from_support_only() -> None:
+    """Helpers live in ``tests/support/``: no test file (nor a helper, nor code a test runs in a subprocess) imports
+    ``conftest`` or another module at the top of ``tests/``, which are test files and the scripts QGIS's Python runs."""
+    wrong = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        text = path.read_text()
+        imported = [m for m in re.findall(r"(?:from|import)\s+((?:tests\.)?\w+)", text) if m.startswith("tests.")]
+        imported += [f"tests.{m}" for m in re.findall(r"(?:from|import)\s+(conftest|test_\w+)\b", text)]
+        imported += [f"tests.{m}" for m in re.findall(r"from\s+tests\s+import\s+(\w+)", text)]
+        wrong += [f"{path.relative_to(ROOT)}: {m}" for m in imported if m != "tests.support"]
+    assert wrong == []

@@ -22,9 +22,10 @@ def read(path: Path) -> np.ndarray:
         return ds.read()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def checkpoint(tmp_path_factory) -> Path:
-    """One saved model for every process (the comparison must not depend on how a preset is initialised)."""
+@pytest.fixture(scope="module")
+def common(tmp_path_factory) -> list[str]:
+    """The options of every run, with one saved model for every process (the comparison must not depend on how a
+    preset is initialised); a new list, so ``COMMON`` stays as written."""
     import torch
 
     import models
@@ -32,8 +33,7 @@ def checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     torch.manual_seed(123)
     models.save_checkpoint(path, models.build("tiny"), ["water", "land", "road"])
-    COMMON.extend(["--model", str(path)])
-    return path
+    return [*COMMON, "--model", str(path)]
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,12 @@ def scenes(tmp_path_factory) -> list[Path]:
     return [write_scene(d / f"s{i}.tif", smooth_scene(300 + 40 * i, 260, seed=i)) for i in range(3)]
 
 
-def test_scenes_sharded_across_ranks_equal_single_process(scenes: list[Path], tmp_path: Path) -> None:
-    single = single_process("segment", *scenes, "-o", tmp_path / "one", *COMMON)
+def test_scenes_sharded_across_ranks_equal_single_process(
+    scenes: list[Path], common: list[str], tmp_path: Path
+) -> None:
+    single = single_process("segment", *scenes, "-o", tmp_path / "one", *common)
     assert single.returncode == 0, single.stderr
-    r = torchrun("segment", *scenes, "-o", tmp_path / "two", *COMMON, "--json")
+    r = torchrun("segment", *scenes, "-o", tmp_path / "two", *common, "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)  # one combined summary, from rank 0 only
     assert sorted(Path(s["scene"]).name for s in summary) == ["s0.tif", "s1.tif", "s2.tif"]
@@ -60,10 +62,10 @@ def test_scenes_sharded_across_ranks_equal_single_process(scenes: list[Path], tm
     ]
 
 
-def test_one_scene_row_bands_sharded_equal_single_process(tmp_path: Path) -> None:
+def test_one_scene_row_bands_sharded_equal_single_process(common: list[str], tmp_path: Path) -> None:
     scene = write_scene(tmp_path / "tall.tif", smooth_scene(1300, 300, seed=7))
     single = single_process(
-        "segment", scene, "-o", tmp_path / "one.tif", *COMMON, "--probabilities", tmp_path / "p1.tif"
+        "segment", scene, "-o", tmp_path / "one.tif", *common, "--probabilities", tmp_path / "p1.tif"
     )
     assert single.returncode == 0, single.stderr
     r = torchrun(
@@ -71,7 +73,7 @@ def test_one_scene_row_bands_sharded_equal_single_process(tmp_path: Path) -> Non
         scene,
         "-o",
         tmp_path / "two.tif",
-        *COMMON,
+        *common,
         "--probabilities",
         tmp_path / "p2.tif",
         "--cog",
@@ -87,7 +89,7 @@ def test_one_scene_row_bands_sharded_equal_single_process(tmp_path: Path) -> Non
     assert not [p for p in tmp_path.iterdir() if ".rank" in p.name or ".partial" in p.name]
 
 
-def test_a_failing_rank_fails_the_whole_run(scenes: list[Path], tmp_path: Path) -> None:
+def test_a_failing_rank_fails_the_whole_run(scenes: list[Path], common: list[str], tmp_path: Path) -> None:
     bad = write_scene(
         tmp_path / "corrupt.tif", smooth_scene(300, 2100), compress="deflate", tiled=True, blockxsize=128,
         blockysize=128, interleave="band",
@@ -95,7 +97,7 @@ def test_a_failing_rank_fails_the_whole_run(scenes: list[Path], tmp_path: Path) 
     with rasterio.open(bad, "r+") as ds:
         ds.build_overviews([2, 4])
     corrupt_full_resolution_tile(bad, 1, 8)
-    r = torchrun("segment", scenes[0], bad, "-o", tmp_path / "out", *COMMON)
+    r = torchrun("segment", scenes[0], bad, "-o", tmp_path / "out", *common)
     assert r.returncode != 0
     assert "processes failed" in r.stderr and "rerun with --resume" in r.stderr
     assert "IReadBlock failed" in r.stderr  # GDAL's own cause, not "Read failed. See previous exception"

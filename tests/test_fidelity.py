@@ -397,7 +397,7 @@ def test_probe_has_the_model_interface_and_is_class_order_equivariant() -> None:
 
 def test_probe_is_identical_in_another_process() -> None:
     code = (
-        "import hashlib, torch, models; from tests.conftest import smooth_scene;"
+        "import hashlib, torch, models; from tests.support.scenes import smooth_scene;"
         "x = torch.from_numpy(smooth_scene(384, 384)).float()[None] / 255;"
         "print(hashlib.sha256(models.build('probe')(x, ['water', 'road']).numpy().tobytes()).hexdigest())"
     )

@@ -1,7 +1,7 @@
 """Issue #11, "never lose or corrupt a user's data": bad inputs to every writing command, table-driven.
 
 Each case builds its files in a fresh workspace, runs ``aeroseg`` in-process and is checked by the harness
-(``tests/reliability_harness.py``): every input byte-identical (SHA-256 and mtime), the exit code as expected and
+(``tests/support/reliability.py``): every input byte-identical (SHA-256 and mtime), the exit code as expected and
 never 0 for a failure, stderr exactly one ``aeroseg: error: ...`` line with no traceback or library warning, nothing
 at the output path unless the case succeeds, no temporary or partial file left, an existing output untouched.
 The faults that need real processes (signals, file-size limits, concurrency, damaged tiles) are in
@@ -24,7 +24,7 @@ import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
 
-from tests.reliability_harness import (
+from tests.support.reliability import (
     Expect,
     Setup,
     Snapshot,

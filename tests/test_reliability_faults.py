@@ -2,7 +2,7 @@
 two processes on one output, ``--resume`` onto other settings or a damaged partial, a damaged tile in a real scene,
 an interrupted vectorize and training run.
 
-Every case ends with the harness's checks (``tests/reliability_harness.py``): inputs byte-identical, the exit code,
+Every case ends with the harness's checks (``tests/support/reliability.py``): inputs byte-identical, the exit code,
 one plain stderr line, nothing at the output path unless the run succeeded, no stray files, and where a resumable
 partial is the documented outcome, ``--resume`` completing to exactly the uninterrupted output.
 """
@@ -26,7 +26,7 @@ import rasterio.shutil
 
 from aeroseg_cli.segment.resume import partial_paths
 from aeroseg_cli.segment.writer import LabelWriter
-from tests.reliability_harness import (
+from tests.support.reliability import (
     ENV,
     LIBRARY_NOISE,
     Expect,

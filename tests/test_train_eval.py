@@ -191,7 +191,7 @@ def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def test_interrupted_and_resumed_training_gives_the_same_weights(tmp_path: Path) -> None:
+def test_interrupted_and_resumed_training_gives_the_same_weights(tmp_path: Path, monkeypatch) -> None:
     root = _folder(tmp_path / "ds", n=5)
     data = load_dataset("folder", root, "train")
     train(_cfg(root, tmp_path / "full"), data, "cpu", quiet=True)
@@ -212,12 +212,9 @@ def test_interrupted_and_resumed_training_gives_the_same_weights(tmp_path: Path)
             raise Stop
         return original(self, key)
 
-    tr.TrainSamples.__getitem__ = flaky
-    try:
-        with pytest.raises(Stop):
-            train(cfg, data, "cpu", quiet=True)
-    finally:
-        tr.TrainSamples.__getitem__ = original
+    with monkeypatch.context() as dying, pytest.raises(Stop):
+        dying.setattr(tr.TrainSamples, "__getitem__", flaky)
+        train(cfg, data, "cpu", quiet=True)
     assert torch.load(tmp_path / "part" / "train_state.pt", weights_only=True)["iteration"] == 2
     train(cfg, data, "cpu", resume=True, quiet=True)
     a = models.load_checkpoint(tmp_path / "full" / "checkpoint.pt")[0].state_dict()

@@ -117,17 +117,15 @@ def test_a_refused_primary_source_is_said_and_the_copy_used_named(server, home: 
     assert hub.cached_path(tiny_clip["spec"]).read_bytes() == tiny_clip["copy"]
 
 
-def test_short_or_garbage_downloads_are_refused(server, home: Path, tiny_clip: dict) -> None:
+def test_short_or_garbage_downloads_are_refused(server, home: Path, tiny_clip: dict, monkeypatch) -> None:
     """A body shorter than its Content-Length, or bytes that are no CLIP weights, from a source whose SHA-256 is not
     published: refused, nothing placed, nothing to verify (review 1, finding 1: both were recorded as trusted)."""
     root, _ = server
     spec = tiny_clip["spec"]
-    SHORT["/openai/ViT-custom.pt"] = (10_000_000, b"x" * 5000)
-    SHORT["/hf/open_clip_model.safetensors"] = (10_000_000, b"x" * 5000)
-    try:
+    with monkeypatch.context() as short:  # both sources cut short for this download only
+        short.setitem(SHORT, "/openai/ViT-custom.pt", (10_000_000, b"x" * 5000))
+        short.setitem(SHORT, "/hf/open_clip_model.safetensors", (10_000_000, b"x" * 5000))
         r = run_cli("weights", "download", "clip-custom", "-q")
-    finally:
-        SHORT.clear()
     assert r.code == 1 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.count("incomplete: the connection ended after 5,000 of the 10,000,000 bytes announced") == 2
     assert not hub.cached_path(spec).exists() and not hub.record_path(spec).exists()

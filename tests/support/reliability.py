@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
@@ -143,11 +144,9 @@ def run_in_process(args: Sequence, env: dict[str, str] | None = None) -> CLIResu
     """``aeroseg ARGS`` in this process; the warnings a script would print are appended to its stderr (pytest would
     otherwise swallow them), so a library warning fails the one-line check as it would fail a user's log."""
     with contextlib.ExitStack() as stack:
-        if env:
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            stack.callback(lambda: [os.environ.pop(k) if v is None else os.environ.update({k: v})
-                                    for k, v in saved.items()])  # fmt: skip
+        patch = stack.enter_context(pytest.MonkeyPatch.context())  # the environment restored afterwards
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
         caught = stack.enter_context(warnings.catch_warnings(record=True))
         warnings.simplefilter("always")
         for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
