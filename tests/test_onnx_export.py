@@ -56,19 +56,25 @@ def windows(shared_geotiff: Path, deepness: dict) -> np.ndarray:
         return np.stack([ds.read(window=Window(c, r, TILE, TILE)) for r, c in deepness["offsets"]])
 
 
+@pytest.fixture(scope="module")
 def torch_probabilities(windows: np.ndarray) -> np.ndarray:
-    """What ``aeroseg segment`` computes for these windows of a uint8 scene: bands 1-3 / 255 through the predictor."""
+    """What ``aeroseg segment`` computes for these windows of a uint8 scene: bands 1-3 / 255 through the predictor
+    (computed once; the tests only read it)."""
     loaded = load_model(str(DEMO))
     images = torch.from_numpy(windows[:, :3].astype(np.float32) / 255)
-    return Predictor(loaded.model, list(loaded.classes), torch.device("cpu"))(images, len(images)).numpy()
+    probabilities = Predictor(loaded.model, list(loaded.classes), torch.device("cpu"))(images, len(images)).numpy()
+    probabilities.setflags(write=False)  # shared by the tests: read-only
+    return probabilities
 
 
 @pytest.mark.slow
-def test_onnxruntime_equals_torch_on_real_windows(exported: Path, windows: np.ndarray) -> None:
+def test_onnxruntime_equals_torch_on_real_windows(
+    exported: Path, windows: np.ndarray, torch_probabilities: np.ndarray
+) -> None:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
-    ours = torch_probabilities(windows)
+    ours = torch_probabilities
     x = windows[:, :3].astype(np.float32) / 255
     for batch in (x, x[:1], np.concatenate([x, x[:1]])):  # the batch is dynamic
         got = session.run(None, {"image": batch})[0]
@@ -99,10 +105,10 @@ def test_deepness_reads_the_metadata_it_needs(exported: Path, deepness: dict) ->
 
 
 @pytest.mark.slow
-def test_deepness_argmax_is_aeroseg_argmax(deepness: dict, windows: np.ndarray) -> None:
+def test_deepness_argmax_is_aeroseg_argmax(deepness: dict, torch_probabilities: np.ndarray) -> None:
     """Deepness zeroes what is below ``seg_thresh`` and takes the argmax: with 0 it labels every pixel as aeroseg
     does. At its usual 0.5 a pixel whose best sigmoid is lower would go to class 0 (they do not sum to 1)."""
-    probabilities = torch_probabilities(windows)
+    probabilities = torch_probabilities
     np.testing.assert_array_equal(deepness["labels"], probabilities.argmax(1))
     best_below_half = probabilities.max(1) < 0.5
     assert 0.01 < best_below_half.mean() < 0.99  # so a threshold of 0.5 would change these pixels' class

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from rasterio.windows import Window
 
 from aeroseg_cli.qgis_plugin.install import PLUGIN, SOURCE, default_profile_root
 from aeroseg_cli.segment.resume import partial_paths
@@ -167,9 +168,20 @@ def profile(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def scene(shared_geotiff: Path, tmp_path_factory) -> Path:
-    """A copy of the real NAIP scene (QGIS writes beside what it opens)."""
+    """A copy of the real NAIP scene (QGIS writes beside what it opens): its top-left 448 x 640 pixels, 6 of the
+    scene's 20 windows (every run here is a whole ``aeroseg segment``, four of them), written as the scene is
+    (tiled, deflate, an overview); the whole scene when the README screenshot is being made."""
     path = tmp_path_factory.mktemp("scene") / "naip.tif"
-    shutil.copy(shared_geotiff / "naip_2020_rgbn_utm14n.tif", path)
+    source = shared_geotiff / "naip_2020_rgbn_utm14n.tif"
+    if os.environ.get("AEROSEG_QGIS_SCREENSHOT") == "1":
+        shutil.copy(source, path)
+        return path
+    with rasterio.open(source) as src:
+        window = Window(0, 0, 640, 448)
+        profile = {**src.profile, "width": 640, "height": 448, "transform": src.window_transform(window)}
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+            dst.build_overviews([2])
     return path
 
 
