@@ -19,6 +19,16 @@ def pytest_configure(config) -> None:
     torch.set_num_threads(1)
 
 
+def pytest_xdist_auto_num_workers(config) -> int | None:
+    """``-n auto`` (pyproject's addopts): xdist's one worker per core, but none for a command line that names one
+    test file (``pytest tests/test_x.py[::test]``): with ``--dist loadfile`` a file never spans workers, so it runs
+    in this process, without starting workers. ``None``: xdist's own count."""
+    named = {arg.split("::")[0] for arg in config.args}
+    if len(named) == 1 and next(iter(named)).endswith(".py"):
+        return 0
+    return None
+
+
 def _shared(path: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"needs the real data of ../shared/data ({path} is absent)")
