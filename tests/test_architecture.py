@@ -187,3 +187,27 @@ def test_tests_reach_the_shared_data_only_through_the_skipping_fixtures() -> Non
         if names & {"SHARED_DATA", "GEOTIFF", "DUBAI"} or any("../shared" in s for s in literals):
             direct.append(path.name)
     assert direct == []
+
+
+def declared_flags(path: Path) -> list[str]:
+    """The flags of every ``typer.Option(...)`` / ``typer.Argument(...)`` written in a module's source."""
+    flags = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("Option", "Argument"):
+            flags += [a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("-")]
+    return flags
+
+
+def test_shared_options_are_declared_once() -> None:
+    """``--quiet``, ``--overwrite``, ``--device``, ``--progress`` and the ``--json`` summary flag mean one thing
+    everywhere: declared in commands/options.py only (evaluate's ``--json FILE``, a file to write, is its own)."""
+    shared = {"--quiet", "-q", "--json", "--overwrite", "--device", "--progress", "--classes-file"}
+    own = {"evaluate.py": {"--json"}}
+    commands = ROOT / "aeroseg_cli" / "commands"
+    found = {
+        p.name: sorted(set(declared_flags(p)) & shared - own.get(p.name, set()))
+        for p in sorted(commands.glob("*.py"))
+        if p.name != "options.py"
+    }
+    assert {name: flags for name, flags in found.items() if flags} == {}
+    assert shared - {"-q", "--classes-file"} <= set(declared_flags(commands / "options.py"))
