@@ -119,7 +119,7 @@ def run_train(cfg: C, device: str, *, resume: bool, quiet: bool, as_json: bool, 
 
 def check_model_settings(cfg: C) -> None:
     """The preset and model overrides, checked before any data is read or weights are loaded."""
-    from models.config import preset_config
+    from models.presets import preset_config
 
     try:
         preset_config(cfg.preset, **cfg.model_overrides)
