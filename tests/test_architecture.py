@@ -211,3 +211,15 @@ def test_shared_options_are_declared_once() -> None:
     }
     assert {name: flags for name, flags in found.items() if flags} == {}
     assert shared - {"-q", "--classes-file"} <= set(declared_flags(commands / "options.py"))
+
+
+def test_no_private_rasterio_modules_are_imported() -> None:
+    """rasterio's underscore modules change without notice; GDAL's raw errors are caught through
+    ``files.gdalread.public_errors`` instead of ``rasterio._err.CPLE_BaseError``."""
+    private = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            private += [f"{name}: {n}" for n in names if n.startswith("rasterio._")]
+    assert private == []
