@@ -88,8 +88,8 @@ def choose_model(given: str | None) -> Choice:
                 "more: set another with `aeroseg weights default NAME|CKPT`, clear it with `--clear`, or pass --model"
             )
         return Choice(default, "your default, set with `aeroseg weights default`")
-    for name in released_models():
-        if hub.converted_model(name):
+    for name in released_models():  # the demo model (closed vocabulary) only by name: --model demo
+        if hub.REGISTRY[name].open_vocabulary and hub.converted_model(name):
             return Choice(name, f"the best model on this machine: {hub.REGISTRY[name].description.split(':')[0]}")
     for name in training_free():
         if _preset_missing(name) == []:
