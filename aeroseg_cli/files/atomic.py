@@ -11,15 +11,15 @@ from pathlib import Path
 
 from aeroseg_cli.files.safety import refuse_non_file
 
+
 def current_umask() -> int:
     """The process's umask, read without changing it where Linux says it (``/proc/self/status``, kernel 4.7+): the
     ``os.umask`` round trip briefly sets it to 0 for every thread of the program, so it is only the fallback. Read
     at each use, not at import: a program may change its umask after importing aeroseg."""
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask
