@@ -116,7 +116,7 @@ def test_torch_is_a_range_and_the_tested_pair_a_constraints_file() -> None:
 def test_version_is_written_once_and_the_licence_ships() -> None:
     project = pyproject()["project"]
     assert "version" not in project and "version" in project["dynamic"]
-    assert pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "aeroseg_cli.__version__"}
+    assert pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "aeroseg_cli.version.__version__"}
     assert importlib.metadata.version("aeroseg") == aeroseg_cli.__version__
     assert "Apache License" in (ROOT / "LICENSE").read_text(encoding="utf-8")[:200]
     assert project["license"] == {"text": "Apache-2.0"}
