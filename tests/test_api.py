@@ -78,6 +78,11 @@ def test_the_documented_example_runs_as_written(tmp_path: Path, monkeypatch) -> 
     assert polygons.crs == "EPSG:26914"
 
 
+def test_the_readme_shows_the_documented_example() -> None:
+    """The README's Python example is the one the test above runs."""
+    assert python_blocks(ROOT / "README.md")[0] == python_blocks(ROOT / "docs" / "python-api.md")[0]
+
+
 def test_segment_takes_typed_arguments_and_words_errors_with_parameter_names(tmp_path: Path) -> None:
     scene = write_scene(tmp_path / "s.tif", smooth_scene(64, 64))
     common = {"model": "tiny", "output": str(tmp_path / "o.tif")}
