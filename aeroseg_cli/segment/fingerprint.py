@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aeroseg_cli import __version__
 from aeroseg_cli.files.identity import RESUME_KEYS
+from aeroseg_cli.version import __version__
 
 if TYPE_CHECKING:
     from aeroseg_cli.segment.plan import Plan
