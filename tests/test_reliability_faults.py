@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
@@ -195,6 +196,28 @@ def test_signal_midway_then_resume(tall, tmp_path: Path, signum: int, code: int)
     assert m.group(1) == ("interrupted" if signum == signal.SIGINT else "stopped by SIGTERM")
     assert 0 < int(m.group(2)) < int(m.group(3))
     assert 0 < rows_done(out) < HEIGHT
+    resume_to_reference(scene, reference, out, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_storm_of_sigterms_still_ends_in_143_with_a_resumable_partial(tall, tmp_path: Path) -> None:
+    """A parent that dies sends several SIGTERMs (qgis_process did: three, seen with strace); the first stops the run,
+    the later ones, arriving during the cleanup or after Python's exit put the default handlers back, must not
+    break the cleanup nor kill the process by the signal (exit -15 instead of 143)."""
+    scene, reference = tall
+    out = tmp_path / "o.tif"
+    before = Snapshot.take(tmp_path, [scene])
+    proc = spawn(["segment", scene, *SEG, "-o", out])
+    wait_for(lambda: rows_done(out) > 0, proc)
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:  # until it has exited: every moment of its exit
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.0005)
+    r = finish(proc)
+    check_outcome(
+        r, before, Snapshot.take(tmp_path, [scene]), Expect(143, created=partial_names(out), absent=[out.name])
+    )
+    assert INTERRUPTED.match(r.stderr.strip()), r.stderr
     resume_to_reference(scene, reference, out, tmp_path)
 
 
