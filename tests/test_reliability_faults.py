@@ -127,6 +127,21 @@ def test_disk_full_keeps_a_resumable_partial_and_resume_completes(tall, tmp_path
 
 
 @pytest.mark.slow
+def test_disk_full_in_the_style_step_is_a_failure_not_a_broken_map(tall, tmp_path: Path) -> None:
+    """A limit one byte below the finished file lets every row through but not the TIFF directory that the colour
+    table and class names rewrite at the end: GDAL says nothing, and the map used to be placed at ``-o`` with exit 0
+    and no longer opened ("TIFFReadDirectory: Failed to read directory"). Now: exit 1, nothing at ``-o``, resumable."""
+    scene, reference = tall
+    out = tmp_path / "o.tif"
+    before = Snapshot.take(tmp_path, [scene])
+    r = run_process(["segment", scene, *SEG, "-o", out], fsize=reference.stat().st_size - 1)
+    expect = Expect(1, match=[f"writing {out} failed", "File too large", "--resume"], created=partial_names(out),
+                    absent=[out.name])  # fmt: skip
+    check_outcome(r, before, Snapshot.take(tmp_path, [scene]), expect)
+    resume_to_reference(scene, reference, out, tmp_path)
+
+
+@pytest.mark.slow
 def test_disk_full_while_making_the_cog_then_resume(tall, tmp_path: Path) -> None:
     """The limit lets the partial finish but not the larger COG copy: the failure names the file and the OS error,
     no COG temporary is left, and ``--resume --cog`` only has to convert."""

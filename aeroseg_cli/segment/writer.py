@@ -274,6 +274,29 @@ class LabelWriter:
                             dst.update_tags(i, CLASS=name, CLASS_ID=str(i - 1))
         except (RasterioIOError, OSError) as exc:
             raise WriteError(f"writing {self.output} failed: {diagnose(self.partial, str(exc))}") from None
+        self._check_style()
+
+    def _check_style(self) -> None:
+        """Read the style back: GDAL rewrites the TIFF directory at the end of the file for it and, with the disk
+        full or the file-size limit reached, can do so without any error and leave a file that no longer opens
+        (measured: a limit one byte below the finished size gave exit 0 and "TIFFReadDirectory: Failed to read
+        directory"). The pixels were verified as they were written; this checks what the style step rewrote."""
+        names = json.dumps(self.class_names)
+        for partial in [self.partial, *([self.prob_partial] if self.prob_partial else [])]:
+            try:
+                with public_errors(), rasterio.open(partial) as ds:
+                    ok = ds.tags().get("CLASS_NAMES") == names
+                    if ok and partial == self.partial:
+                        ok = ds.colormap(1).get(0, (None,))[:3] == tuple(self.colors[0])[:3]
+            except (RasterioIOError, OSError, ValueError) as exc:
+                cause = str(exc)
+            else:
+                if ok:
+                    continue
+                cause = "its class names and colours did not stay written"
+            raise WriteError(
+                f"writing {self.output} failed: {diagnose(partial, cause)}; free space and rerun with --resume"
+            )
 
     def documents(self) -> tuple[dict[Path, str], dict[Path, str]]:
         """The style files beside the outputs: the labels' PAM sidecar and QML; the probabilities' QML."""
