@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
+from aeroseg_cli.version import __version__ as __version__  # written once, in version.py
 
 if TYPE_CHECKING:
     from aeroseg_cli.api import VectorizeResult, segment, vectorize
@@ -20,11 +20,16 @@ if TYPE_CHECKING:
     from aeroseg_cli.polygons.request import VectorizeOptions
     from aeroseg_cli.runtime.host import configure_process
     from aeroseg_cli.segment.request import SegmentRequest
+    from aeroseg_cli.segment.runner import SegmentRun
+
+# Bound now, not on first use: the pipeline's subpackage is also called ``segment`` (aeroseg_cli/segment/), and
+# importing it sets the package attribute to the module; bound after that import, the name stays the function's
+# (``aeroseg_cli.api`` imports only light modules: no torch, rasterio or GDAL).
+from aeroseg_cli.api import segment, vectorize
 
 _PUBLIC = {
-    "segment": "aeroseg_cli.api",
-    "vectorize": "aeroseg_cli.api",
     "VectorizeResult": "aeroseg_cli.api",
+    "SegmentRun": "aeroseg_cli.segment.runner",
     "SegmentRequest": "aeroseg_cli.segment.request",
     "VectorizeOptions": "aeroseg_cli.polygons.request",
     "AerosegError": "aeroseg_cli.files.errors",
@@ -36,6 +41,7 @@ __all__ = [
     "AerosegError",
     "AerosegWarning",
     "SegmentRequest",
+    "SegmentRun",
     "UsageError",
     "VectorizeOptions",
     "VectorizeResult",

@@ -3,7 +3,7 @@
     from aeroseg_cli import segment, vectorize
 
     run = segment("scene.tif", classes=["building", "road", "water"], output="labels.tif", model="catseg-vitb16")
-    print(run.scenes[0].outputs, run.stages)
+    print(run.results[0].outputs, run.timings)
     polygons = vectorize("labels.tif", "labels.gpkg", min_area=50.0)
 
 Arguments are the fields of ``SegmentRequest`` and ``VectorizeOptions``, typed (lists, numbers, paths; no flag
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import re
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aeroseg_cli.files.errors import CLIError
+from aeroseg_cli.files.errors import CLIError, UsageError
 from aeroseg_cli.polygons.request import VectorizeOptions
 from aeroseg_cli.segment.request import SegmentRequest
 
@@ -47,7 +48,7 @@ def vectorize(labels: str | Path, output: str | Path, **options) -> VectorizeRes
     colour, true area and perimeter (and confidence with ``probabilities``). ``options``: ``VectorizeOptions``."""
     from aeroseg_cli.polygons.job import vectorize_file
 
-    opts = VectorizeOptions(**options)
+    opts = VectorizeOptions(**typed(VectorizeOptions, options))
     with python_wording("vectorize"):
         summary = vectorize_file(labels, Path(output), opts, quiet=True)
     return VectorizeResult(
@@ -69,9 +70,29 @@ def segment(scenes: str | Path | Sequence[str | Path], **options):
     from aeroseg_cli.segment.runner import segment as run_request
 
     scenes = [str(scenes)] if isinstance(scenes, str | Path) else [str(s) for s in scenes]
-    request = SegmentRequest(scenes=scenes, **{"quiet": True, **options})
+    request = SegmentRequest(scenes=scenes, **{"quiet": True, **typed(SegmentRequest, options)})
     with python_wording("segment"):
         return run_request(request)
+
+
+LISTS = {"classes": "names, e.g. classes=['ship', 'harbor']", "bands": "band numbers, e.g. bands=[4, 3, 2]"}
+
+
+def typed(kind: type, options: dict) -> dict:
+    """``options`` for a request of ``kind``: a ``str`` given for a path field becomes a ``Path`` (as notebooks pass
+    them); a single string or number where a list belongs is refused (``"a,b"`` is not split as the command line
+    splits it: the API takes the list itself). Unknown names are left for the dataclass to refuse (TypeError)."""
+    hints = typing.get_type_hints(kind)
+    out = dict(options)
+    for name, value in options.items():
+        hint = str(hints.get(name, ""))
+        if isinstance(value, str) and "Path" in hint:
+            out[name] = Path(value)
+        elif name in LISTS and value is not None and not isinstance(value, list | tuple):
+            raise UsageError(f"{name} must be a list of {LISTS[name]}, got {value!r}")
+        elif name in LISTS and value is not None:
+            out[name] = list(value)
+    return out
 
 
 @contextlib.contextmanager

@@ -12,10 +12,11 @@ import warnings
 import typer
 import typer.core
 
-from aeroseg_cli import __version__, progress
+from aeroseg_cli import progress
 from aeroseg_cli.files import signals
 from aeroseg_cli.files.errors import CLIError, Interrupted, UsageError
 from aeroseg_cli.runtime.host import configure_process, quiet_libtiff
+from aeroseg_cli.version import __version__
 
 app = typer.Typer(
     name="aeroseg",

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aeroseg_cli import __version__
 from aeroseg_cli.files.errors import CLIError
+from aeroseg_cli.version import __version__
 
 OPSET = 18
 IR_VERSION = 9

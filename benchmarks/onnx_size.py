@@ -16,8 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aeroseg_cli.onnx_export import SINGLE_FILE_LIMIT, FixedClasses, trace, weight_bytes
-from models.config import preset_config
 from models.factory import construct
+from models.presets import preset_config
 
 
 def main() -> None:

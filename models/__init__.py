@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # for type checkers and readers; at run time these come from __getattr__
     from .aeroseg import AerOSeg, AerOSegOutput
     from .checkpoint import FORMAT_VERSION, export_checkpoint, load_checkpoint, save_checkpoint
-    from .config import PRESET_STATUS, PRESETS, AerOSegConfig, preset_config, preset_status
+    from .config import AerOSegConfig
     from .factory import build, load_clip_weights, load_sam_weights
     from .hub import WeightsError, required_weights
     from .losses import backprojection_loss, bce_loss, total_loss
+    from .presets import PRESET_STATUS, PRESETS, Preset, get_preset, list_presets, preset_config, preset_status
     from .probe import ProbeModel
     from .vocabulary import Vocabulary
     from .zeroshot import ZeroShotCLIP
@@ -28,6 +29,7 @@ __all__ = [
     "AerOSeg",
     "AerOSegConfig",
     "AerOSegOutput",
+    "Preset",
     "ProbeModel",
     "Vocabulary",
     "WeightsError",
@@ -36,6 +38,8 @@ __all__ = [
     "bce_loss",
     "build",
     "export_checkpoint",
+    "get_preset",
+    "list_presets",
     "load_checkpoint",
     "load_clip_weights",
     "load_sam_weights",
@@ -48,10 +52,11 @@ __all__ = [
 _MODULES = {
     "aeroseg": ("AerOSeg", "AerOSegOutput"),
     "checkpoint": ("FORMAT_VERSION", "export_checkpoint", "load_checkpoint", "save_checkpoint"),
-    "config": ("PRESETS", "PRESET_STATUS", "AerOSegConfig", "preset_config", "preset_status"),
+    "config": ("AerOSegConfig",),
     "factory": ("build", "load_clip_weights", "load_sam_weights"),
     "hub": ("WeightsError", "required_weights"),
     "losses": ("backprojection_loss", "bce_loss", "total_loss"),
+    "presets": ("PRESETS", "PRESET_STATUS", "Preset", "get_preset", "list_presets", "preset_config", "preset_status"),
     "probe": ("ProbeModel",),
     "vocabulary": ("Vocabulary",),
     "zeroshot": ("ZeroShotCLIP",),

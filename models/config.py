@@ -1,4 +1,4 @@
-"""Model configuration and the named presets.
+"""Model configuration (the named presets are in ``models.presets``).
 
 Every ablation switch of the paper (Tables 3-6) is a field here, so an experiment is a preset plus overrides:
 ``models.build("aeroseg-vitb16-samvitl", backproj_target="rgb")``. Every fidelity switch (a place where this project
@@ -10,6 +10,7 @@ No torch import here: ``from models import config`` stays fast.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,14 +65,16 @@ class SAMConfig:
 
 
 SAM_VARIANTS: dict[str, SAMConfig] = {
-    "vit_b": SAMConfig("vit_b", 768, 12, 12, (2, 5, 8, 11)),
-    "vit_l": SAMConfig("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
-    "vit_h": SAMConfig("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
+    "vit_b": SAMConfig(name="vit_b", embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
+    "vit_l": SAMConfig(name="vit_l", embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+    "vit_h": SAMConfig(name="vit_h", embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
 }
+_VIT_L_14 = {"embed_dim": 768, "vision_width": 1024, "vision_layers": 24, "vision_heads": 16, "patch_size": 14,
+             "text_width": 768, "text_layers": 12, "text_heads": 12}  # fmt: skip
 CLIP_VARIANTS: dict[str, CLIPConfig] = {
     "ViT-B-16": CLIPConfig(),
-    "ViT-L-14": CLIPConfig("ViT-L-14", 768, 1024, 24, 16, 14, 768, 12, 12),
-    "ViT-L-14-336": CLIPConfig("ViT-L-14-336", 768, 1024, 24, 16, 14, 768, 12, 12),  # OpenAI's ViT-L/14@336px
+    "ViT-L-14": CLIPConfig(name="ViT-L-14", **_VIT_L_14),
+    "ViT-L-14-336": CLIPConfig(name="ViT-L-14-336", **_VIT_L_14),  # OpenAI's ViT-L/14@336px
 }
 
 
@@ -227,6 +230,25 @@ class AerOSegConfig:
         if self.segearth.slide_stride <= 0 or self.segearth.logit_scale <= 0 or self.segearth.eval_resize < 0:
             raise ValueError("segearth: slide_stride and logit_scale must be positive, eval_resize 0 or more")
 
+    def with_overrides(self, **overrides: Any) -> AerOSegConfig:
+        """A validated copy with ``overrides`` applied; this config is left as it is (a caller's config is never
+        changed by building from it). ``sam="vit_b"`` / ``clip="ViT-L-14"`` select a variant; ``segearth={...}``
+        sets those of its fields."""
+        cfg = copy.deepcopy(self)
+        known = {f.name for f in dataclasses.fields(cfg)}
+        for key, value in overrides.items():
+            if key == "sam" and isinstance(value, str):
+                value = SAMConfig(**dataclasses.asdict(SAM_VARIANTS[value]))
+            elif key == "clip" and isinstance(value, str):
+                value = CLIPConfig(**dataclasses.asdict(CLIP_VARIANTS[value]))
+            elif key == "segearth" and isinstance(value, dict):  # segearth={"upsampler_weights": None}: those fields
+                value = SegEarthConfig(**{**dataclasses.asdict(cfg.segearth), **value})
+            if key not in known:
+                raise ValueError(f"unknown model config field {key!r}")
+            setattr(cfg, key, copy.deepcopy(value))
+        cfg.validate()
+        return cfg
+
     @property
     def input_multiple(self) -> int:
         """Input sizes must be multiples of this: the CLIP patch, or 1 when CLIP sees a resized copy."""
@@ -241,197 +263,3 @@ class AerOSegConfig:
             return openai_imagenet_templates()
         chosen = REMOTE_SENSING_TEMPLATES if self.prompts == "remote_sensing" else GENERIC_TEMPLATES
         return tuple(t + "." for t in chosen) if self.template_period else chosen
-
-
-def _tiny() -> AerOSegConfig:
-    """Same architecture, small widths: a CPU forward+backward in well under a second (tests, development; "test")."""
-    return AerOSegConfig(
-        crop_size=384,
-        clip=CLIPConfig("custom", 32, 64, 2, 2, 16, 32, 1, 2),
-        clip_weights=None,
-        sam=SAMConfig("custom", 48, 3, 2, (2,), 4, 16, 32, 256),
-        sam_weights=None,
-        sam_input_size=256,
-        hidden_dim=32,
-        guidance_dim=32,
-        num_heads=2,
-        backproj_hidden=64,
-        decoder_dims=(16, 16),
-        decoder_guidance_dims=(8, 8),
-        clip_guidance_upsample_dims=(32, 16),
-    )
-
-
-def _demo() -> AerOSegConfig:
-    """A little bigger than tiny: the model the project trains itself on CPU for the offline quickstart.
-
-    Built from the preset name it is random ("untrained"); the trained one is ``sample_data/demo_model.pt``."""
-    return AerOSegConfig(
-        crop_size=256,
-        clip=CLIPConfig("custom", 64, 128, 4, 4, 16, 32, 2, 2),
-        clip_weights=None,
-        sam=SAMConfig("custom", 96, 4, 4, (3,), 8, 16, 64, 256),
-        sam_weights=None,
-        sam_input_size=256,
-        hidden_dim=48,
-        guidance_dim=48,
-        num_heads=4,
-        window_size=8,
-        backproj_hidden=128,
-        decoder_dims=(32, 16),
-        decoder_guidance_dims=(16, 8),
-        train_clip_all=True,  # trained from scratch: no pretrained CLIP to keep frozen (SAM stays frozen: random
-    )  # frozen SAM features still guide; fine-tuning SAM at the head's learning rate stalled learning in our runs
-
-
-def _catseg_vitb16() -> AerOSegConfig:
-    """CAT-Seg with CLIP ViT-B/16 (``cvlab-kaist/CAT-Seg`` ``configs/vitb_384.yaml``): the network of its released
-    ``model_base.pth``. CLIP guidance (blocks 4 and 8 through learned transposed convolutions), CAT-Seg's single
-    generic prompt, no rotations, plain concatenation in the decoder, no back-projection; CLIP always sees 384 x 384.
-
-    Untrained as a preset name; ``aeroseg weights convert catseg model_base.pth`` makes the trained one (COCO-Stuff,
-    open vocabulary)."""
-    return AerOSegConfig(
-        crop_size=384,
-        clip_resolution=384,
-        rotations=False,
-        prompts="generic",
-        guidance="clip",
-        clip_guidance="catseg",
-        sam_weights=None,
-        backproj=False,
-        decoder_fusion="concat",
-    )
-
-
-def _catseg_vitl14() -> AerOSegConfig:
-    """CAT-Seg with CLIP ViT-L/14@336px (``configs/vitl_336.yaml``): the network of its released ``model_large.pth``.
-
-    As ``catseg-vitb16``, with 384 x 384 windows resized to CLIP's 336 x 336 (24 x 24 tokens) and the guidance taps
-    after blocks 8 and 16. Untrained as a preset name; ``aeroseg weights convert catseg model_large.pth`` makes the
-    trained one."""
-    return AerOSegConfig(
-        crop_size=384,
-        clip_resolution=336,
-        clip=CLIPConfig(**dataclasses.asdict(CLIP_VARIANTS["ViT-L-14-336"])),
-        rotations=False,
-        prompts="generic",
-        guidance="clip",
-        clip_guidance="catseg",
-        sam_weights=None,
-        backproj=False,
-        decoder_fusion="concat",
-    )
-
-
-def _probe() -> AerOSegConfig:
-    """The AerOSeg interface at almost no compute (``models.probe.ProbeModel``): for measuring the host pipeline."""
-    return AerOSegConfig(arch="probe", clip_weights=None, guidance="none", sam_weights=None, backproj=False)
-
-
-def _segearth_ov() -> AerOSegConfig:
-    """SegEarth-OV (CVPR 2025), training-free: OpenAI CLIP ViT-B/16 with its last block, SimFeatUp (its published
-    weights), CLS-token subtraction (-0.3), its 80 prompt templates, softmax at temperature 50, 224-pixel windows."""
-    return AerOSegConfig(
-        arch="segearth",
-        crop_size=224,
-        rotations=False,
-        prompts="openai_imagenet",
-        finetune_clip_qv=False,
-        guidance="none",
-        sam_weights=None,
-        backproj=False,
-    )
-
-
-def _preset(name: str) -> AerOSegConfig:
-    """The paper's network (``aeroseg-vitb16-samvitl``) and its CLIP/SAM variants, the paper's Baseline (CLIP
-    guidance, generic prompt, no back-projection), the training-free zero-shot CLIP correlation (the plain baseline)
-    and SegEarth-OV; plus the small ``tiny``/``demo`` architectures and the ``probe``. ``PRESET_STATUS`` says which
-    are usable untrained."""
-    if name == "aeroseg-vitb16-samvitl":
-        return AerOSegConfig()
-    if name == "aeroseg-vitl14-samvitl":
-        return AerOSegConfig(clip=CLIPConfig(**dataclasses.asdict(CLIP_VARIANTS["ViT-L-14"])), crop_size=336)
-    if name == "aeroseg-vitb16-samvitb":
-        return AerOSegConfig(sam=SAMConfig(**dataclasses.asdict(SAM_VARIANTS["vit_b"])))
-    if name == "baseline-vitb16":
-        return AerOSegConfig(guidance="clip", prompts="generic", backproj=False, sam_weights=None)
-    if name == "zeroshot-vitb16":
-        return AerOSegConfig(arch="zeroshot", guidance="none", backproj=False, sam_weights=None)
-    if name == "catseg-vitb16":
-        return _catseg_vitb16()
-    if name == "catseg-vitl14":
-        return _catseg_vitl14()
-    if name == "segearth-ov-vitb16":
-        return _segearth_ov()
-    if name == "tiny":
-        return _tiny()
-    if name == "demo":
-        return _demo()
-    if name == "probe":
-        return _probe()
-    raise KeyError(name)
-
-
-PRESETS: tuple[str, ...] = (
-    "aeroseg-vitb16-samvitl",
-    "aeroseg-vitl14-samvitl",
-    "aeroseg-vitb16-samvitb",
-    "baseline-vitb16",
-    "zeroshot-vitb16",
-    "catseg-vitb16",
-    "catseg-vitl14",
-    "segearth-ov-vitb16",
-    "tiny",
-    "demo",
-    "probe",
-)
-
-# What a model built from the preset name alone (not from a checkpoint) is good for:
-#   "untrained"     the network's new layers are random until trained (aeroseg-*, baseline-vitb16, catseg-*; "demo" as a
-#                   preset name is the random demo architecture, the trained one is sample_data/demo_model.pt);
-#                   a CLI should refuse to segment or evaluate with it.
-#   "training-free" useful as built, open vocabulary: zeroshot-vitb16 (the plain baseline: pretrained CLIP
-#                   correlation) and segearth-ov-vitb16 (SegEarth-OV, CVPR 2025).
-#   "test"          random or synthetic, for tests and measurements only: tiny, probe.
-PRESET_STATUS: dict[str, str] = {
-    "aeroseg-vitb16-samvitl": "untrained",
-    "aeroseg-vitl14-samvitl": "untrained",
-    "aeroseg-vitb16-samvitb": "untrained",
-    "baseline-vitb16": "untrained",
-    "zeroshot-vitb16": "training-free",
-    "catseg-vitb16": "untrained",  # the architecture; the trained model is the converted released checkpoint
-    "catseg-vitl14": "untrained",
-    "segearth-ov-vitb16": "training-free",
-    "tiny": "test",
-    "demo": "untrained",
-    "probe": "test",
-}
-
-
-def preset_status(name: str) -> str:
-    """``"untrained" | "training-free" | "test"`` for a preset name (see ``PRESET_STATUS``); ValueError if unknown."""
-    if name not in PRESET_STATUS:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return PRESET_STATUS[name]
-
-
-def preset_config(name: str, **overrides: Any) -> AerOSegConfig:
-    """The config of a named preset with field overrides applied (``sam="vit_b"`` selects a SAM variant)."""
-    try:
-        cfg = _preset(name)
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
-    for key, value in overrides.items():
-        if key == "sam" and isinstance(value, str):
-            value = SAMConfig(**dataclasses.asdict(SAM_VARIANTS[value]))
-        elif key == "clip" and isinstance(value, str):
-            value = CLIPConfig(**dataclasses.asdict(CLIP_VARIANTS[value]))
-        elif key == "segearth" and isinstance(value, dict):  # segearth={"upsampler_weights": None}: those fields
-            value = SegEarthConfig(**{**dataclasses.asdict(cfg.segearth), **value})
-        if not hasattr(cfg, key):
-            raise ValueError(f"unknown model config field {key!r}")
-        setattr(cfg, key, value)
-    cfg.validate()
-    return cfg

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from . import hub
-from .config import CLIP_VARIANTS, SAM_VARIANTS, AerOSegConfig, preset_config
+from .config import CLIP_VARIANTS, SAM_VARIANTS, AerOSegConfig
 from .errors import WeightsError
+from .presets import get_preset
 from .weightfiles import OPENAI_EXTRAS, read_state_dict
 
 # where each pretrained file's tensors live in the model's state dict
@@ -202,14 +203,13 @@ def build(preset: str | AerOSegConfig, **overrides: Any) -> nn.Module:
     ``build("tiny")`` is random-initialised; ``build("aeroseg-vitb16-samvitl")`` needs the official CLIP and SAM
     weights in the cache (``aeroseg weights download``); ``clip_weights=None, sam_weights=None`` skips them. Every
     file is checked first: one ``WeightsError`` names all that are missing, before a large model is allocated.
+    A config passed in is never changed: the model gets its own copy, with the overrides applied.
     """
-    if isinstance(preset, AerOSegConfig):
-        cfg = preset
-        for key, value in overrides.items():
-            setattr(cfg, key, value)
-        cfg.validate()
-    else:
-        cfg = preset_config(preset, **overrides)
+    cfg = (
+        preset.with_overrides(**overrides)
+        if isinstance(preset, AerOSegConfig)
+        else get_preset(preset).config(**overrides)
+    )
     pretrained = read_pretrained(cfg)
     model = construct(cfg)
     load_pretrained(model, pretrained)

@@ -77,6 +77,7 @@ class WeightSpec:
     alternates: tuple[Source, ...] = ()
     git_blob: str | None = None  # the first source's git blob id (``Source.git_blob``)
     what: str = "the file"  # whose file the first source is, for messages
+    open_vocabulary: bool = True  # a released model for any class names (False: the demo): the default-model choice
 
     @property
     def sources(self) -> tuple[Source, ...]:
@@ -118,6 +119,7 @@ _OPENAI = "https://openaipublic.azureedge.net/clip/models"  # openai/CLIP clip.p
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything"
 _CATSEG = "https://huggingface.co/spaces/hamacojr/CAT-Seg-weights/resolve/main"  # CAT-Seg README "Pretrained Models"
 _SEGEARTH = "https://raw.githubusercontent.com/likyoo/SegEarth-OV/3e22a969b32c6d751bdbba64a88a0b670e630f55"
+PACKAGED = Path(__file__).resolve().parent / "packaged"  # files installed with aeroseg (package data of the wheel)
 REGISTRY: dict[str, WeightSpec] = {
     s.name: s
     for s in (
@@ -209,6 +211,19 @@ REGISTRY: dict[str, WeightSpec] = {
             "SimFeatUp upsampler for CLIP ViT-B/16, trained on Million-AID (SegEarth-OV, training-free)",
             git_blob="d40f00838331331faa04a926ea5991f5203f91a8",
             what="SegEarth-OV's file",
+        ),
+        # The offline demo model (the demo preset trained by this project on the Dubai tiles; sample_data/LICENSES.md).
+        # No release URL is published: its source is the copy installed with aeroseg, checked like any download.
+        WeightSpec(
+            "demo",
+            (PACKAGED / "demo_model.pt").as_uri(),
+            "3c26259ec76cd929bf3f2b5a270f12f7a313deca99eadb3f841dd691f530269d",
+            "demo_model.pt",
+            7,
+            "The demo model: the demo preset trained on CPU on the Dubai tiles (5 classes, closed vocabulary)",
+            convert="aeroseg",
+            what="the copy installed with aeroseg",
+            open_vocabulary=False,
         ),
     )
 }

@@ -126,7 +126,7 @@ def test_cli_summary_says_what_the_aoi_saved_and_the_resume_fingerprint_holds_it
 
 
 def test_bad_aoi_is_one_line_before_the_model_loads(scene, tmp_path, monkeypatch) -> None:
-    import aeroseg_cli.segment.runner as segment_runner
+    from aeroseg_cli.segment import runner as segment_runner
 
     def no_model(*args, **kw):
         raise AssertionError("the model was loaded")

@@ -3,17 +3,22 @@ errors worded with parameter names, no process setting changed on import)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 
 import aeroseg_cli
 from tests.support.paths import ROOT
-from tests.support.scenes import write_scene
+from tests.support.scenes import smooth_scene, write_scene
+
+SCENE = "sample_data/naip_2020_rgbn_utm14n.tif"
 
 
 def test_import_is_light_and_changes_no_process_setting() -> None:
@@ -44,3 +49,53 @@ def test_vectorize_returns_a_result_and_errors_name_parameters(tmp_path: Path) -
         aeroseg_cli.vectorize(src, tmp_path / "out.gpkg")
     with pytest.raises(TypeError):
         aeroseg_cli.vectorize(src, tmp_path / "x.gpkg", min_aera=1.0)  # a misspelt option is not ignored
+
+
+def python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
+def test_the_documented_example_runs_as_written(tmp_path: Path, monkeypatch) -> None:
+    """docs/python-api.md's first example, run as a notebook runs it (from a checkout: sample_data beside it): the
+    bundled NAIP scene through the bundled demo model, then polygons; what it returns is what the page says."""
+    (tmp_path / "sample_data").symlink_to(ROOT / "sample_data")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aeroseg_cli.AerosegWarning)  # the example gives no warning
+        exec(compile(python_blocks(ROOT / "docs" / "python-api.md")[0], "python-api.md", "exec"), namespace)
+    run, polygons = namespace["run"], namespace["polygons"]
+    assert isinstance(run, aeroseg_cli.SegmentRun) and isinstance(polygons, aeroseg_cli.VectorizeResult)
+    assert run.classes == ["building", "land", "road", "vegetation", "water"]  # the demo model's own
+    (scene,) = run.results
+    assert scene.outputs == ["naip_labels.tif"] and scene.windows["done"] == scene.windows["total"] > 0
+    assert {"checks", "model_load", "segment"} <= set(run.timings)
+    with rasterio.open(tmp_path / "naip_labels.tif") as out, rasterio.open(ROOT / SCENE) as src:
+        assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+        labels = out.read(1)
+    assert set(np.unique(labels)) <= {0, 1, 2, 3, 4, 255} and len(np.unique(labels)) > 1
+    assert polygons.features == len(gpd.read_file(tmp_path / "naip_polygons.gpkg")) > 0
+    assert polygons.crs == "EPSG:26914"
+
+
+def test_the_readme_shows_the_documented_example() -> None:
+    """The README's Python example is the one the test above runs."""
+    assert python_blocks(ROOT / "README.md")[0] == python_blocks(ROOT / "docs" / "python-api.md")[0]
+
+
+def test_segment_takes_typed_arguments_and_words_errors_with_parameter_names(tmp_path: Path) -> None:
+    scene = write_scene(tmp_path / "s.tif", smooth_scene(64, 64))
+    common = {"model": "tiny", "output": str(tmp_path / "o.tif")}
+    with pytest.raises(aeroseg_cli.UsageError) as err:
+        aeroseg_cli.segment(scene, classes=["a", "b"], overlap=1.5, **common)
+    assert str(err.value) == "overlap is a fraction of the tile in [0, 1), got 1.5"
+    with pytest.raises(aeroseg_cli.UsageError, match=r"classes must be a list of names.*got 'a,b'"):
+        aeroseg_cli.segment(scene, classes="a,b", **common)  # not split as the command line splits it
+    with pytest.raises(aeroseg_cli.UsageError, match=r"^scale needs MIN < MAX, got 5,1$"):
+        aeroseg_cli.segment(scene, classes=["a"], scale=(5, 1), **common)
+    with pytest.raises(TypeError):
+        aeroseg_cli.segment(scene, classes=["a"], overlapp=0.5, **common)
+    assert not (tmp_path / "o.tif").exists()
+    with pytest.warns(aeroseg_cli.AerosegWarning, match="overlap 0.9 runs every pixel through"):
+        run = aeroseg_cli.segment(scene, classes=["a", "b"], tile=64, overlap=0.9, **common)
+    assert run.results[0].outputs == [common["output"]] and len(run.warnings) == 1

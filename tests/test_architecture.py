@@ -201,3 +201,39 @@ def test_tests_import_helpers_from_support_only() -> None:
         imported += [f"tests.{m}" for m in re.findall(r"from\s+tests\s+import\s+(\w+)", text)]
         wrong += [f"{path.relative_to(ROOT)}: {m}" for m in imported if m != "tests.support"]
     assert wrong == []
+
+
+def declared_flags(path: Path) -> list[str]:
+    """The flags of every ``typer.Option(...)`` / ``typer.Argument(...)`` written in a module's source."""
+    flags = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("Option", "Argument"):
+            flags += [a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("-")]
+    return flags
+
+
+def test_shared_options_are_declared_once() -> None:
+    """``--quiet``, ``--overwrite``, ``--device``, ``--progress`` and the ``--json`` summary flag mean one thing
+    everywhere: declared in commands/options.py only (evaluate's ``--json FILE``, a file to write, is its own)."""
+    shared = {"--quiet", "-q", "--json", "--overwrite", "--device", "--progress", "--classes-file"}
+    own = {"evaluate.py": {"--json"}}
+    commands = ROOT / "aeroseg_cli" / "commands"
+    found = {
+        p.name: sorted(set(declared_flags(p)) & shared - own.get(p.name, set()))
+        for p in sorted(commands.glob("*.py"))
+        if p.name != "options.py"
+    }
+    assert {name: flags for name, flags in found.items() if flags} == {}
+    assert shared - {"-q", "--classes-file"} <= set(declared_flags(commands / "options.py"))
+
+
+def test_no_private_rasterio_modules_are_imported() -> None:
+    """rasterio's underscore modules change without notice; GDAL's raw errors are caught through
+    ``files.gdalread.public_errors`` instead of ``rasterio._err.CPLE_BaseError``."""
+    private = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            private += [f"{name}: {n}" for n in names if n.startswith("rasterio._")]
+    assert private == []

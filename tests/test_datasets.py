@@ -28,6 +28,7 @@ from aeroseg_cli.datasets.patches import window_starts, windows
 from aeroseg_cli.datasets.readers import load_dataset
 from aeroseg_cli.datasets.specs import ISAID
 from tests.support.cli import run_cli
+from tests.support.docs import DOCS
 from tests.support.paths import ROOT
 
 # iSAID's official colour table, written out here (not imported) so that a wrong table in the code fails the tests
@@ -554,10 +555,10 @@ def test_check_tells_which_layout_a_folder_is_in(tmp_path: Path, shared_dubai: P
     assert r.code == 2 and f"use --data-root {tmp_path / 'parent' / 'DLRSD_split'}" in r.stderr
 
 
-def test_help_and_the_readme_datasets_section_agree() -> None:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Datasets: from the official downloads") :]
-    section = section[: section.index("\n## ", 5)]
+def test_help_and_the_datasets_page_agree() -> None:
+    """Every ``aeroseg datasets`` command line of docs/datasets.md takes only options its ``--help`` lists."""
+    section = (DOCS / "datasets.md").read_text()
+    assert section.startswith("# Datasets: from the official downloads")
     commands = re.findall(r"^aeroseg datasets (prepare \w+|check)\b(.*)$", section, re.M)
     assert {c for c, _ in commands} >= {"prepare isaid", "prepare dlrsd", "prepare openearthmap", "check"}
     for command, rest in commands:

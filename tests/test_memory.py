@@ -1,5 +1,5 @@
 """One memory formula (``aeroseg_cli/segment/memory.py``): the superblocks ``--max-memory`` gets keep the bound the
-README states (``memory_bound``) within it, a budget that cannot hold even the narrowest superblock is refused
+docs/memory.md states (``memory_bound``) within it, a budget that cannot hold even the narrowest superblock is refused
 before any work, and however a scene is cut into superblocks its output is the same bit for bit."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from aeroseg_cli.runtime.modelchoice import choose_model, read_default
 from aeroseg_cli.segment.fingerprint import model_identity
 from aeroseg_cli.segment.resume import partial_paths
 from aeroseg_cli.segment.writer import LabelWriter
-from models import config, hub
+from models import hub, presets
 from tests.support.cli import run_cli
 from tests.support.layouts import open_clip_hub_state, openai_clip_state, save_torchscript
 from tests.support.paths import ROOT
@@ -69,7 +69,7 @@ def test_training_free_presets_come_from_preset_status() -> None:
     """The choice order names only presets that exist (it once listed segearth-ov-vitb16 before it existed), every
     training-free one, the plain CLIP baseline last; released models are the registry's convert entries."""
     from aeroseg_cli.runtime.modelcheck import released_models, training_free
-    from models.config import PRESET_STATUS, PRESETS
+    from models.presets import PRESET_STATUS, PRESETS
 
     names = training_free()
     assert set(names) == {n for n in PRESETS if PRESET_STATUS[n] == "training-free"} and names[-1] == "zeroshot-vitb16"
@@ -178,13 +178,10 @@ def small_zeroshot(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """zeroshot-vitb16 at the tiny preset's CLIP size (the real one needs a 335 MB file), its CLIP read from the
     registry entry "clip-custom" as the real preset reads clip-vit-b-16: OpenAI's TorchScript file (its SHA-256
     registered as published) imported; another CLIP (another seed) in open_clip's safetensors layout beside it."""
-    clip = config.preset_config("tiny").clip
-    real = config._preset
-    monkeypatch.setattr(
-        config,
-        "_preset",
-        lambda name: dataclasses.replace(real(name), clip=clip) if name == "zeroshot-vitb16" else real(name),
-    )
+    clip = presets.preset_config("tiny").clip
+    real = presets.get_preset("zeroshot-vitb16")
+    small = dataclasses.replace(real, make=lambda: dataclasses.replace(real.make(), clip=clip))
+    monkeypatch.setitem(presets._REGISTRY, "zeroshot-vitb16", small)
     official = save_torchscript(openai_clip_state(clip, 224, seed=5), tmp_path / "ViT-custom.pt")
     other = tmp_path / "open_clip_model.safetensors"
     save_file(open_clip_hub_state(openai_clip_state(clip, 224, seed=6)), str(other))

@@ -295,6 +295,55 @@ def test_unknown_preset_and_field_are_refused() -> None:
         models.build("tiny", guidance="dino")
 
 
+def test_build_never_changes_the_callers_config() -> None:
+    """``build(cfg, **overrides)`` builds from a copy: the caller's config, nested ones included, stays as it was,
+    and the model's config is not the caller's object (changing one later cannot change the other)."""
+    cfg = models.preset_config("tiny")
+    before = cfg.to_dict()
+    model = models.build(cfg, backproj_classes=3, num_heads=4, sdpa=False)
+    assert cfg.to_dict() == before
+    assert model.cfg.backproj_classes == 3 and model.cfg.num_heads == 4 and not model.cfg.sdpa
+    assert model.cfg is not cfg and model.cfg.clip is not cfg.clip
+    with pytest.raises(ValueError, match="unknown model config field"):
+        models.build(cfg, no_such_field=1)
+    assert cfg.to_dict() == before and not hasattr(cfg, "no_such_field")
+
+
+def test_preset_registry_gives_fresh_keyword_configs() -> None:
+    from models.presets import STATUSES
+
+    names = models.list_presets()
+    assert names == list(models.PRESETS) and names[0] == "aeroseg-vitb16-samvitl"
+    assert {"demo", "tiny", "zeroshot-vitb16", "segearth-ov-vitb16", "catseg-vitb16", "catseg-vitl14"} <= set(names)
+    for name in names:
+        preset = models.get_preset(name)
+        assert preset.name == name and preset.status in STATUSES and preset.description
+        assert models.PRESET_STATUS[name] == preset.status == models.preset_status(name)
+        first = preset.config()
+        first.clip.vision_layers, first.sam.depth, first.decoder_dims = 99, 99, (1, 1)  # a caller's own changes
+        assert preset.config().to_dict() == models.preset_config(name).to_dict() != first.to_dict()
+    with pytest.raises(ValueError, match="unknown preset 'nope'; choose one of: aeroseg-vitb16-samvitl"):
+        models.get_preset("nope")
+    with pytest.raises(ValueError, match="unknown preset"):
+        models.preset_status("nope")
+
+
+def test_configs_are_built_with_keyword_arguments_only() -> None:
+    """Presets and variants name every field (open_clip's style): a positional ``CLIPConfig(...)`` breaks silently
+    when a field is added or moved."""
+    import ast
+
+    from tests.support.paths import ROOT
+
+    config_classes = {"AerOSegConfig", "CLIPConfig", "SAMConfig", "SegEarthConfig"}
+    positional = []
+    for path in sorted((ROOT / "models").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in config_classes and node.args:
+                positional.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert positional == []
+
+
 @pytest.mark.slow
 def test_paper_preset_parameter_counts_and_cpu_forward() -> None:
     """CLIP ViT-B/16 149.6 M and the SAM ViT-L image encoder 308.3 M (segment-anything's "308M"; 304.1 M without

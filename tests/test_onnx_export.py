@@ -7,7 +7,8 @@ installer allows), on the model ``aeroseg export sample_data/demo_model.pt --onn
 ``getters``) and ``MapProcessorSegmentation._process_tile`` turned two real 256 x 256 windows of
 ``naip_2020_rgbn_utm14n.tif`` (offsets row, col (0, 0) and (467, 678), all four bands, uint8 NHWC as Deepness reads
 them) into class ids (``labels``, its +1 removed). Generator: /work/scratch/h23-qgis/deepness_fixture/ (windows.py,
-run_deepness.py, make_fixture.py).
+run_deepness.py, make_fixture.py); remade with the same scripts when the demo model was retrained (issue 21): a
+model's fixture must be remade whenever ``sample_data/demo_model.pt`` changes.
 """
 
 from __future__ import annotations

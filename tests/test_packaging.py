@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import aeroseg_cli
+from tests.support.docs import pages
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("aeroseg_cli", "models")
@@ -107,15 +108,15 @@ def test_torch_is_a_range_and_the_tested_pair_a_constraints_file() -> None:
         assert "==" not in deps[name], f"{deps[name]}: an exact pin in a library fights a user's own torch build"
     pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line)
     assert set(pins) == {"torch", "torchvision"}
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    installs = [line for line in readme.splitlines() if "pip install" in line and "-e ." in line]
+    lines = [line for page in pages() for line in page.read_text(encoding="utf-8").splitlines()]
+    installs = [line for line in lines if "pip install" in line and "-e ." in line]
     assert installs and all("-c constraints.txt" in line for line in installs), installs
 
 
 def test_version_is_written_once_and_the_licence_ships() -> None:
     project = pyproject()["project"]
     assert "version" not in project and "version" in project["dynamic"]
-    assert pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "aeroseg_cli.__version__"}
+    assert pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "aeroseg_cli.version.__version__"}
     assert importlib.metadata.version("aeroseg") == aeroseg_cli.__version__
     assert "Apache License" in (ROOT / "LICENSE").read_text(encoding="utf-8")[:200]
     assert project["license"] == {"text": "Apache-2.0"}

@@ -6,7 +6,7 @@ with the bundled demo model (QGIS writes a ``.aux.xml`` beside every raster it o
 opened by QGIS). Its labels must equal the CLI's pixel for pixel. Cancelling is done both ways a user can: the
 Cancel of a Processing dialog (``feedback.cancel()`` in a PyQGIS session, ``tests/qgis_session.py``) and a signal to
 ``qgis_process`` itself; either way nothing lands at the output, the child is gone and the partial resumes to the
-same map. The PyQGIS session also renders the README's screenshot (written to ``sample_data/qgis_segment.png``
+same map. The PyQGIS session also renders docs/qgis.md's screenshot (written to ``sample_data/qgis_segment.png``
 when ``AEROSEG_QGIS_SCREENSHOT=1``).
 
 Skipped, with the reason, only where QGIS is not installed; ``.ci/run`` installs it.
@@ -300,7 +300,7 @@ def test_cancel_in_qgis_then_resume_loads_styled_outputs(profile: Path, scene: P
     )
     assert vector in by_source
     assert screenshot["status"] == 0 and shot.stat().st_size > 10_000
-    if os.environ.get("AEROSEG_QGIS_SCREENSHOT") == "1":  # 128 colours: a README image of about 120 KB
+    if os.environ.get("AEROSEG_QGIS_SCREENSHOT") == "1":  # 128 colours: a docs image of about 120 KB
         from PIL import Image
 
         Image.open(shot).convert("RGB").quantize(colors=128).save(SCREENSHOT, optimize=True)

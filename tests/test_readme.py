@@ -1,4 +1,5 @@
-"""The README stays true: its main command runs as written on the sample scene, and every command has help."""
+"""The README stays true: its main command runs as written on the sample scene; every command has help, and the
+options docs/commands.md describes are the commands' own."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import pytest
 import rasterio
 
 from tests.support.cli import run_cli
-from tests.support.paths import ROOT
+from tests.support.docs import DOCS, README, pages
 
 
 def readme_command(marker: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    text = README.read_text()
     block = re.search(rf"<!-- {marker} -->\s*```bash\n(.+?)\n```", text, re.S)
     assert block, f"README has no {marker} block"
     return block.group(1).strip()
@@ -30,9 +31,9 @@ def test_readme_main_command_runs_as_written(tmp_path: Path) -> None:
     steps = [s.strip() for s in readme_command("main-command").split("&&")]
     run = [s for s in steps if not s.startswith("python3 -m venv") and "pip install" not in s]
     assert any(s.startswith(".venv/bin/aeroseg segment") for s in run)
-    (tmp_path / "sample_data").symlink_to(ROOT / "sample_data")
+    (tmp_path / "sample_data").symlink_to(README.parent / "sample_data")
     script = " && ".join(s.replace(".venv/bin/aeroseg", f"{shlex.quote(sys.executable)} -m aeroseg_cli") for s in run)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {"PYTHONPATH": str(README.parent), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     r = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     seg = next(s for s in run if " segment " in s).split()
@@ -73,7 +74,7 @@ def test_help_of_every_command_and_version() -> None:
         r = run_cli(*path, "--help")
         assert r.code == 0 and "Usage:" in r.stdout, (path, r.stderr)
         assert "--debug" not in r.stdout or not path, f"{path}: --debug is a global option, on the root only"
-    text = (ROOT / "README.md").read_text()
+    text = (DOCS / "commands.md").read_text()
     for option in (
         "--classes-file",
         "--target-gsd",
@@ -87,3 +88,15 @@ def test_help_of_every_command_and_version() -> None:
         "--dst-crs",
     ):
         assert option in text, option
+
+
+def test_every_option_of_every_command_is_documented() -> None:
+    """An option ``--help`` lists is described in the README or docs/ (where a user looks up what it does)."""
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages())
+    undocumented = []
+    for path in every_command():
+        r = run_cli(*path, "--help")
+        assert r.code == 0, r.stderr
+        options = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", r.stdout)) - {"--help"}
+        undocumented += [f"aeroseg {' '.join(path)} {o}" for o in sorted(options) if o not in text]
+    assert not undocumented, undocumented

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pickle
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from tests.support.reliability import (
     held_lock,
     run_in_process,
 )
+from tests.support.docs import DOCS, with_generated, write_generated
+from tests.support.paths import ROOT
 from tests.support.scenes import smooth_scene, write_scene
 
 TINY = ["--model", "tiny", "--tile", "128", "-q"]
@@ -52,7 +55,7 @@ class Case:
     id: str
     command: str
     what: str
-    outcome: str  # for the README table
+    outcome: str  # for the table in docs/reliability.md
     build: Callable[[Workspace], list | Setup]
     expect: Expect
 
@@ -998,16 +1001,35 @@ def test_the_table_covers_every_command() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
 
 
-def readme_rows() -> list[str]:
-    """The README's table of bad inputs, one row per case (``python -m tests.test_reliability`` prints it)."""
-    return [f"| `{c.command}` | {c.what} | {c.outcome} |" for c in CASES]
+def table_rows() -> list[str]:
+    """The table of bad inputs in ``docs/reliability.md``, one row per case, in the table's order: that part of the
+    page is generated from here (``python -m tests.test_reliability --write``; without ``--write`` it is printed)."""
+    return ["| command | bad input | what it gets |", "|---|---|---|"] + [
+        f"| `{c.command}` | {c.what} | {c.outcome} |" for c in CASES
+    ]
 
 
-def test_readme_lists_every_case() -> None:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    missing = [row for row in readme_rows() if row not in text]
-    assert not missing, f"README's Reliability table lacks {len(missing)} case(s), e.g. {missing[0]}"
+RELIABILITY_PAGE = DOCS / "reliability.md"
+GENERATOR = "tests.test_reliability --write"
+
+
+def test_the_reliability_page_lists_every_case() -> None:
+    text = RELIABILITY_PAGE.read_text(encoding="utf-8")
+    missing = [row for row in table_rows() if row not in text]
+    assert not missing, f"docs/reliability.md's table lacks {len(missing)} case(s), e.g. {missing[0]}"
+
+
+def test_the_reliability_page_is_generated_from_the_table() -> None:
+    """No row added, changed, reordered or left over by hand: the page's part is exactly what the table gives."""
+    text = RELIABILITY_PAGE.read_text(encoding="utf-8")
+    assert text == with_generated(text, GENERATOR, table_rows()), (
+        f"docs/reliability.md differs from the test table: run python -m {GENERATOR}"
+    )
 
 
 if __name__ == "__main__":
-    print("\n".join(readme_rows()))
+    if sys.argv[1:] == ["--write"]:
+        changed = write_generated(RELIABILITY_PAGE, GENERATOR, table_rows())
+        print(f"{RELIABILITY_PAGE.relative_to(ROOT)}: {'rewritten' if changed else 'already up to date'}")
+    else:
+        print("\n".join(table_rows()))

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
@@ -126,6 +127,21 @@ def test_disk_full_keeps_a_resumable_partial_and_resume_completes(tall, tmp_path
 
 
 @pytest.mark.slow
+def test_disk_full_in_the_style_step_is_a_failure_not_a_broken_map(tall, tmp_path: Path) -> None:
+    """A limit one byte below the finished file lets every row through but not the TIFF directory that the colour
+    table and class names rewrite at the end: GDAL says nothing, and the map used to be placed at ``-o`` with exit 0
+    and no longer opened ("TIFFReadDirectory: Failed to read directory"). Now: exit 1, nothing at ``-o``, resumable."""
+    scene, reference = tall
+    out = tmp_path / "o.tif"
+    before = Snapshot.take(tmp_path, [scene])
+    r = run_process(["segment", scene, *SEG, "-o", out], fsize=reference.stat().st_size - 1)
+    expect = Expect(1, match=[f"writing {out} failed", "File too large", "--resume"], created=partial_names(out),
+                    absent=[out.name])  # fmt: skip
+    check_outcome(r, before, Snapshot.take(tmp_path, [scene]), expect)
+    resume_to_reference(scene, reference, out, tmp_path)
+
+
+@pytest.mark.slow
 def test_disk_full_while_making_the_cog_then_resume(tall, tmp_path: Path) -> None:
     """The limit lets the partial finish but not the larger COG copy: the failure names the file and the OS error,
     no COG temporary is left, and ``--resume --cog`` only has to convert."""
@@ -195,6 +211,28 @@ def test_signal_midway_then_resume(tall, tmp_path: Path, signum: int, code: int)
     assert m.group(1) == ("interrupted" if signum == signal.SIGINT else "stopped by SIGTERM")
     assert 0 < int(m.group(2)) < int(m.group(3))
     assert 0 < rows_done(out) < HEIGHT
+    resume_to_reference(scene, reference, out, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_storm_of_sigterms_still_ends_in_143_with_a_resumable_partial(tall, tmp_path: Path) -> None:
+    """A parent that dies sends several SIGTERMs (qgis_process did: three, seen with strace); the first stops the run,
+    the later ones, arriving during the cleanup or after Python's exit put the default handlers back, must not
+    break the cleanup nor kill the process by the signal (exit -15 instead of 143)."""
+    scene, reference = tall
+    out = tmp_path / "o.tif"
+    before = Snapshot.take(tmp_path, [scene])
+    proc = spawn(["segment", scene, *SEG, "-o", out])
+    wait_for(lambda: rows_done(out) > 0, proc)
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:  # until it has exited: every moment of its exit
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.0005)
+    r = finish(proc)
+    check_outcome(
+        r, before, Snapshot.take(tmp_path, [scene]), Expect(143, created=partial_names(out), absent=[out.name])
+    )
+    assert INTERRUPTED.match(r.stderr.strip()), r.stderr
     resume_to_reference(scene, reference, out, tmp_path)
 
 

@@ -404,7 +404,7 @@ def test_styles_are_replaced_with_overwrite_and_checked_before_work(run: dict, t
 
 
 def test_a_colour_in_the_class_list_wins_over_the_colours_file(run: dict, tmp_path: Path) -> None:
-    """As the help and the README say (review 1, finding 11)."""
+    """As the help and docs/commands.md say (review 1, finding 11)."""
     colors = tmp_path / "colors.json"
     colors.write_text(json.dumps({"water": "red", "building": "#00ff00"}))
     out = tmp_path / "c.tif"

@@ -276,6 +276,31 @@ def test_train_cli_errors(tmp_path: Path) -> None:
     assert r.code == 2 and "unknown setting" in r.stderr
 
 
+def test_train_options_over_the_config_file_over_the_defaults(tmp_path: Path) -> None:
+    """Each setting: the option given on the command line wins over the --config file, the file over TrainConfig's
+    default; a setting the command line never names (log_every, model_overrides) comes from the file too."""
+    root = _folder(tmp_path / "ds", n=2)
+    (tmp_path / "c.toml").write_text(
+        'preset = "demo"\niters = 3\nlr = 1e-3\nseed = 7\nlog_every = 1\nprecision = "fp32"\nnum_workers = 0\n'
+        "[model_overrides]\ncrop_size = 128\nsam_input_size = 128\n"
+    )
+    out = tmp_path / "run"
+    r = run_cli("train", "--config", tmp_path / "c.toml", "-d", "folder", "--data-root", root, "--preset", "tiny",
+                "--iters", "1", "-b", "1", "--seed", "0", "-o", out, "--device", "cpu", "-q", "--json")  # fmt: skip
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["iterations"] == 1
+    written = json.loads((out / "config.json").read_text())
+    given = {"dataset": "folder", "data_root": str(root), "preset": "tiny", "iters": 1, "batch_size": 1, "seed": 0}
+    from_file = {"lr": 1e-3, "log_every": 1, "precision": "fp32", "num_workers": 0}
+    assert {k: written[k] for k in given} == given and {k: written[k] for k in from_file} == from_file
+    assert written["model_overrides"] == {"crop_size": 128, "sam_input_size": 128}
+    defaults = TrainConfig()
+    assert written["backbone_lr"] == defaults.backbone_lr and written["ckpt_every"] == defaults.ckpt_every
+    (tmp_path / "bad.toml").write_text('iters = "ten"\n')
+    r = run_cli("train", "--config", tmp_path / "bad.toml", "-d", "folder", "--data-root", root)
+    assert r.code == 2 and "setting iters must be a whole number" in r.stderr
+
+
 @pytest.mark.slow
 def test_torchrun_gloo_two_processes_match_one(tmp_path: Path) -> None:
     """DDP with 2 CPU processes (per-rank batch 1) gives the weights of one process with batch 2."""

@@ -24,7 +24,8 @@ from safetensors.torch import save, save_file
 import models
 from models import hub
 from models.clip_backbone import build_open_clip
-from models.config import CLIP_VARIANTS, preset_config
+from models.config import CLIP_VARIANTS
+from models.presets import preset_config
 from tests.support.cli import run_cli
 from tests.support.layouts import open_clip_hub_state, openai_clip_state, save_torchscript
 from tests.support.paths import ROOT

@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -415,3 +416,40 @@ def test_weight_files_get_the_umask_of_the_moment(tmp_path: Path) -> None:
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "t.safetensors").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_demo_model_comes_from_the_installed_copy_and_runs_by_name(tmp_path: Path, monkeypatch) -> None:
+    """No release URL is published for the demo model, so the wheel ships it (package data of ``models``) and the
+    registry entry ``demo`` names that copy: ``weights download demo`` places it like any download (its SHA-256
+    checked; another file under its name refused) and ``--model demo`` then runs it. Being closed-vocabulary, it is
+    never chosen as the default model."""
+    from aeroseg_cli.files.errors import CLIError
+    from aeroseg_cli.runtime.modelchoice import choose_model
+    from aeroseg_cli.runtime.modelio import load_model
+    from aeroseg_cli.training.config import toml_module
+    from tests.support.paths import ROOT
+    from tests.support.scenes import write_scene
+
+    monkeypatch.setenv("AEROSEG_HOME", str(tmp_path / "home"))
+    spec, packaged = hub.REGISTRY["demo"], hub.PACKAGED / "demo_model.pt"
+    assert spec.url == packaged.as_uri() and hub.sha256_file(packaged) == spec.sha256
+    assert (ROOT / "sample_data" / "demo_model.pt").resolve() == packaged.resolve()  # the checkout's path links to it
+    package_data = toml_module().loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "packaged/demo_model.pt" in package_data["models"]  # in the wheel (checked with a real build: report)
+    scene = write_scene(tmp_path / "s.tif", np.random.default_rng(0).integers(0, 255, (3, 300, 300), dtype=np.uint8))
+    r = run_cli_in_process("segment", scene, "-c", "building,road", "--model", "demo", "-o", tmp_path / "a.tif")
+    assert r.code == 1 and "`aeroseg weights download demo`" in r.stderr
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    data = packaged.read_bytes()
+    (mirror / spec.filename).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit off: not the published file
+    r = run_cli_in_process("weights", "download", "demo", "--mirror", mirror.as_uri())
+    assert r.code == 1 and "checksum mismatch" in r.stderr and not hub.cached_path(spec).exists()
+    r = run_cli_in_process("weights", "download", "demo")
+    assert r.code == 0, r.stderr
+    assert hub.status(spec) == "published" and hub.converted_model("demo") is not None
+    assert load_model("demo").classes == read_checkpoint(packaged)["class_names"]
+    r = run_cli_in_process("segment", scene, "-c", "building,road", "--model", "demo", "-o", tmp_path / "a.tif", "-q")
+    assert r.code == 0, r.stderr
+    with pytest.raises(CLIError, match="no --model given and no model is on this machine"):
+        choose_model(None)

@@ -31,6 +31,12 @@ def default(request: type, name: str) -> Any:
     raise ValueError(f"{request.__name__}.{name} has no default")
 
 
+def given(value: Any, otherwise: Any) -> Any:
+    """An option's value if it was given on the command line (not None), else ``otherwise``: what a ``--config``
+    file or the dataclass says. Options that a file may set default to None so that the file can be heard."""
+    return otherwise if value is None else value
+
+
 # -- parsers: option text -> typed value ------------------------------------------------------------------------
 def parse_size(text: str, flag: str = "--max-memory") -> int | None:
     """A size such as 512M, 2G, 1.5GiB or 800000000; "auto" is None."""
@@ -153,11 +159,8 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress, warnings or summ
 JSON_SUMMARY = typer.Option(False, "--json", help="Print a JSON summary on stdout.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing outputs.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
-PRECISION = typer.Option(
-    "auto",
-    "--precision",
-    help="auto (GPU bf16, CPU fp32), fp32, bf16 (slower than fp32 on CPUs without AMX), fp16 (CUDA only).",
-)
+HELP_PRECISION = "auto (GPU bf16, CPU fp32), fp32, bf16 (slower than fp32 on CPUs without AMX), fp16 (CUDA only)."
+PRECISION = typer.Option("auto", "--precision", help=HELP_PRECISION)
 ALLOW_UNGEOREFERENCED = typer.Option(
     False, "--allow-ungeoreferenced", help="Accept rasters without CRS (outputs in pixel coordinates)."
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from aeroseg_cli.commands.options import JSON_SUMMARY, OVERWRITE, QUIET
 from aeroseg_cli.files.errors import CLIError, UsageError
 from aeroseg_cli.files.safety import exclusive, refuse_non_file, same_file
 
@@ -72,7 +73,7 @@ def _status_text(row: dict) -> str:
 
 
 @weights_app.command("list")
-def list_weights(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def list_weights(as_json: bool = JSON_SUMMARY) -> None:
     """Show every known file and released model, its size (from each source: OpenAI's file, open_clip's fp32 copy),
     and its state in the cache ($AEROSEG_HOME): official, SHA-256 recorded at download (none published), accepted
     (your copy), missing; and the default model. Released models appear once this aeroseg can convert them."""
@@ -183,7 +184,7 @@ def download(
     force: bool = typer.Option(
         False, "--force", help="Download again even when a verified file is present (e.g. one that cannot be read)."
     ),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    quiet: bool = QUIET,
 ) -> None:
     """Download weights into the cache from their published sources, tried in order, checking each file's published
     SHA-256 (where none is published, its own is recorded); released models are then converted for --model."""
@@ -326,8 +327,8 @@ def convert(
         help="Store every tensor. Default: lean (only what differs from the official CLIP file) when that file is "
         "in the weights cache, else self-contained.",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    as_json: bool = typer.Option(False, "--json", help="Print the conversion report as JSON on stdout."),
+    overwrite: bool = OVERWRITE,
+    as_json: bool = JSON_SUMMARY,
 ) -> None:
     """Convert a CAT-Seg or OVRS checkpoint into an AerOSeg checkpoint, usable as --model OUT.pt."""
     from aeroseg_cli.files.safety import Output, check_outputs

@@ -57,7 +57,7 @@ MASK_NAME = re.compile(r"P\d+_instance_color_RGB\.png")
 MASK_SUFFIX = "_instance_color_RGB"
 UNKNOWN = 254  # never a class id: marks a colour outside the table
 # The paper's iSAID (OVRS's iSAID_split = the iSAID-5i patches): 256 px windows every 206 px, the last one shifted to
-# the edge, kept when at least 10 % of the window is one of the 15 classes (see the README for the evidence)
+# the edge, kept when at least 10 % of the window is one of the 15 classes (see docs/datasets.md for the evidence)
 PATCH, STRIDE, MIN_FOREGROUND = 256, 206, 0.1
 SKIP = ("P1527", "P1530")  # iSAID_Devkit's split.py always leaves these two out; the iSAID-5i lists have neither
 ID_CONVENTION = (

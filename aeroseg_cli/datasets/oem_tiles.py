@@ -3,7 +3,7 @@
 The paper counts 31,154 train / 5,195 val tiles of the release without its xBD-sourced images: 13.5 tiles per image
 in both splits (the release lists 3,000 / 500 images of 650 to 1,024 px, xBD-sourced ones among them), which is what
 a plain grid of whole 256 px tiles gives (``edge="drop"``: the remainder at the right and bottom edges is left out;
-the README has the arithmetic). Tiles are GeoTIFFs on their source's grid (CRS, window transform) in the release's own
+docs/datasets.md has the sums). Tiles are GeoTIFFs on their source's grid (CRS, window transform) in the release's own
 layout (``OUT/<region>/{images,labels}/<name>_<y0>_<y1>_<x0>_<x1>.tif``, ``OUT/{train,val}.txt``), so the same
 reader, check and label convention (0 unknown -> ignore) apply.
 """

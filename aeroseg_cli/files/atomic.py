@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,13 +11,23 @@ from pathlib import Path
 
 from aeroseg_cli.files.safety import refuse_non_file
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux says it (``/proc/self/status``, kernel 4.7+): the
+    ``os.umask`` round trip briefly sets it to 0 for every thread of the program, so it is only the fallback. Read
+    at each use, not at import: a program may change its umask after importing aeroseg."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def default_permissions(path: str | Path) -> None:
     """Give a file made by ``mkstemp`` (0600) the permissions a plain ``open`` would have given it."""
-    os.chmod(path, 0o666 & ~_UMASK)
+    os.chmod(path, 0o666 & ~current_umask())
 
 
 @contextmanager

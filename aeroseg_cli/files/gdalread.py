@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 
 from aeroseg_cli.files.errors import CLIError
 
@@ -117,6 +117,26 @@ def _installed() -> _Collector:
                 logger.setLevel(logging.DEBUG)
             _collector = collector
     return _collector
+
+
+@contextlib.contextmanager
+def public_errors() -> Iterator[None]:
+    """GDAL's raw errors raised as the public ``RasterioIOError`` (the raw one as its ``__cause__``).
+
+    A failing read, pixel write or ``rasterio.open`` raises ``RasterioIOError``, but rasterio lets GDAL's own error
+    classes (``CPLE_AppDefinedError``, ``CPLE_OpenFailedError``, ...) out of ``rasterio.shutil.copy`` and of the
+    metadata setters (tags, colour table, band descriptions), and exports them under no public name (their base,
+    ``CPLE_BaseError``, derives from ``Exception`` only: rasterio 1.4). They are recognised here by the package that
+    raises them, as ``exception_cause`` walks rasterio's chains: nothing private is imported, and any other
+    exception passes unchanged."""
+    try:
+        yield
+    except RasterioError:
+        raise
+    except Exception as exc:
+        if not type(exc).__module__.startswith("rasterio."):
+            raise
+        raise RasterioIOError(str(exc)) from exc
 
 
 def _remote(path: str) -> bool:

@@ -11,6 +11,12 @@ from aeroseg_cli.files.errors import Interrupted
 
 
 def _raise(signum: int, _frame) -> None:
+    """The first SIGINT or SIGTERM stops the command; any later one is ignored, so that it cannot break the cleanup
+    that keeps the partial resumable, nor land after Python's exit has put the default handlers back (the process
+    would then die by the signal instead of exiting 130/143). A parent that dies sends several: qgis_process's threads
+    each end with ``PR_SET_PDEATHSIG`` armed and it terminates its child: strace showed aeroseg getting three."""
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
 
 

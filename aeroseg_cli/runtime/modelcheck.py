@@ -18,11 +18,10 @@ def released_models() -> list[str]:
 
 
 def training_free() -> list[str]:
-    """The presets ``PRESET_STATUS`` calls training-free (they need only published files), the plain CLIP baseline
-    last."""
-    from models.config import PRESET_STATUS
+    """The presets registered as training-free (they need only published files), the plain CLIP baseline last."""
+    from models.presets import get_preset, list_presets
 
-    names = [name for name, status in PRESET_STATUS.items() if status == "training-free"]
+    names = [name for name in list_presets() if get_preset(name).status == "training-free"]
     return sorted(names, key=lambda name: name == PLAIN_BASELINE)
 
 
@@ -32,7 +31,7 @@ def check_preset(spec: str, command: str = "segment", option: str = "--model") -
     catseg-vitb16``) passes once converted into the cache. Checkpoint paths pass (checked on loading). ``option``:
     how messages name the value ("--model", or "" for ``weights default``)."""
     from models import hub
-    from models.config import PRESETS, preset_status
+    from models.presets import list_presets, preset_status
 
     path = Path(spec).expanduser()
     given = f"{option} {spec}".strip()
@@ -48,9 +47,9 @@ def check_preset(spec: str, command: str = "segment", option: str = "--model") -
             f"{given} ({released.description}) is not on this machine: run `aeroseg weights download {spec}` "
             f"({released.size_text()}), which fetches and converts it"
         )
-    if spec not in PRESETS:
+    if spec not in list_presets():
         named = f"{option} {spec!r}".strip()
-        raise UsageError(f"{named} is neither a checkpoint file nor a preset ({', '.join(PRESETS)})")
+        raise UsageError(f"{named} is neither a checkpoint file nor a preset ({', '.join(list_presets())})")
     if preset_status(spec) == "untrained":
         raise UsageError(
             f"{given} is untrained (its refinement and decoder layers are random, so its map would mean nothing): "

@@ -54,9 +54,9 @@ def write_default(value: str | None) -> None:
 
 def _preset_missing(name: str) -> list[str] | None:
     """The registry files preset ``name`` needs that are not in the cache; None when this aeroseg has no such preset."""
-    from models.config import PRESETS, preset_config
+    from models.presets import list_presets, preset_config
 
-    if name not in PRESETS:
+    if name not in list_presets():
         return None
     needed = hub.required_weights(preset_config(name))
     return [n for n in needed if n in hub.REGISTRY and not hub.cached_path(hub.REGISTRY[n]).is_file()]
@@ -72,7 +72,7 @@ def choose_model(given: str | None) -> Choice:
        costs about 3.5 times as much per window (24 layers of width 1024 against 12 of 768, 577 tokens each), which
        on the CPUs most GIS users have turns minutes into hours; B's 384 crop is also the paper's and this tool's
        default tile. A machine that has both gets B; ``aeroseg weights default catseg-vitl14`` picks L;
-    3. a training-free preset whose files are cached (``PRESET_STATUS``), ``zeroshot-vitb16`` (the plain CLIP
+    3. a training-free preset whose files are cached (``models.presets``), ``zeroshot-vitb16`` (the plain CLIP
        correlation baseline) last, e.g. SegEarth-OV (made for remote sensing) before it;
     4. none of these: a ``CLIError`` listing each choice with its download size and the one command that gets it.
 
@@ -88,8 +88,8 @@ def choose_model(given: str | None) -> Choice:
                 "more: set another with `aeroseg weights default NAME|CKPT`, clear it with `--clear`, or pass --model"
             )
         return Choice(default, "your default, set with `aeroseg weights default`")
-    for name in released_models():
-        if hub.converted_model(name):
+    for name in released_models():  # the demo model (closed vocabulary) only by name: --model demo
+        if hub.REGISTRY[name].open_vocabulary and hub.converted_model(name):
             return Choice(name, f"the best model on this machine: {hub.REGISTRY[name].description.split(':')[0]}")
     for name in training_free():
         if _preset_missing(name) == []:
@@ -99,12 +99,12 @@ def choose_model(given: str | None) -> Choice:
 
 def _default_present(value: str) -> bool:
     """A stored default still names something here: a checkpoint file, a converted model, or a preset."""
-    from models.config import PRESETS
+    from models.presets import list_presets
 
     spec = hub.REGISTRY.get(value)
     if spec is not None and spec.convert is not None:
         return hub.converted_model(value) is not None
-    return Path(value).is_file() or value in PRESETS
+    return Path(value).is_file() or value in list_presets()
 
 
 def no_model_message() -> str:
@@ -141,7 +141,7 @@ def check_default(value: str) -> str:
     """What ``aeroseg weights default VALUE`` stores: a checkpoint's absolute path (the file must be an intact
     aeroseg checkpoint) or a model name that is usable now; ``UsageError`` otherwise (a random test preset too)."""
     from aeroseg_cli.runtime.modelcheck import check_preset
-    from models.config import PRESET_STATUS
+    from models.presets import list_presets, preset_status
 
     path = Path(value).expanduser()
     if path.is_file():
@@ -153,7 +153,7 @@ def check_default(value: str) -> str:
             raise UsageError(str(exc)) from None
         return str(path.resolve())
     check_preset(value, "segment", option="")  # an unknown name, an untrained preset, a released model not here
-    if PRESET_STATUS.get(value) == "test" and value not in hub.REGISTRY:
+    if value in list_presets() and value not in hub.REGISTRY and preset_status(value) == "test":
         raise UsageError(
             f"{value} is a test preset (random weights, for tests and measurements): its maps mean nothing, so it "
             "cannot be the default; pass it with --model where you need it"

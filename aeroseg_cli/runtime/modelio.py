@@ -41,8 +41,9 @@ def load_model(spec: str) -> LoadedModel:
         return LoadedModel(model, ckpt["class_names"], label, ckpt.get("vocabulary"))
     if path.suffix in (".pt", ".pth", ".ckpt", ".safetensors") or "/" in spec:
         raise UsageError(f"--model {spec}: no such checkpoint file")
-    if spec not in models.PRESETS:
-        raise UsageError(f"--model {spec!r} is neither a checkpoint file nor a preset ({', '.join(models.PRESETS)})")
+    if spec not in models.list_presets():
+        names = ", ".join(models.list_presets())
+        raise UsageError(f"--model {spec!r} is neither a checkpoint file nor a preset ({names})")
     try:
         torch.manual_seed(0)  # random-initialised presets (tiny, probe) are the same model in every process and run
         model = models.build(spec)

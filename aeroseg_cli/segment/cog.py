@@ -7,11 +7,11 @@ from pathlib import Path
 
 import rasterio
 import rasterio.shutil
-from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
 
 from aeroseg_cli.files.atomic import atomic_output
 from aeroseg_cli.files.errors import WriteError, diagnose
+from aeroseg_cli.files.gdalread import public_errors
 from aeroseg_cli.segment.tiler import BLOCK
 
 COG_OPTIONS = {
@@ -30,9 +30,10 @@ def place_as_cog(partial: Path, target: Path) -> Path:
     ``target``."""
     with atomic_output(target, suffix=".cog.tif") as tmp:
         try:
-            rasterio.shutil.copy(partial, tmp, **COG_OPTIONS)
+            with public_errors():
+                rasterio.shutil.copy(partial, tmp, **COG_OPTIONS)
             verify_copy(partial, tmp)
-        except (RasterioIOError, CPLE_BaseError, OSError, WriteError) as exc:
+        except (RasterioIOError, OSError, WriteError) as exc:
             reason = diagnose(tmp, str(exc), needs=partial.stat().st_size * 4 // 3)  # tiles and overviews
             for leftover in tmp.parent.glob(f"{tmp.name}.*"):  # GDAL's .ovr.tmp and .aux.xml beside it
                 leftover.unlink(missing_ok=True)

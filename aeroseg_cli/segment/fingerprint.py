@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aeroseg_cli import __version__
 from aeroseg_cli.files.identity import RESUME_KEYS
+from aeroseg_cli.version import __version__
 
 if TYPE_CHECKING:
     from aeroseg_cli.segment.plan import Plan
@@ -105,9 +105,9 @@ def weights_used(spec: str) -> list[dict[str, str]]:
     """The registry files preset ``spec`` is built from, each with the SHA-256 its cache record holds and what that
     hash is (published, recorded, accepted): nothing is hashed, loading verified each file against exactly this
     hash. [] for a checkpoint: its own SHA-256 identifies it (a lean one's rebuilt weights match its digest)."""
-    from models.config import PRESETS, preset_config
     from models.hub import converted_model, identity, required_weights
+    from models.presets import list_presets, preset_config
 
-    if Path(spec).expanduser().is_file() or converted_model(spec) or spec not in PRESETS:
+    if Path(spec).expanduser().is_file() or converted_model(spec) or spec not in list_presets():
         return []
     return [identity(name) for name in required_weights(preset_config(spec))]

@@ -1,5 +1,5 @@
 """What one run of ``segment`` holds, in one place: superblocks are as wide as ``--max-memory`` allows, and the bound
-the README states (``memory_bound``, which ``benchmarks/feeder.py`` prints) is made of the same terms.
+docs/memory.md states (``memory_bound``, which ``benchmarks/feeder.py`` prints) is made of the same terms.
 
 ``--max-memory`` holds the two terms that grow with a superblock's width: the blender (on the model's device) and
 the finished rows on their way to the file. Everything here is arithmetic on the settings (torch is imported only to
@@ -145,7 +145,7 @@ def memory_bound(
     chunk_rows: int = CHUNK_ROWS,
     queued: bool = True,
 ) -> dict[str, int]:
-    """The pipeline's own memory, term by term, for superblocks of ``width`` owned columns (what the README's formula
+    """The pipeline's own memory, term by term, for superblocks of ``width`` owned columns (what docs/memory.md's table
     states; the benchmark compares it with the measured peak). Device terms live on the GPU when the model does; the
     first two are what ``--max-memory`` holds (``BUDGETED``), the same arithmetic that sizes the superblocks."""
     t, k = grid.tile, num_classes

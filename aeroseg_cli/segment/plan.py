@@ -74,6 +74,10 @@ def check_options(req: SegmentRequest) -> None:
         Grid.from_overlap(req.tile, req.tile, req.tile, req.overlap)  # tile size and overlap, before any work
     if req.target_gsd is not None and req.target_gsd <= 0:
         raise UsageError("--target-gsd must be positive")
+    if req.scale is not None and not req.scale[1] > req.scale[0]:
+        raise UsageError(f"--scale needs MIN < MAX, got {req.scale[0]:g},{req.scale[1]:g}")
+    if req.tile is not None and req.tile != int(req.tile):
+        raise UsageError(f"--tile must be a whole number of pixels, got {req.tile}")
     if len(req.scenes) > 1 and (req.probabilities is not None or req.vector is not None):
         raise UsageError("--probabilities and --vector take one scene")
 

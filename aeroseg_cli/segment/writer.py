@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from aeroseg_cli.files.atomic import default_permissions
 from aeroseg_cli.files.errors import CLIError, WriteError, diagnose
+from aeroseg_cli.files.gdalread import public_errors
 from aeroseg_cli.files.sidecars import aux_xml_path, qml_path
 from aeroseg_cli.runtime.host import silence_libtiff
 from aeroseg_cli.segment.blender import NODATA, PROBABILITY_NODATA, FinishedRows
@@ -141,16 +141,17 @@ class LabelWriter:
             if p is not None:
                 p.unlink(missing_ok=True)  # a stale partial of an earlier run (this run holds the output's lock)
         try:
-            with rasterio.open(self.partial, "w", **self._profile(1, NODATA)) as dst:
-                dst.update_tags(**tags)
-            if self.prob_partial:
-                profile = self._profile(len(self.class_names), PROBABILITY_NODATA)
-                with rasterio.open(self.prob_partial, "w", **profile, photometric="MINISBLACK") as dst:  # not RGB
+            with public_errors():
+                with rasterio.open(self.partial, "w", **self._profile(1, NODATA)) as dst:
                     dst.update_tags(**tags)
-            for p in (self.partial, self.prob_partial):
-                if p is not None:
-                    self._verify_header(p)
-        except (RasterioIOError, CPLE_BaseError, OSError) as exc:
+                if self.prob_partial:
+                    profile = self._profile(len(self.class_names), PROBABILITY_NODATA)
+                    with rasterio.open(self.prob_partial, "w", **profile, photometric="MINISBLACK") as dst:  # not RGB
+                        dst.update_tags(**tags)
+                for p in (self.partial, self.prob_partial):
+                    if p is not None:
+                        self._verify_header(p)
+        except (RasterioIOError, OSError) as exc:
             raise WriteError(f"creating {self.output} failed: {diagnose(self.partial, str(exc))}") from None
         self._save_progress()
 
@@ -167,11 +168,12 @@ class LabelWriter:
         check_compatible(self.output, state.settings, self.settings)
         done = state.blocks
         try:
-            for p in (self.partial, self.prob_partial):
-                if p is not None:
-                    self._verify_header(p)
-                    self._verify_rows(p, done)
-        except (RasterioIOError, CPLE_BaseError, WriteError):
+            with public_errors():
+                for p in (self.partial, self.prob_partial):
+                    if p is not None:
+                        self._verify_header(p)
+                        self._verify_rows(p, done)
+        except (RasterioIOError, WriteError):
             return False  # damaged (a torn write, a bad disk): start over rather than publish a broken file
         self.done = done
         return True
@@ -235,12 +237,14 @@ class LabelWriter:
         """Write, close (which flushes), then read back: the chunk counts as written only if it reads back equal (a
         tile row at a time, so the check holds one tile row beside the chunk, not a second chunk: memory.py)."""
         try:
-            with rasterio.open(path, "r+") as dst:
-                dst.write(data, window=window)
-            with rasterio.open(path) as src:
-                ok = all(np.array_equal(src.read(window=part), data[:, r : r + BLOCK]) for r, part in tile_rows(window))
-            cause = "the written block did not read back"
-        except (RasterioIOError, CPLE_BaseError) as exc:
+            with public_errors():
+                with rasterio.open(path, "r+") as dst:
+                    dst.write(data, window=window)
+                with rasterio.open(path) as src:
+                    rows = tile_rows(window)
+                    ok = all(np.array_equal(src.read(window=part), data[:, r : r + BLOCK]) for r, part in rows)
+                cause = "the written block did not read back"
+        except RasterioIOError as exc:
             ok, cause = False, str(exc.__cause__ or exc)
         if not ok:
             raise WriteError(
@@ -255,20 +259,44 @@ class LabelWriter:
         scale 1/255 and offset 0 (stored p x 255 reads as p) of the probabilities."""
         names = self.class_names
         try:
-            with rasterio.open(self.partial, "r+") as dst:
-                dst.write_colormap(1, {**{i: (*c, 255) for i, c in enumerate(self.colors)}, NODATA: (0, 0, 0, 0)})
-                dst.set_band_description(1, "class")
-                dst.update_tags(CLASS_NAMES=json.dumps(names))
-                dst.update_tags(1, **{f"class_{i}": n for i, n in enumerate(names)})
-            if self.prob_partial:
-                with rasterio.open(self.prob_partial, "r+") as dst:
-                    dst.scales, dst.offsets = (1 / 255,) * len(names), (0.0,) * len(names)
+            with public_errors():
+                with rasterio.open(self.partial, "r+") as dst:
+                    dst.write_colormap(1, {**{i: (*c, 255) for i, c in enumerate(self.colors)}, NODATA: (0, 0, 0, 0)})
+                    dst.set_band_description(1, "class")
                     dst.update_tags(CLASS_NAMES=json.dumps(names))
-                    for i, name in enumerate(names, start=1):
-                        dst.set_band_description(i, name)
-                        dst.update_tags(i, CLASS=name, CLASS_ID=str(i - 1))
-        except (RasterioIOError, CPLE_BaseError, OSError) as exc:
+                    dst.update_tags(1, **{f"class_{i}": n for i, n in enumerate(names)})
+                if self.prob_partial:
+                    with rasterio.open(self.prob_partial, "r+") as dst:
+                        dst.scales, dst.offsets = (1 / 255,) * len(names), (0.0,) * len(names)
+                        dst.update_tags(CLASS_NAMES=json.dumps(names))
+                        for i, name in enumerate(names, start=1):
+                            dst.set_band_description(i, name)
+                            dst.update_tags(i, CLASS=name, CLASS_ID=str(i - 1))
+        except (RasterioIOError, OSError) as exc:
             raise WriteError(f"writing {self.output} failed: {diagnose(self.partial, str(exc))}") from None
+        self._check_style()
+
+    def _check_style(self) -> None:
+        """Read the style back: GDAL rewrites the TIFF directory at the end of the file for it and, with the disk
+        full or the file-size limit reached, can do so without any error and leave a file that no longer opens
+        (measured: a limit one byte below the finished size gave exit 0 and "TIFFReadDirectory: Failed to read
+        directory"). The pixels were verified as they were written; this checks what the style step rewrote."""
+        names = json.dumps(self.class_names)
+        for partial in [self.partial, *([self.prob_partial] if self.prob_partial else [])]:
+            try:
+                with public_errors(), rasterio.open(partial) as ds:
+                    ok = ds.tags().get("CLASS_NAMES") == names
+                    if ok and partial == self.partial:
+                        ok = ds.colormap(1).get(0, (None,))[:3] == tuple(self.colors[0])[:3]
+            except (RasterioIOError, OSError, ValueError) as exc:
+                cause = str(exc)
+            else:
+                if ok:
+                    continue
+                cause = "its class names and colours did not stay written"
+            raise WriteError(
+                f"writing {self.output} failed: {diagnose(partial, cause)}; free space and rerun with --resume"
+            )
 
     def documents(self) -> tuple[dict[Path, str], dict[Path, str]]:
         """The style files beside the outputs: the labels' PAM sidecar and QML; the probabilities' QML."""

@@ -35,30 +35,22 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
 
     @classmethod
-    def from_file(cls, path: Path) -> dict:
-        """Settings from a TOML or YAML file; unknown keys, malformed files and wrong types are usage errors."""
+    def from_file(cls, path: Path) -> TrainConfig:
+        """The defaults overridden by the settings of a TOML or YAML file (not yet validated: the command line may
+        still override them); unknown keys, malformed files and wrong types are usage errors."""
         check_input_file(path, "--config")
         if path.suffix.lower() not in (".toml", ".yaml", ".yml"):
             raise UsageError("--config must be a .toml or .yaml file")
         data = _parse(path)
         if not isinstance(data, dict):
             raise UsageError(f"--config {path.name}: expected a table of settings, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(data) - set(types))
         if unknown:
             raise UsageError(f"--config {path.name}: unknown setting(s) {', '.join(unknown)}")
-        return data
-
-    @classmethod
-    def resolve(cls, file_settings: dict, cli: dict) -> TrainConfig:
-        """File settings overridden by the options given on the command line (None = not given), type-checked."""
-        merged = {**file_settings, **{k: v for k, v in cli.items() if v is not None}}
-        for f in fields(cls):
-            if f.name in merged:
-                _check_type(f.name, merged[f.name], f.type)
-        cfg = cls(**{f.name: merged[f.name] for f in fields(cls) if f.name in merged})
-        cfg.validate()
-        return cfg
+        for name, value in data.items():
+            _check_type(name, value, types[name])
+        return cls(**data)
 
     def validate(self) -> None:
         from aeroseg_cli.datasets.specs import DATASETS

@@ -8,12 +8,14 @@ A file of another layout raises ``models.WeightsError`` in one line naming what 
 - ``catseg``: CAT-Seg's released detectron2 checkpoints (``model_base.pth`` ViT-B/16, ``model_large.pth``
   ViT-L/14@336px) -> presets ``catseg-vitb16`` / ``catseg-vitl14``.
 - ``ovrs``: checkpoints trained with OVRS's code (rotations and/or the attention-aware decoder fusion).
+- ``aeroseg``: a file that is already an AerOSeg checkpoint (the demo model), checked and placed as it is.
 """
 
 from __future__ import annotations
 
+from .aeroseg import adopt_checkpoint
 from .catseg import convert_catseg, convert_ovrs
 
-CONVERTERS = {"catseg": convert_catseg, "ovrs": convert_ovrs}
+CONVERTERS = {"catseg": convert_catseg, "ovrs": convert_ovrs, "aeroseg": adopt_checkpoint}
 
-__all__ = ["CONVERTERS", "convert_catseg", "convert_ovrs"]
+__all__ = ["CONVERTERS", "adopt_checkpoint", "convert_catseg", "convert_ovrs"]

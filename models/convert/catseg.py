@@ -16,9 +16,9 @@ import torch
 
 from ..checkpoint import FORMAT, save_checkpoint
 from ..clip_backbone import build_open_clip
-from ..config import preset_config
 from ..factory import construct, load_clip_weights
 from ..hub import WeightsError, load_tensors, sha256_file
+from ..presets import preset_config
 from ..spatial_refinement import window_mask
 from .catseg_layout import CLIP, Mapped, Network, detect, map_state
 

@@ -14,7 +14,8 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTra
 from torch import nn
 
 from models.clip_backbone import build_open_clip
-from models.config import CLIPConfig, SAMConfig, preset_config
+from models.config import CLIPConfig, SAMConfig
+from models.presets import preset_config
 from models.sam_guidance import build_sam_encoder
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "published_weight_layouts.json"
