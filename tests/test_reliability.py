@@ -25,6 +25,8 @@ import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
 
+from tests.support.docs import DOCS, with_generated, write_generated
+from tests.support.paths import ROOT
 from tests.support.reliability import (
     Expect,
     Setup,
@@ -35,8 +37,6 @@ from tests.support.reliability import (
     held_lock,
     run_in_process,
 )
-from tests.support.docs import DOCS, with_generated, write_generated
-from tests.support.paths import ROOT
 from tests.support.scenes import smooth_scene, write_scene
 
 TINY = ["--model", "tiny", "--tile", "128", "-q"]
