@@ -16,13 +16,15 @@ Nothing here changes the process: the command line's process-wide tuning (GDAL's
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import re
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aeroseg_cli.files.errors import CLIError, UsageError
+from aeroseg_cli.files.errors import WARNING_WORDING, CLIError, UsageError
 from aeroseg_cli.polygons.request import VectorizeOptions
 from aeroseg_cli.segment.request import SegmentRequest
 
@@ -46,10 +48,11 @@ class VectorizeResult:
 def vectorize(labels: str | Path, output: str | Path, **options) -> VectorizeResult:
     """Polygonise a label raster (from ``segment``) into a GIS file: one polygon per connected region, with class,
     colour, true area and perimeter (and confidence with ``probabilities``). ``options``: ``VectorizeOptions``."""
+    from aeroseg_cli.files.gdalread import strict_reads
     from aeroseg_cli.polygons.job import vectorize_file
 
     opts = VectorizeOptions(**typed(VectorizeOptions, options))
-    with python_wording("vectorize"):
+    with python_wording("vectorize"), strict_reads():
         summary = vectorize_file(labels, Path(output), opts, quiet=True)
     return VectorizeResult(
         output=Path(summary["output"]),
@@ -67,43 +70,74 @@ def segment(scenes: str | Path | Sequence[str | Path], **options):
     checks, blending, resume and outputs as ``aeroseg segment``. ``options``: the fields of ``SegmentRequest``
     (``classes``, ``output``, ``model``, ``tile``, ...). Returns the run's result: per scene its outputs and window
     counts, and the time of each stage."""
+    from aeroseg_cli.files.gdalread import strict_reads
     from aeroseg_cli.segment.runner import segment as run_request
 
     scenes = [str(scenes)] if isinstance(scenes, str | Path) else [str(s) for s in scenes]
     request = SegmentRequest(scenes=scenes, **{"quiet": True, **typed(SegmentRequest, options)})
-    with python_wording("segment"):
-        return run_request(request)
+    with python_wording("segment"), strict_reads():
+        run = run_request(request)
+    words = functools.partial(to_python, command="segment")
+    return dataclasses.replace(run, model_choice=words(run.model_choice), warnings=[words(w) for w in run.warnings])
 
 
 LISTS = {"classes": "names, e.g. classes=['ship', 'harbor']", "bands": "band numbers, e.g. bands=[4, 3, 2]"}
 
 
 def typed(kind: type, options: dict) -> dict:
-    """``options`` for a request of ``kind``: a ``str`` given for a path field becomes a ``Path`` (as notebooks pass
-    them); a single string or number where a list belongs is refused (``"a,b"`` is not split as the command line
-    splits it: the API takes the list itself). Unknown names are left for the dataclass to refuse (TypeError)."""
+    """``options`` for a request of ``kind``, checked against the field types so that a wrong type is one line
+    naming the parameter, not a TypeError deep inside: a ``str`` for a path field becomes a ``Path`` (and a ``Path``
+    for a text field such as ``model`` a ``str``), as notebooks pass them; a single string or number where a list
+    belongs is refused (``"a,b"`` is not split as the command line splits it: the API takes the list itself).
+    Unknown names are left for the dataclass to refuse (TypeError)."""
     hints = typing.get_type_hints(kind)
     out = dict(options)
     for name, value in options.items():
-        hint = str(hints.get(name, ""))
-        if isinstance(value, str) and "Path" in hint:
-            out[name] = Path(value)
-        elif name in LISTS and value is not None and not isinstance(value, list | tuple):
-            raise UsageError(f"{name} must be a list of {LISTS[name]}, got {value!r}")
-        elif name in LISTS and value is not None:
+        raw = hints.get(name, "")
+        hint = raw.__name__ if isinstance(raw, type) else str(raw).replace("typing.", "")  # "int", "float | None"
+        if value is None or name not in hints:
+            continue
+        if name in LISTS:
+            if not isinstance(value, list | tuple):
+                raise UsageError(f"{name} must be a list of {LISTS[name]}, got {value!r}")
             out[name] = list(value)
+        elif "Path" in hint:
+            if not isinstance(value, str | Path):
+                raise UsageError(f"{name} must be a path (str or pathlib.Path), got {value!r}")
+            out[name] = Path(value)
+        elif hint == "bool":
+            if not isinstance(value, bool):
+                raise UsageError(f"{name} must be True or False, got {value!r}")
+        elif hint.split(" ")[0] in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UsageError(f"{name} must be a number, got {value!r}")
+        elif hint.startswith("tuple[float"):
+            if not (isinstance(value, list | tuple) and len(value) == 2 and all(_number(v) for v in value)):
+                raise UsageError(f"{name} must be (min, max), e.g. {name}=(0, 3000), got {value!r}")
+            out[name] = (float(value[0]), float(value[1]))
+        elif hint.split(" ")[0] == "str" and isinstance(value, Path):
+            out[name] = str(value)
+        elif hint.split(" ")[0] == "str" and not isinstance(value, str):
+            raise UsageError(f"{name} must be a string, got {value!r}")
     return out
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @contextlib.contextmanager
 def python_wording(command: str) -> Iterator[None]:
     """Errors raised inside say ``overlap`` and ``resume=True`` where the command line's say ``--overlap`` and
     ``--resume``: each flag of ``command`` that appears in the message is replaced by its parameter's name."""
+    token = WARNING_WORDING.set(functools.partial(to_python, command=command))  # the library's warnings too
     try:
         yield
     except CLIError as exc:
         exc.args = (to_python(str(exc), command),)
         raise
+    finally:
+        WARNING_WORDING.reset(token)
 
 
 def to_python(message: str, command: str) -> str:

@@ -3,6 +3,7 @@ errors worded with parameter names, no process setting changed on import)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -32,6 +33,13 @@ def test_import_is_light_and_changes_no_process_setting() -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
+    code = (  # nor does the pipeline's reading guard (it once set GDAL_ERROR_ON_LIBJPEG_WARNING when imported)
+        "import os; import aeroseg_cli.files.gdalread, aeroseg_cli.segment.runner, aeroseg_cli.runtime.host as h; "
+        "ours = [*h.STRICT_READS, 'GDAL_CACHEMAX', 'THP_MEM_ALLOC_ENABLE']; "  # (rasterio sets its CA bundle itself)
+        "assert not [k for k in ours if k in os.environ], [k for k in ours if k in os.environ]"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
 
 
 def test_vectorize_returns_a_result_and_errors_name_parameters(tmp_path: Path) -> None:
@@ -49,6 +57,8 @@ def test_vectorize_returns_a_result_and_errors_name_parameters(tmp_path: Path) -
         aeroseg_cli.vectorize(src, tmp_path / "out.gpkg")
     with pytest.raises(TypeError):
         aeroseg_cli.vectorize(src, tmp_path / "x.gpkg", min_aera=1.0)  # a misspelt option is not ignored
+    with pytest.raises(aeroseg_cli.UsageError, match=r"^simplify must be a number, got '2'$"):
+        aeroseg_cli.vectorize(src, tmp_path / "x.gpkg", simplify="2")
 
 
 def python_blocks(path: Path) -> list[str]:
@@ -61,9 +71,12 @@ def test_the_documented_example_runs_as_written(tmp_path: Path, monkeypatch) -> 
     (tmp_path / "sample_data").symlink_to(ROOT / "sample_data")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
+    gdal = lambda: {k: v for k, v in os.environ.items() if k.startswith(("GDAL", "CPL_", "THP_"))}  # noqa: E731
+    environment = gdal()  # (torch and open_clip set variables of their own when imported)
     with warnings.catch_warnings():
         warnings.simplefilter("error", aeroseg_cli.AerosegWarning)  # the example gives no warning
         exec(compile(python_blocks(ROOT / "docs" / "python-api.md")[0], "python-api.md", "exec"), namespace)
+    assert gdal() == environment  # GDAL's strict reads were scoped to the calls, the process's settings untouched
     run, polygons = namespace["run"], namespace["polygons"]
     assert isinstance(run, aeroseg_cli.SegmentRun) and isinstance(polygons, aeroseg_cli.VectorizeResult)
     assert run.classes == ["building", "land", "road", "vegetation", "water"]  # the demo model's own
@@ -96,6 +109,21 @@ def test_segment_takes_typed_arguments_and_words_errors_with_parameter_names(tmp
     with pytest.raises(TypeError):
         aeroseg_cli.segment(scene, classes=["a"], overlapp=0.5, **common)
     assert not (tmp_path / "o.tif").exists()
-    with pytest.warns(aeroseg_cli.AerosegWarning, match="overlap 0.9 runs every pixel through"):
-        run = aeroseg_cli.segment(scene, classes=["a", "b"], tile=64, overlap=0.9, **common)
-    assert run.results[0].outputs == [common["output"]] and len(run.warnings) == 1
+    for wrong, words in [({"overlap": "0.3"}, "overlap must be a number, got '0.3'"),
+                         ({"tile": "512"}, "tile must be a number, got '512'"),
+                         ({"scale": "0,3000"}, "scale must be (min, max), e.g. scale=(0, 3000), got '0,3000'"),
+                         ({"overwrite": "yes"}, "overwrite must be True or False, got 'yes'"),
+                         ({"aoi": 5}, "aoi must be a path (str or pathlib.Path), got 5")]:  # fmt: skip
+        with pytest.raises(aeroseg_cli.UsageError) as err:
+            aeroseg_cli.segment(scene, classes=["a"], **{**common, **wrong})
+        assert str(err.value) == words
+    with pytest.raises(aeroseg_cli.UsageError) as err:
+        aeroseg_cli.segment(scene, classes=["a"], vector=tmp_path / "x.docx", **common)
+    assert "--" not in str(err.value)  # segment has no format option to suggest
+    assert not (tmp_path / "o.tif").exists()
+    with pytest.warns(aeroseg_cli.AerosegWarning) as caught:
+        run = aeroseg_cli.segment(scene, classes=["a", "b"], tile=64, overlap=0.9, model=Path("tiny"),
+                                  output=common["output"])  # fmt: skip
+    (warned,) = [str(w.message) for w in caught if issubclass(w.category, aeroseg_cli.AerosegWarning)]
+    assert warned.startswith("overlap=0.9 runs every pixel through") and run.warnings == [warned]
+    assert run.results[0].outputs == [common["output"]] and run.model_choice == "model"

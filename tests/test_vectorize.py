@@ -219,6 +219,9 @@ def test_bad_input(tmp_path: Path) -> None:
 
     floats = write_scene(tmp_path / "f.tif", np.random.rand(1, 20, 20).astype(np.float32))
     bad(floats, "-o", tmp_path / "f.gpkg", code=2, match="expected a label raster")
+    scene = write_scene(tmp_path / "scene.tif", np.random.randint(0, 255, (4, 20, 20), np.uint8))  # the scene itself
+    bad(scene, "-o", tmp_path / "s.gpkg", code=2, match="expected a label raster (one band of class ids), got 4 bands")
+    assert not (tmp_path / "s.gpkg").exists()
     nocrs = labels_raster(tmp_path, "nocrs.tif", crs=None)
     with rasterio.open(nocrs, "r+") as ds:
         ds.transform = rasterio.Affine.identity()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import os
 import resource
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -28,6 +30,19 @@ class UsageError(CLIError):
 class AerosegWarning(UserWarning):
     """Something the user should know that does not stop the work (a scene that looks like an elevation model, an
     overlap that only repeats work): the CLI shows it as ``aeroseg: warning: ...``, Python callers filter it."""
+
+
+# How the library's warnings are worded: None for the command line's flags; the Python API sets a function that
+# rewrites them into its parameter names while it runs (a context variable: threads and tasks keep their own).
+WARNING_WORDING: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar(
+    "aeroseg_warning_wording", default=None
+)
+
+
+def worded(message: str) -> str:
+    """``message`` as the caller reads it (see ``WARNING_WORDING``)."""
+    wording = WARNING_WORDING.get()
+    return wording(message) if wording else message
 
 
 class WriteError(CLIError):

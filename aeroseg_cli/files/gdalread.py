@@ -43,8 +43,15 @@ MISSING_DATA = re.compile(
 RESPONSE_CODE = re.compile(r"response_code=(\d+)")
 REQUEST = re.compile(r"^(?:\w+: )?\w+\((?P<url>[^)]*)\)(?:, (?P<bytes>[\d-]+))?: response_code=(?P<code>\d+)"
                      r"(?:, (?:curl error )?msg=(?P<msg>.*))?")  # fmt: skip
-# libjpeg's "premature end of data" is only a warning unless GDAL is told otherwise; a user's own setting wins
-os.environ.setdefault("GDAL_ERROR_ON_LIBJPEG_WARNING", "TRUE")
+
+
+def strict_reads() -> contextlib.AbstractContextManager:
+    """GDAL options that make damaged data an error, for one block of work (``rasterio.Env``: restored after)."""
+    import rasterio
+
+    from aeroseg_cli.runtime.host import STRICT_READS
+
+    return rasterio.Env(**{k: v for k, v in STRICT_READS.items() if k not in os.environ})
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,17 @@ ANY_NAME = ("geojson", "parquet")
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 
 
-def output_format(path: Path, fmt: str | None) -> str:
-    """The format for ``path``: its extension's, or ``fmt`` where that does not contradict the extension."""
+def output_format(path: Path, fmt: str | None, choosable: bool = True) -> str:
+    """The format for ``path``: its extension's, or ``fmt`` where that does not contradict the extension.
+    ``choosable``: the command has a ``--format`` option to suggest (vectorize does, segment's ``--vector`` not)."""
     ext = path.suffix.lower()
     known = EXTENSIONS.get(ext)
     if fmt is None:
         if known is None:
+            other = f" (or use --format {' or --format '.join(ANY_NAME)} for another name)" if choosable else ""
             raise UsageError(
                 f"cannot tell the format of {path.name} from its extension; name it .gpkg, .geojson, .shp or "
-                f".parquet (or use --format {' or --format '.join(ANY_NAME)} for another name)"
+                f".parquet{other}"
             )
         return known
     if fmt not in FORMATS:
@@ -51,10 +53,11 @@ def _siblings(path: Path, fmt: str) -> list[Path]:
     return files if fmt == "gpkg" else [*files, qml_path(path)]
 
 
-def vector_output(path: Path, fmt: str | None = None) -> Output:
+def vector_output(path: Path, fmt: str | None = None, choosable: bool = True) -> Output:
     """The vector file as an output to check: a shapefile's sibling files and the style beside it count as part of
     it."""
-    return Output(path, "vector output", tuple(p for p in _siblings(path, output_format(path, fmt)) if p != path))
+    kind = output_format(path, fmt, choosable)
+    return Output(path, "vector output", tuple(p for p in _siblings(path, kind) if p != path))
 
 
 def check_vector_output(path: Path, overwrite: bool, fmt: str | None = None, inputs: Sequence[Path] = ()) -> str:

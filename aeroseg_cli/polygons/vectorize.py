@@ -88,6 +88,11 @@ def _open_raster(path: Path | str) -> rasterio.io.DatasetReader:
 
 def _check_labels(ds, path: Path | str, opts: VectorizeOptions) -> bool:
     """Refuse what cannot be polygonised as asked; returns whether the raster is georeferenced."""
+    if ds.count != 1:  # a scene given by mistake would become one polygon per brightness value of its first band
+        raise UsageError(
+            f"{path}: expected a label raster (one band of class ids), got {ds.count} bands; vectorize the labels "
+            "that aeroseg segment writes, not the scene"
+        )
     if not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
         raise UsageError(f"{path}: expected a label raster (integer class ids), got {ds.dtypes[0]}")
     georef = ds.crs is not None and ds.transform != rasterio.Affine.identity()

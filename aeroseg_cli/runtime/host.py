@@ -20,6 +20,11 @@ import glob
 import importlib.util
 import os
 
+# GDAL options that make damaged data an error rather than a warning with made-up pixels (libjpeg's "premature end
+# of data"; files/gdalread.py also fails a read on that warning). The command line sets them for its process, the
+# Python API for the duration of a call (``files.gdalread.strict_reads``); a user's own setting wins in both.
+STRICT_READS = {"GDAL_ERROR_ON_LIBJPEG_WARNING": "TRUE"}
+
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 
@@ -43,6 +48,9 @@ def configure_process() -> None:
     # torch's large CPU tensors on transparent huge pages: with freed blocks kept (below), a pipeline that allocates
     # a 70 MB tensor per batch stops page-faulting it every time (measured: 52 ms -> 5 ms per allocation).
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    # a damaged JPEG-compressed block is an error, not a warning with made-up pixels (files/gdalread.py)
+    for key, value in STRICT_READS.items():
+        os.environ.setdefault(key, value)
     keep_freed_memory()
 
 

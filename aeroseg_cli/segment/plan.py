@@ -113,7 +113,7 @@ def planned_outputs(plan_outputs: list[Path], req: SegmentRequest) -> list[Outpu
     if req.vector is not None:
         from aeroseg_cli.polygons.formats import vector_output
 
-        outs.append(vector_output(req.vector))
+        outs.append(vector_output(req.vector, choosable=False))  # segment has no --format
     return outs
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aeroseg_cli.files.errors import AerosegWarning, CLIError
+from aeroseg_cli.files.errors import AerosegWarning, CLIError, worded
 from aeroseg_cli.files.safety import exclusive
 from aeroseg_cli.progress import progress_display
 from aeroseg_cli.segment.loading import Loaded, load
@@ -79,7 +79,7 @@ def segment(request: SegmentRequest) -> SegmentRun:
 
 def warn(messages: list[str]) -> None:
     for message in messages:
-        warnings.warn(message, AerosegWarning, stacklevel=3)
+        warnings.warn(worded(message), AerosegWarning, stacklevel=3)
 
 
 @contextlib.contextmanager
