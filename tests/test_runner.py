@@ -60,3 +60,11 @@ def test_the_fingerprint_reads_back_from_its_sidecar_as_it_was_written(tmp_path:
     settings = scene_settings(checked, checked.infos[0], ["a"], 64, 4, {"model": "preset tiny", "precision": "fp32"})
     assert settings_differences(json.loads(json.dumps(settings)), settings) == []
     assert settings["scale"] == "0,200"
+
+
+def test_a_reversed_scale_is_refused_by_the_plan_for_the_command_line_too(tmp_path: Path) -> None:
+    """MIN < MAX is checked once, in the plan that the command line and the Python API share."""
+    scene = write_scene(tmp_path / "s.tif", smooth_scene(64, 64))
+    r = run_cli("segment", scene, "-c", "a", "-m", "tiny", "--scale", "5,1", "-o", tmp_path / "o.tif")
+    assert r.code == 2 and r.stderr == "aeroseg: error: --scale needs MIN < MAX, got 5,1\n", r.stderr
+    assert not (tmp_path / "o.tif").exists()

@@ -101,30 +101,6 @@ class SceneInfo:
         return self.name.rsplit(".", 1)[0] if "." in self.name else self.name
 
 
-def parse_bands(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        bands = [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise UsageError(f"--bands must be comma-separated 1-based band numbers, got {text!r}") from None
-    if len(bands) not in (1, 3):
-        raise UsageError(f"--bands takes 1 band (used as grey) or 3 bands (R,G,B), got {len(bands)}")
-    return bands
-
-
-def parse_scale(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(f"--scale takes MIN,MAX (the raw values mapped to 0 and 1), got {text!r}") from None
-    if not high > low:
-        raise UsageError(f"--scale needs MIN < MAX, got {text!r}")
-    return low, high
-
-
 @contextlib.contextmanager
 def quiet_georeferencing() -> Iterator[None]:
     """Opening a raster without CRS warns (``NotGeoreferencedWarning``); callers that check georeferencing
